@@ -1,0 +1,30 @@
+# recap-label — set-up and everyday commands. Everything installs into ./.venv.
+#
+# CPU hosts (and CI) get the small CPU build of torch from TORCH_SPEC; on a GPU host run
+#   make install TORCH_SPEC=torch        # pip then resolves the CUDA build
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.recap-installed
+DEVICE ?= auto
+
+.PHONY: install test demo bench chaos clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python -m recap_label.demo
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

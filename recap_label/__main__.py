@@ -1,0 +1,3 @@
+from recap_label.cli import main
+
+main()

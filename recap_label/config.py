@@ -1,0 +1,164 @@
+"""One configuration object, resolved once: flags > environment > TOML file > defaults.
+
+Every value remembers where it came from, so `recap-label config` can show the
+effective configuration and its provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from recap_label.errors import ConfigError
+
+ENV_PREFIX = "RECAP_LABEL_"
+CONFIG_FILE_NAME = "recap-label.toml"
+
+
+def default_lerobot_home() -> Path:
+    """LeRobot's own rule: $HF_LEROBOT_HOME, else $HF_HOME/lerobot, else ~/.cache/huggingface/lerobot."""
+    if os.environ.get("HF_LEROBOT_HOME"):
+        return Path(os.environ["HF_LEROBOT_HOME"]).expanduser()
+    hf_home = os.environ.get("HF_HOME")
+    if hf_home:
+        return Path(hf_home).expanduser() / "lerobot"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path("~/.cache").expanduser()
+    return base / "huggingface" / "lerobot"
+
+
+@dataclass
+class Settings:
+    """Settings shared by every command. Field names are also the TOML keys and, upper-cased
+    with the RECAP_LABEL_ prefix, the environment variable names."""
+
+    lerobot_home: Path = field(default_factory=default_lerobot_home)
+    human_col: str = "intervention"
+    adv_col: str = "adv_ind"
+    reward_col: str = "reward_label"
+    base_image_col: str | None = None
+    wrist_image_col: str | None = None
+    right_wrist_image_col: str | None = None
+    json: bool = False
+    verbose: int = 0
+    # where each value came from: "default", "env RECAP_LABEL_X", "file PATH", "flag --x"
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def with_overrides(self, **flags: Any) -> "Settings":
+        """A copy with command-line flag values applied (None means "not given")."""
+        new = dataclasses.replace(self, sources=dict(self.sources))
+        for name, value in flags.items():
+            if value is None:
+                continue
+            if name not in _FIELD_TYPES:
+                raise KeyError(name)
+            setattr(new, name, _coerce(name, value, f"--{name.replace('_', '-')}"))
+            new.sources[name] = f"flag --{name.replace('_', '-')}"
+        return new
+
+    def as_rows(self) -> list[tuple[str, str, str]]:
+        """(key, value, source) for display."""
+        rows = []
+        for f in fields(self):
+            if f.name == "sources":
+                continue
+            value = getattr(self, f.name)
+            rows.append((f.name, "" if value is None else str(value), self.sources.get(f.name, "default")))
+        return rows
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind == "Path":
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError
+            return Path(value).expanduser()
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            raise TypeError
+        if kind == "int":
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if kind in ("str", "str | None"):
+            if not isinstance(value, str):
+                raise TypeError
+            return value if value != "" or kind == "str" else None
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{origin}: {name} must be {_describe(kind)}, got {value!r}; fix the value")
+
+
+def _describe(kind: str) -> str:
+    return {"Path": "a path", "bool": "true or false", "int": "an integer"}.get(kind, "a string")
+
+
+def _find_config_file(explicit: Path | None, cwd: Path) -> tuple[Path, Mapping[str, Any]] | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist; pass an existing TOML file to --config")
+        return explicit, _load_toml(explicit)
+    local = cwd / CONFIG_FILE_NAME
+    if local.is_file():
+        return local, _load_toml(local)
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        table = _load_toml(pyproject).get("tool", {}).get("recap-label")
+        if table is not None:
+            return pyproject, table
+    return None
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix its syntax") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check its permissions") from None
+
+
+def resolve_settings(
+    *,
+    config_path: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build the effective Settings: defaults, then file, then environment, then flags."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    settings.sources = {name: "default" for name in _FIELD_TYPES}
+    if "HF_LEROBOT_HOME" in env:
+        settings.sources["lerobot_home"] = "env HF_LEROBOT_HOME"
+
+    found = _find_config_file(config_path, cwd or Path.cwd())
+    if found is not None:
+        path, table = found
+        label = f"{path}" if path.name != "pyproject.toml" else f"{path} [tool.recap-label]"
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name not in _FIELD_TYPES:
+                known = ", ".join(sorted(_FIELD_TYPES))
+                raise ConfigError(f"unknown key {key!r} in config file {label}; known keys: {known}")
+            setattr(settings, name, _coerce(name, value, f"config file {label}"))
+            settings.sources[name] = f"file {label}"
+
+    for name in _FIELD_TYPES:
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            setattr(settings, name, _coerce(name, env[var], f"environment variable {var}"))
+            settings.sources[name] = f"env {var}"
+
+    return settings.with_overrides(**(flags or {}))

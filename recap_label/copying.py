@@ -1,0 +1,266 @@
+"""`copy`: the safe replacement for `cp -rL` + `ln -sfn`.
+
+Every symlink in the source (file or folder) is materialized into a real file, the copy
+is built in a hidden temporary sibling folder, verified byte for byte, and renamed into
+place only when complete; then it is registered in the LeRobot cache as `local/<name>`.
+The source is only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from recap_label.dataset import LeRobotDataset
+from recap_label.errors import BadInput, DatasetError, RecapError
+from recap_label.fsutil import fsync_dir, os_error_message
+from recap_label.lineage import default_destination, label_counts, new_lineage, read_lineage, split_iteration_name, write_lineage
+from recap_label.lineage import data_fingerprint
+
+COPY_TMP_PREFIX = ".recap-copy-"
+CHUNK = 8 << 20
+
+
+@dataclass
+class CopyPlan:
+    src: Path
+    dest: Path
+    iteration: int
+    files: list[tuple[str, Path, int]]  # (relative path, real source path, size)
+    dirs: list[str]
+    total_bytes: int
+
+
+@dataclass
+class CopyResult:
+    src: Path
+    dest: Path
+    iteration: int
+    files: int
+    bytes: int
+    registered: Path | None
+    source_counts: dict[str, int] | None
+    copy_counts: dict[str, int] | None
+    file_hashes: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """True when a is b or lies inside b (after resolving symlinks)."""
+    a, b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    return a == b or b in a.parents
+
+
+def plan_copy(src: Path, dest: Path | None) -> CopyPlan:
+    """Walk SRC following symlinks; refuse loops, dangling links and overlapping paths."""
+    if dest is None:
+        dest, iteration = default_destination(src)
+    else:
+        dest = Path(dest).expanduser()
+        _, n = split_iteration_name(dest.name)
+        record = read_lineage(src)
+        iteration = max(n, (int(record.get("iteration", 1)) + 1) if record else 1, 1)
+    if dest.exists() and _inside(src, dest):
+        raise BadInput(f"source {src} is inside the destination {dest}; choose a DEST that does not contain the source")
+    if _inside(dest.parent, src):
+        raise BadInput(f"destination {dest} is inside the source {src}; choose a DEST outside the source")
+    if dest.exists() or dest.is_symlink():
+        raise BadInput(f"destination {dest} already exists; choose another DEST or remove it")
+    if not dest.parent.is_dir():
+        raise BadInput(f"destination folder {dest.parent} does not exist; create it first")
+
+    files: list[tuple[str, Path, int]] = []
+    dirs: list[str] = []
+    total = 0
+    root_real = os.path.realpath(src)
+
+    def walk(real_dir: str, rel: str, stack: tuple[str, ...]) -> None:
+        nonlocal total
+        try:
+            entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
+        except OSError as exc:
+            raise RecapError(os_error_message(exc, f"reading {real_dir}")) from None
+        for entry in entries:
+            rel_path = f"{rel}/{entry.name}" if rel else entry.name
+            shown = src / rel_path
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                raise BadInput(f"dangling symlink {shown} -> {os.readlink(entry.path)} in the source; fix or remove the link first")
+            real = os.path.realpath(entry.path)
+            st = os.stat(real)
+            if stat.S_ISDIR(st.st_mode):
+                if real in stack:
+                    raise BadInput(f"symlink loop at {shown} (points back to {real}); remove the looping link from the source")
+                dirs.append(rel_path)
+                walk(real, rel_path, stack + (real,))
+            elif stat.S_ISREG(st.st_mode):
+                files.append((rel_path, Path(real), st.st_size))
+                total += st.st_size
+            else:
+                raise BadInput(f"{shown} is not a regular file or folder; remove it from the source")
+
+    walk(root_real, "", (root_real,))
+    return CopyPlan(src, dest, iteration, files, dirs, total)
+
+
+def _copy_one(src: Path, dst: Path, on_bytes: Callable[[int], None]) -> str:
+    """Copy bytes into a new file (never a link), fsync it; return the source's sha256."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        while block := fin.read(CHUNK):
+            h.update(block)
+            fout.write(block)
+            on_bytes(len(block))
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest()
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clean_stale_copies(parent: Path) -> None:
+    """Remove temporary copy folders left by killed `copy` processes."""
+    for entry in parent.glob(f"{COPY_TMP_PREFIX}*"):
+        pid = entry.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cache_entry(lerobot_home: Path, name: str) -> Path:
+    return lerobot_home / "local" / name
+
+
+def check_registration(entry: Path, dest: Path, replace: bool) -> None:
+    """Refuse to replace a LeRobot cache entry that points somewhere else."""
+    if not (entry.exists() or entry.is_symlink()):
+        return
+    if entry.is_symlink() and os.path.realpath(entry) == os.path.realpath(dest):
+        return
+    if replace and entry.is_symlink():
+        return
+    what = f"points to {os.readlink(entry)}" if entry.is_symlink() else "is a real folder"
+    hint = "pass --replace-registration to repoint it" if entry.is_symlink() else "move it away first"
+    raise BadInput(f"LeRobot cache entry {entry} already exists and {what}; {hint}, or use --no-register")
+
+
+def register(entry: Path, dest: Path) -> None:
+    """Point `entry` at `dest` with an atomic symlink swap."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_name(f".{entry.name}.recap-link-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.abspath(dest), tmp)
+    os.replace(tmp, entry)
+    fsync_dir(entry.parent)
+
+
+def copy_dataset(
+    src_arg: str,
+    src: Path,
+    dest: Path | None,
+    *,
+    adv_col: str,
+    lerobot_home: Path,
+    do_register: bool = True,
+    replace_registration: bool = False,
+    progress: Callable[[int, int], Callable[[int], None]] | None = None,
+) -> CopyResult:
+    src_ds = LeRobotDataset.open(src)
+    plan = plan_copy(src, dest)
+    entry = cache_entry(lerobot_home, plan.dest.name)
+    if do_register:
+        check_registration(entry, plan.dest, replace_registration)
+    free = shutil.disk_usage(plan.dest.parent).free
+    if plan.total_bytes > free:
+        raise RecapError(
+            f"not enough disk space for the copy: {plan.total_bytes / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free in {plan.dest.parent}; free space and run again (nothing was changed)"
+        )
+
+    clean_stale_copies(plan.dest.parent)
+    tmp = plan.dest.parent / f"{COPY_TMP_PREFIX}{plan.dest.name}-{os.getpid()}"
+    advance = progress(plan.total_bytes, len(plan.files)) if progress else (lambda n: None)
+    hashes: dict[str, str] = {}
+    try:
+        tmp.mkdir()
+        for rel in plan.dirs:
+            (tmp / rel).mkdir()
+        for rel, real, _size in plan.files:
+            hashes[rel] = _copy_one(real, tmp / rel, advance)
+        _verify_tree(tmp, plan, hashes)
+        tmp_ds = LeRobotDataset.open(tmp)
+        parent = read_lineage(src)
+        record = new_lineage(
+            src_arg, src, src_ds, plan.iteration,
+            parent=str(src.absolute()) if parent is not None else None,
+            fingerprint=data_fingerprint(src_ds, hashes),
+            adv_col=adv_col,
+            copy_stats={"files": len(plan.files), "bytes": plan.total_bytes},
+        )
+        write_lineage(tmp, record)
+        for rel in ["", *plan.dirs]:
+            fsync_dir(tmp / rel)
+        os.rename(tmp, plan.dest)
+        fsync_dir(plan.dest.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RecapError(os_error_message(exc, f"copying into {plan.dest.parent}")) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    registered = None
+    if do_register:
+        register(entry, plan.dest)
+        registered = entry
+    dest_ds = LeRobotDataset.open(plan.dest)
+    src_counts = label_counts(src_ds, adv_col)
+    dest_counts = label_counts(dest_ds, adv_col)
+    if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
+        raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
+    del tmp_ds
+    return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts, hashes)
+
+
+def _verify_tree(root: Path, plan: CopyPlan, hashes: dict[str, str]) -> None:
+    """No symlink anywhere; every file's bytes equal its source's."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                raise RecapError(f"copy verification failed: {p} is a symlink; report this bug")
+    for rel, real, size in plan.files:
+        target = root / rel
+        st = target.stat()
+        if st.st_size != size or _hash(target) != hashes[rel]:
+            raise RecapError(f"copy verification failed: {rel} differs from its source {real}; check the disk and copy again")
+        if os.path.samestat(st, os.stat(real)):
+            raise RecapError(f"copy verification failed: {rel} shares an inode with its source; report this bug")
+
+
+def find_symlinks(root: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                out.append(p)
+    return out
+

@@ -1,0 +1,337 @@
+"""LeRobot datasets on disk (codebase v2.1 and v3.0): metadata, episodes, columns.
+
+No torch here: `copy`, `verify` and `--help` import this module and must start instantly.
+Episodes are always grouped by the `episode_index` column, never by file (v3.0 files
+hold many episodes; v2.1 files one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recap_label.errors import DatasetError
+
+SUPPORTED_VERSIONS = ("v2.1", "v3.0")
+CAMERA_DTYPES = ("image", "video")
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """Where one camera's frames of one episode live: a file and its time offset in it."""
+
+    path: Path
+    from_timestamp: float = 0.0
+    to_timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    index: int
+    length: int
+    tasks: tuple[str, ...]
+    data_file: Path
+    videos: dict[str, VideoRef] = field(default_factory=dict)
+
+
+def resolve_dataset_path(spec: str | Path, lerobot_home: Path) -> Path:
+    """A dataset given as a folder path, or as a repo id `local/<name>` under the LeRobot home."""
+    text = str(spec)
+    candidate = Path(text).expanduser()
+    if candidate.exists():
+        return candidate
+    cached = lerobot_home / text
+    if not candidate.is_absolute() and (cached.exists() or cached.is_symlink()):
+        if cached.is_symlink() and not cached.exists():
+            raise DatasetError(
+                f"LeRobot cache entry {cached} is a dangling symlink; re-register the dataset with `recap-label copy` or remove the entry"
+            )
+        return cached
+    raise DatasetError(
+        f"dataset {text} not found (neither a folder nor {cached}); pass a LeRobot dataset folder or local/<name>"
+    )
+
+
+def _read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing; the dataset's meta/ folder is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{what} {path} is malformed ({exc}); restore it from the source dataset") from None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing; the dataset's meta/ folder is incomplete") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is malformed ({exc}); restore it from the source dataset") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path} line {number} is malformed ({exc.msg}); restore it from the source dataset") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path} line {number} is not a JSON object; restore it from the source dataset")
+        rows.append(row)
+    return rows
+
+
+def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwargs) -> pa.Table:
+    """pq.read_table with one clear error for unreadable files and missing columns."""
+    try:
+        if columns is not None:
+            names = pq.read_schema(path).names
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DatasetError(
+                    f"column {missing[0]!r} is missing from {path}; pass the right column name (see `recap-label config`)"
+                )
+        return pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"data file {path} is missing; restore it from the source dataset") from None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"cannot read parquet file {path} ({first}); it is damaged, restore it from the source dataset") from None
+
+
+class LeRobotDataset:
+    """A LeRobot dataset folder, read-only. Open with `LeRobotDataset.open(path)`."""
+
+    def __init__(self, root: Path, info: dict):
+        self.root = root
+        self.info = info
+        self.version: str = info["codebase_version"]
+        self.fps: int = info["fps"]
+        self.features: dict[str, dict] = info["features"]
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: Path) -> "LeRobotDataset":
+        root = Path(root)
+        if not root.exists():
+            raise DatasetError(f"dataset path {root} does not exist; pass a LeRobot dataset folder")
+        if not root.is_dir():
+            raise DatasetError(f"{root} is not a folder; pass a LeRobot dataset folder")
+        info_path = root / "meta" / "info.json"
+        if not info_path.is_file():
+            raise DatasetError(
+                f"{root} is not a LeRobot dataset (no meta/info.json); pass the dataset root, the folder holding meta/ and data/"
+            )
+        info = _read_json(info_path, "meta/info.json")
+        if not isinstance(info, dict):
+            raise DatasetError(f"meta/info.json {info_path} is malformed (not a JSON object); restore it from the source dataset")
+        version = info.get("codebase_version")
+        if version not in SUPPORTED_VERSIONS:
+            raise DatasetError(
+                f"unsupported codebase_version {version!r} in {info_path}; recap-label reads v2.1 and v3.0 "
+                "(convert older datasets with LeRobot's converter)"
+            )
+        for key, kind in (("fps", (int, float)), ("features", dict), ("data_path", str)):
+            if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
+                raise DatasetError(f"meta/info.json {info_path} is malformed: {key!r} is missing or has the wrong type; restore it from the source dataset")
+        for name, feat in info["features"].items():
+            if not isinstance(feat, dict) or not isinstance(feat.get("dtype"), str):
+                raise DatasetError(f"meta/info.json {info_path} is malformed: feature {name!r} has no dtype; restore it from the source dataset")
+        ds = cls(root, info)
+        ds.episodes  # validate episode metadata eagerly: bad input fails before any work
+        return ds
+
+    # -- metadata --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f.get("dtype") in CAMERA_DTYPES]
+
+    def feature_dtype(self, key: str) -> str | None:
+        feat = self.features.get(key)
+        return feat.get("dtype") if feat else None
+
+    @cached_property
+    def tasks(self) -> dict[int, str]:
+        if self.version == "v2.1":
+            rows = _read_jsonl(self.root / "meta" / "tasks.jsonl")
+            try:
+                return {int(r["task_index"]): str(r["task"]) for r in rows}
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(f"{self.root / 'meta' / 'tasks.jsonl'} is malformed (needs task_index and task); restore it from the source dataset") from None
+        path = self.root / "meta" / "tasks.parquet"
+        table = read_parquet_table(path)
+        names = table.column_names
+        text_col = "__index_level_0__" if "__index_level_0__" in names else ("task" if "task" in names else None)
+        if "task_index" not in names or text_col is None:
+            raise DatasetError(f"{path} is malformed (needs task_index and the task text); restore it from the source dataset")
+        return dict(zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text_col].to_pylist())))
+
+    @cached_property
+    def episodes(self) -> dict[int, Episode]:
+        episodes = self._episodes_v21() if self.version == "v2.1" else self._episodes_v30()
+        return dict(sorted(episodes.items()))
+
+    def _episodes_v21(self) -> dict[int, Episode]:
+        path = self.root / "meta" / "episodes.jsonl"
+        chunks = int(self.info.get("chunks_size", 1000))
+        video_path = self.info.get("video_path")
+        out: dict[int, Episode] = {}
+        for row in _read_jsonl(path):
+            try:
+                ep, length = int(row["episode_index"]), int(row["length"])
+                tasks = tuple(str(t) for t in row.get("tasks", []))
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(f"{path} is malformed (each line needs episode_index and length); restore it from the source dataset") from None
+            data_file = self.root / self.info["data_path"].format(episode_chunk=ep // chunks, episode_index=ep)
+            videos = {}
+            for key in self.camera_keys:
+                if self.features[key]["dtype"] == "video" and video_path:
+                    rel = video_path.format(episode_chunk=ep // chunks, video_key=key, episode_index=ep)
+                    videos[key] = VideoRef(self.root / rel, 0.0, None)
+            out[ep] = Episode(ep, length, tasks, data_file, videos)
+        return out
+
+    def _episodes_v30(self) -> dict[int, Episode]:
+        files = sorted((self.root / "meta" / "episodes").rglob("*.parquet"))
+        if not files:
+            raise DatasetError(f"{self.root / 'meta' / 'episodes'} has no parquet files; the dataset's meta/ folder is incomplete")
+        video_path = self.info.get("video_path")
+        out: dict[int, Episode] = {}
+        for path in files:
+            names = pq.read_schema(path).names if _readable(path) else []
+            wanted = [c for c in names if not c.startswith("stats/")]
+            table = read_parquet_table(path, wanted)
+            need = ["episode_index", "length", "data/chunk_index", "data/file_index"]
+            for col in need:
+                if col not in table.column_names:
+                    raise DatasetError(f"{path} is malformed (column {col!r} missing); restore it from the source dataset")
+            rows = table.to_pylist()
+            for row in rows:
+                ep = int(row["episode_index"])
+                data_file = self.root / self.info["data_path"].format(
+                    chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+                )
+                videos = {}
+                for key in self.camera_keys:
+                    if self.features[key]["dtype"] != "video" or not video_path:
+                        continue
+                    prefix = f"videos/{key}/"
+                    if prefix + "chunk_index" not in row:
+                        raise DatasetError(f"{path} is malformed (no video location for {key!r}); restore it from the source dataset")
+                    rel = video_path.format(
+                        video_key=key, chunk_index=int(row[prefix + "chunk_index"]), file_index=int(row[prefix + "file_index"])
+                    )
+                    videos[key] = VideoRef(
+                        self.root / rel, float(row.get(prefix + "from_timestamp") or 0.0), row.get(prefix + "to_timestamp")
+                    )
+                tasks = tuple(str(t) for t in (row.get("tasks") or []))
+                out[ep] = Episode(ep, int(row["length"]), tasks, data_file, videos)
+        return out
+
+    @cached_property
+    def data_files(self) -> list[Path]:
+        """Every data parquet, in episode order, each once."""
+        seen: dict[Path, None] = {}
+        for ep in self.episodes.values():
+            seen.setdefault(ep.data_file, None)
+        for path in seen:
+            if not path.is_file():
+                raise DatasetError(f"data file {path} listed in meta/ is missing; restore it from the source dataset")
+        return list(seen)
+
+    def schema(self, path: Path) -> pa.Schema:
+        try:
+            return pq.read_schema(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise DatasetError(f"cannot read parquet file {path} ({str(exc).splitlines()[0]}); it is damaged, restore it from the source dataset") from None
+
+    # -- columns ---------------------------------------------------------------------------
+
+    def read_columns(self, columns: Iterable[str], files: Sequence[Path] | None = None) -> pa.Table:
+        """The given columns of every data file, concatenated in file order (cheap: column pruning)."""
+        cols = list(dict.fromkeys(columns))
+        tables = [read_parquet_table(p, cols) for p in (files if files is not None else self.data_files)]
+        if not tables:
+            return pa.table({c: pa.array([], pa.int64()) for c in cols})
+        try:
+            return pa.concat_tables(tables)
+        except pa.ArrowInvalid:
+            kinds = {str(t.schema) for t in tables}
+            raise DatasetError(f"data files disagree on column types ({len(kinds)} different schemas); restore the dataset from its source") from None
+
+    def episode_rows(self, episode_index: int, columns: Sequence[str]) -> pa.Table:
+        """The rows of one episode, sorted by frame_index."""
+        ep = self.episodes[episode_index]
+        cols = list(dict.fromkeys([*columns, "episode_index", "frame_index"]))
+        table = read_parquet_table(ep.data_file, cols, filters=[("episode_index", "=", episode_index)])
+        order = np.argsort(table["frame_index"].to_numpy(), kind="stable")
+        return table.take(pa.array(order))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        pq.read_schema(path)
+        return True
+    except (pa.ArrowException, OSError):
+        return False
+
+
+@dataclass(frozen=True)
+class EpisodeGroups:
+    """Rows of a concatenated table grouped by episode, each group sorted by frame_index.
+
+    `order[starts[i]:stops[i]]` are the row positions of episode `ids[i]`.
+    """
+
+    order: np.ndarray
+    ids: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.stops - self.starts
+
+
+def group_episodes(episode_index: np.ndarray, frame_index: np.ndarray) -> EpisodeGroups:
+    """Group rows by episode_index (never by file) and sort each group by frame_index.
+
+    Raises DatasetError on a duplicate (episode_index, frame_index) pair.
+    """
+    episode_index = np.asarray(episode_index, dtype=np.int64)
+    frame_index = np.asarray(frame_index, dtype=np.int64)
+    order = np.lexsort((frame_index, episode_index))
+    eps, frames = episode_index[order], frame_index[order]
+    dup = np.flatnonzero((eps[1:] == eps[:-1]) & (frames[1:] == frames[:-1]))
+    if dup.size:
+        i = dup[0]
+        raise DatasetError(
+            f"episode {int(eps[i])} has frame_index {int(frames[i])} twice; the dataset is inconsistent, restore it from its source"
+        )
+    if eps.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return EpisodeGroups(order, empty, empty, empty)
+    boundaries = np.flatnonzero(eps[1:] != eps[:-1]) + 1
+    starts = np.concatenate([[0], boundaries]).astype(np.int64)
+    stops = np.concatenate([boundaries, [eps.size]]).astype(np.int64)
+    return EpisodeGroups(order, eps[starts], starts, stops)
+

@@ -1,0 +1,128 @@
+"""Camera frames of one episode, in frame_index order, as uint8 HWC arrays.
+
+`image` features: PNG bytes stored in the parquet rows. `video` features: the episode's
+segment of an mp4, decoded once, sequentially, with PyAV (no per-frame seeks). Frames
+are matched to the rows' timestamps (v3.0: shifted by the episode's from_timestamp)
+within LeRobot's tolerance, as LeRobot's own loader does.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterator
+
+import numpy as np
+
+from recap_label.dataset import LeRobotDataset
+from recap_label.errors import DatasetError
+
+# LeRobot's default `tolerance_s` for matching a decoded frame's pts to a query timestamp.
+TOLERANCE_S = 1e-4
+
+
+def iter_episode_frames(
+    ds: LeRobotDataset, episode_index: int, key: str, *, tolerance_s: float = TOLERANCE_S
+) -> Iterator[np.ndarray]:
+    """Yield the episode's frames of camera `key` (H, W, 3 uint8), one per row, by frame_index."""
+    dtype = ds.feature_dtype(key)
+    if dtype == "image":
+        yield from _iter_png_frames(ds, episode_index, key)
+    elif dtype == "video":
+        yield from _iter_video_frames(ds, episode_index, key, tolerance_s)
+    else:
+        cams = ", ".join(ds.camera_keys) or "none"
+        raise DatasetError(f"camera column {key!r} is not an image or video feature of {ds.root}; cameras there: {cams}")
+
+
+def episode_frames(ds: LeRobotDataset, episode_index: int, key: str, **kw) -> np.ndarray:
+    """All frames of one camera of one episode as a (T, H, W, 3) uint8 array."""
+    frames = list(iter_episode_frames(ds, episode_index, key, **kw))
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def decode_png(data: bytes, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"unreadable image at {where} ({exc}); restore the dataset from its source") from None
+
+
+def _iter_png_frames(ds: LeRobotDataset, episode_index: int, key: str) -> Iterator[np.ndarray]:
+    rows = ds.episode_rows(episode_index, [key])
+    cells = rows[key].to_pylist()
+    frames = rows["frame_index"].to_pylist()
+    for frame, cell in zip(frames, cells):
+        where = f"episode {episode_index} frame {frame} ({key})"
+        if not cell or not cell.get("bytes"):
+            raise DatasetError(f"no PNG bytes at {where}; the dataset stores images outside parquet, which recap-label does not read")
+        yield decode_png(cell["bytes"], where)
+
+
+def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, tolerance_s: float) -> Iterator[np.ndarray]:
+    import av  # heavy: imported only when a video is decoded
+
+    ep = ds.episodes[episode_index]
+    ref = ep.videos.get(key)
+    if ref is None:
+        raise DatasetError(f"episode {episode_index} has no video for {key!r} in meta/; restore the dataset from its source")
+    rows = ds.episode_rows(episode_index, ["timestamp"])
+    frame_ids = rows["frame_index"].to_numpy()
+    queries = rows["timestamp"].to_numpy().astype(np.float64) + ref.from_timestamp
+    if queries.size == 0:
+        return
+    if not ref.path.is_file():
+        raise DatasetError(f"video {ref.path} for episode {episode_index} is missing; restore it from the source dataset")
+    try:
+        container = av.open(str(ref.path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise DatasetError(f"cannot open video {ref.path} for episode {episode_index} ({exc}); restore it from the source dataset") from None
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        time_base = float(stream.time_base)
+        first = float(queries.min())
+        if first > 0:
+            # one seek to the keyframe before the episode's first frame, then decode forward
+            container.seek(max(int(round(first / time_base)) - 1, 0), backward=True, any_frame=False, stream=stream)
+        want = 0
+        previous: tuple[float, object] | None = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                pts = frame.pts * time_base
+                while want < queries.size and pts > queries[want] + tolerance_s:
+                    # passed the query: the previous frame was the closest candidate
+                    if previous is not None and abs(previous[0] - queries[want]) < tolerance_s:
+                        yield previous[1].to_ndarray(format="rgb24")
+                        want += 1
+                    else:
+                        raise _missing_frame(ep.index, frame_ids[want], key, queries[want], pts, ref)
+                if want >= queries.size:
+                    break
+                if abs(pts - queries[want]) < tolerance_s:
+                    yield frame.to_ndarray(format="rgb24")
+                    want += 1
+                    while want < queries.size and abs(pts - queries[want]) < tolerance_s:
+                        yield frame.to_ndarray(format="rgb24")  # duplicate timestamps map to one frame
+                        want += 1
+                    if want >= queries.size:
+                        break
+                previous = (pts, frame)
+        except av.error.FFmpegError as exc:
+            raise DatasetError(f"video {ref.path} is damaged near episode {episode_index} ({exc}); restore it from the source dataset") from None
+        if want < queries.size:
+            raise DatasetError(
+                f"video {ref.path} ends before episode {episode_index} frame {int(frame_ids[want])} ({key}, t={queries[want]:.4f}s); "
+                "the video is shorter than its episode, restore it from the source dataset"
+            )
+
+
+def _missing_frame(episode: int, frame: int, key: str, query: float, pts: float, ref) -> DatasetError:
+    return DatasetError(
+        f"no frame within {TOLERANCE_S}s of t={query:.4f}s in {ref.path} for episode {episode} frame {int(frame)} ({key}); "
+        "the video does not match its timestamps, restore it from the source dataset"
+    )

@@ -1,0 +1,82 @@
+"""Durable file operations: atomic replace, fsync of files and folders, content hashing.
+
+Every write in recap-label goes through here: a temp file in the target's own folder,
+fsync, rename over the target, fsync of the folder. A crash at any instant leaves either
+the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from recap_label.errors import RecapError
+
+TMP_MARK = ".recap-tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path_for(target: Path, tag: str = "") -> Path:
+    return target.with_name(f"{TMP_MARK}{tag}{os.getpid()}-{target.name}")
+
+
+def write_file_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """Write via `write(tmp_path)` into a sibling temp file, fsync it, rename over `target`."""
+    tmp = temp_path_for(target)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    write_file_atomic(target, lambda p: p.write_bytes(data))
+
+
+def write_json_atomic(target: Path, obj: object, indent: int = 2) -> None:
+    write_bytes_atomic(target, (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def os_error_message(exc: OSError, action: str) -> str:
+    """One line for an OSError during `action`, with what to do about it."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while {action}{where}; free space and run again (nothing was changed)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied while {action}{where}; fix the permissions and run again (nothing was changed)"
+    return f"{exc.strerror or exc} while {action}{where}; fix the cause and run again (nothing was changed)"
+
+
+def io_error(exc: OSError, action: str) -> RecapError:
+    return RecapError(os_error_message(exc, action))

@@ -1,0 +1,103 @@
+"""One configuration: flags > RECAP_LABEL_* env > TOML file > defaults, with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recap_label.config import resolve_settings
+from recap_label.errors import ConfigError
+
+from conftest import error_line
+
+
+def test_defaults(tmp_path):
+    s = resolve_settings(env={}, cwd=tmp_path)
+    assert (s.human_col, s.adv_col, s.reward_col) == ("intervention", "adv_ind", "reward_label")
+    assert s.base_image_col is None and s.json is False
+    assert s.sources["human_col"] == "default"
+
+
+def test_precedence_flag_env_file_default(tmp_path):
+    (tmp_path / "recap-label.toml").write_text('human_col = "from_file"\nadv_col = "file_adv"\nreward_col = "file_reward"\n')
+    env = {"RECAP_LABEL_ADV_COL": "env_adv", "RECAP_LABEL_REWARD_COL": "env_reward"}
+    s = resolve_settings(env=env, cwd=tmp_path, flags={"reward_col": "flag_reward"})
+    assert s.human_col == "from_file" and s.sources["human_col"].startswith("file ")
+    assert s.adv_col == "env_adv" and s.sources["adv_col"] == "env RECAP_LABEL_ADV_COL"
+    assert s.reward_col == "flag_reward" and s.sources["reward_col"] == "flag --reward-col"
+
+
+def test_pyproject_table_and_explicit_file(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\n[tool.recap-label]\nhuman-col = "is_human"\n')
+    assert resolve_settings(env={}, cwd=tmp_path).human_col == "is_human"
+    other = tmp_path / "other.toml"
+    other.write_text('human_col = "explicit"\njson = true\n')
+    s = resolve_settings(env={}, cwd=tmp_path, config_path=other)
+    assert s.human_col == "explicit" and s.json is True
+
+
+def test_lerobot_home_from_hf_env(tmp_path):
+    s = resolve_settings(env={"HF_LEROBOT_HOME": str(tmp_path)}, cwd=tmp_path)
+    assert s.sources["lerobot_home"] == "env HF_LEROBOT_HOME"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ('humann_col = "x"\n', "unknown key 'humann_col'"),
+        ("human_col = 3\n", "human_col must be a string"),
+        ('verbose = "lots"\n', "verbose must be an integer"),
+        ("json = [1]\n", "json must be true or false"),
+        ("human_col = \n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_file(tmp_path, text, needle):
+    (tmp_path / "recap-label.toml").write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+        resolve_settings(env={}, cwd=tmp_path)
+
+
+def test_bad_env_value(tmp_path):
+    with pytest.raises(ConfigError, match="RECAP_LABEL_JSON"):
+        resolve_settings(env={"RECAP_LABEL_JSON": "maybe"}, cwd=tmp_path)
+
+
+def test_cli_config_shows_sources(cli, lerobot_home, tmp_path, monkeypatch):
+    (tmp_path / "recap-label.toml").write_text('adv_col = "label_v2"\n')
+    monkeypatch.setenv("RECAP_LABEL_HUMAN_COL", "teleop")
+    out = json.loads(cli("--json", "config").stdout)
+    assert out["adv_col"] == {"value": "label_v2", "source": f"file {tmp_path / 'recap-label.toml'}"}
+    assert out["human_col"]["source"] == "env RECAP_LABEL_HUMAN_COL"
+    table = cli("config").stdout
+    assert "label_v2" in table and "teleop" in table
+
+
+def test_cli_unknown_key_is_one_error_line(cli, lerobot_home, tmp_path):
+    (tmp_path / "recap-label.toml").write_text('colour = "red"\n')
+    r = cli("config", code=2)
+    assert "unknown key 'colour'" in error_line(r)
+    r = cli("--config", tmp_path / "nope.toml", "config", code=2)
+    assert "does not exist" in error_line(r)
+
+
+def test_help_and_version(cli):
+    assert "Stage 5 of RECAP" in cli("--help").stdout
+    for cmd in ("copy", "verify", "config"):
+        assert "Example:" in cli(cmd, "--help").stdout
+    assert cli("--version").stdout.strip().startswith("recap-label ")
+
+
+def test_module_entry_point_and_light_imports():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "recap_label", "--version"], capture_output=True, text=True, check=True)
+    assert r.stdout.startswith("recap-label ")
+    code = (
+        "import sys, recap_label.cli, recap_label.verify, recap_label.copying, recap_label.report;"
+        "heavy=[m for m in ('torch','transformers','av') if m in sys.modules]; print(heavy)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
