@@ -248,6 +248,197 @@ def _render_verify(report, episodes: bool) -> None:
     out.print("all invariants hold" if report.ok else "INVARIANT FAILED")
 
 
+
+# -- label ----------------------------------------------------------------------------------
+
+LABEL_HELP = """Label every frame of every rollout episode positive/negative from N-step advantages.
+
+A_t = sum(r[t:min(t+N,T)]) + (V[t+N] if t+N<T else 0) - V[t]; one global
+numpy.percentile(A of autonomous rollout frames, 100 - 100*ratio) threshold;
+intervention frames positive; autonomous frames positive iff A >= threshold;
+demo episodes (all intervention = 1) untouched.
+
+V comes from exactly one of: --checkpoint-dir (the value model), --values FILE
+(parquet: episode_index, frame_index, value), --value-column NAME.
+Reference flags work in their underscore spelling too (--data_dir, --top_percent, ...).
+
+Example:  recap-label label local/vial_v21_vlm_label --checkpoint-dir ckpt/value_model --tokenizer-path tokenizer.model
+"""
+
+
+@app.command("label", help=LABEL_HELP)
+@guarded
+def label_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[Optional[str], typer.Argument(help="Dataset folder or local/<name> (a copy made by `recap-label copy`).", show_default=False)] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", "--data_dir", help="Same as DATASET (the reference script's flag).", show_default=False)] = None,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", "--checkpoint_dir", help="Value source: a pistar Stage-4 checkpoint folder (step_XXXXXXXX/ or one step).", show_default=False)] = None,
+    checkpoint_step: Annotated[Optional[str], typer.Option("--checkpoint-step", "--checkpoint_name", help="Which step (e.g. 5000 or step_00005000). [default: latest complete]", show_default=False)] = None,
+    use_ema: Annotated[bool, typer.Option("--use-ema/--no-use-ema", "--use_ema/--no-use_ema", help="Use the EMA weights.")] = True,
+    tokenizer_path: Annotated[Optional[Path], typer.Option("--tokenizer-path", "--tokenizer_path", help="SentencePiece tokenizer.model of the value model.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "--batch_size", help="Inference batch size. [default: 64 on CUDA, 8 on CPU]", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    num_workers: Annotated[Optional[int], typer.Option("--num-workers", "--num_workers", help="Decode workers. [default: min(4, cores-1)]", show_default=False)] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
+    values: Annotated[Optional[Path], typer.Option("--values", help="Value source: parquet file with episode_index, frame_index, value.", show_default=False)] = None,
+    value_column: Annotated[Optional[str], typer.Option("--value-column", "--value_column", help="Value source: a float column of the dataset (e.g. value_label).", show_default=False)] = None,
+    lookahead: Annotated[int, typer.Option("--lookahead", help="N of the N-step advantage, in frames.")] = 50,
+    positive_ratio: Annotated[Optional[float], typer.Option("--positive-ratio", "--positive_ratio", help="Share of autonomous rollout frames labeled positive, in (0, 1]. [default: 0.3]", show_default=False)] = None,
+    top_percent: Annotated[Optional[float], typer.Option("--top-percent", "--top_percent", help="The same knob in percent (the reference's flag).", show_default=False)] = None,
+    tail_bootstrap: Annotated[str, typer.Option("--tail-bootstrap", "--tail_bootstrap", help="Past the episode end bootstrap with 'zero' (reference code) or 'last' = V[T-1] (reference docs).")] = "zero",
+    threshold_scope: Annotated[str, typer.Option("--threshold-scope", "--threshold_scope", help="'global' (reference) or 'task' (one threshold per task, as in the paper).")] = "global",
+    human_col: HumanColOpt = None,
+    adv_col: AdvColOpt = None,
+    reward_col: RewardColOpt = None,
+    base_image_col: Annotated[Optional[str], typer.Option("--base-image-col", "--base_image_col", help="Base camera column (model slot base_0_rgb).", show_default=False)] = None,
+    wrist_image_col: Annotated[Optional[str], typer.Option("--wrist-image-col", "--wrist_image_col", help="Wrist camera column (slot wrist_0_rgb).", show_default=False)] = None,
+    right_wrist_image_col: Annotated[Optional[str], typer.Option("--right-wrist-image-col", "--right_wrist_image_col", help="Optional third camera (slot right_wrist_0_rgb; pistar's critic was trained on two).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute and report what would change; write nothing.")] = False,
+    recompute: Annotated[bool, typer.Option("--recompute", help="Ignore cached values and run inference again.")] = False,
+    allow_original: Annotated[bool, typer.Option("--allow-original", help="Allow labeling a dataset that is not a recap-label copy.")] = False,
+    json_out: JsonOpt = None,
+):
+    from recap_label.advantage import RuleSettings, resolve_ratio
+    from recap_label.dataset import resolve_dataset_path
+    from recap_label.errors import BadInput
+    from recap_label.labeling import run_label
+
+    settings = settings_of(
+        ctx, human_col=human_col, adv_col=adv_col, reward_col=reward_col, json=json_out,
+        base_image_col=base_image_col, wrist_image_col=wrist_image_col, right_wrist_image_col=right_wrist_image_col,
+    )
+    if dataset and data_dir and dataset != data_dir:
+        raise BadInput("give the dataset once: as DATASET or as --data-dir")
+    target = dataset or data_dir
+    if not target:
+        raise BadInput("no dataset given; pass DATASET (a folder or local/<name>)")
+    given = [n for n, v in (("--checkpoint-dir", checkpoint_dir), ("--values", values), ("--value-column", value_column)) if v is not None]
+    if len(given) != 1:
+        which = "none was given" if not given else f"got {' and '.join(given)}"
+        raise BadInput(f"give exactly one value source: --checkpoint-dir, --values or --value-column ({which})")
+    rule = RuleSettings(lookahead, resolve_ratio(positive_ratio, top_percent), tail_bootstrap, threshold_scope)
+    root = resolve_dataset_path(target, settings.lerobot_home)
+    if checkpoint_dir is not None:
+        from recap_label.inference import ModelValues
+
+        source = ModelValues.from_options(
+            checkpoint_dir=checkpoint_dir, step=checkpoint_step, use_ema=use_ema, tokenizer_path=tokenizer_path,
+            settings=settings, device=device, batch_size=batch_size, num_workers=num_workers, compile_model=compile_model,
+            quiet=settings.json,
+        )
+    elif values is not None:
+        from recap_label.values import FileValues
+
+        source = FileValues(values)
+    else:
+        from recap_label.values import ColumnValues
+
+        source = ColumnValues(value_column)
+    outcome = run_label(root, settings, rule, source, dry_run=dry_run, recompute=recompute, allow_original=allow_original)
+    if settings.json:
+        _print_json(outcome.to_json())
+        return
+    _render_label(outcome)
+
+
+def _render_label(o) -> None:
+    from rich.table import Table
+
+    from recap_label.report import breakdown_table
+
+    out = _stdout()
+    for note in o.notes:
+        out.print(f"note: {note}")
+    head = "DRY RUN — nothing written" if o.dry_run else f"{o.run_id}: {o.files_rewritten} data file(s) rewritten"
+    out.print(f"{head} · {o.dataset}")
+    out.print(f"values from: {o.values_from}")
+    for name, thr in o.thresholds.items():
+        shown = "n/a (no autonomous frames)" if thr is None else f"{thr:.6g}"
+        out.print(f"threshold ({name}, {o.pool_sizes[name]:,} autonomous frames): {shown}")
+    out.print(breakdown_table(o.breakdown, title="adv_ind after labeling" if not o.dry_run else "adv_ind if labeled"))
+    if o.transitions:
+        t = Table(title="label transitions (rollout frames)", title_justify="left")
+        t.add_column("from -> to")
+        t.add_column("frames", justify="right")
+        for k, v in o.transitions.items():
+            t.add_row(k, f"{v:,}")
+        out.print(t)
+    else:
+        out.print("no label changes")
+    if len(o.share_per_task) > 1:
+        out.print("positive share per task: " + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None))
+    for w in o.warnings:
+        out.print(f"warning: {w}")
+    out.print(f"time: {o.timings.get('total', 0):.2f} s")
+
+
+# -- rollback -------------------------------------------------------------------------------
+
+
+@app.command("rollback")
+@guarded
+def rollback_cmd(
+    ctx: typer.Context,
+    dataset: DatasetArg,
+    list_runs: Annotated[bool, typer.Option("--list", help="List the recorded runs and exit.")] = False,
+    to: Annotated[Optional[str], typer.Option("--to", help="Roll back every label run after RUN ('copy' = all of them).", show_default=False)] = None,
+    iteration: Annotated[bool, typer.Option("--iteration", help="Retire this iteration copy: unregister it so local/<base>_vlm_label_active resolves to the prior iteration.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="With --iteration: also delete the copy's folder.")] = False,
+    json_out: JsonOpt = None,
+):
+    """Undo the last label run of a copy (exact prior labels), or retire an iteration copy.
+
+    Example:  recap-label rollback local/vial_v21_vlm_label_v3            # undo the last label run
+    Example:  recap-label rollback local/vial_v21_vlm_label_v3 --iteration  # back to _v2
+    """
+    from recap_label.dataset import resolve_dataset_path
+    from recap_label.errors import BadInput
+    from recap_label.rollback import list_runs as runs_of, retire_iteration, rollback_runs
+
+    settings = settings_of(ctx, json=json_out)
+    root = resolve_dataset_path(dataset, settings.lerobot_home)
+    if delete and not iteration:
+        raise BadInput("--delete only applies with --iteration")
+    if list_runs:
+        from recap_label.dataset import LeRobotDataset
+
+        runs = runs_of(LeRobotDataset.open(root).root)
+        if settings.json:
+            _print_json(runs)
+            return
+        from rich.table import Table
+
+        t = Table(title=f"runs of {root}", title_justify="left")
+        for col in ("run", "time", "kind", "values", "share", "status"):
+            t.add_column(col)
+        for r in runs:
+            share = "" if r.get("share") is None else f"{100 * r['share']:.2f} %"
+            status = f"rolled back by {r['rolled_back']}" if r.get("rolled_back") else ("undid " + ", ".join(r["undid"]) if r["kind"] == "rollback" else "active")
+            t.add_row(r["id"], r["time"], r["kind"], (r.get("value_source") or {}).get("source", ""), share, status)
+        _stdout().print(t)
+        return
+    if iteration:
+        res = retire_iteration(root, settings, delete)
+        if settings.json:
+            _print_json(res.to_json())
+            return
+        out = _stdout()
+        out.print(f"retired {res.dataset}" + (" (deleted)" if res.deleted else " (folder kept)"))
+        for name in res.unregistered:
+            out.print(f"unregistered {name}")
+        if res.active_now:
+            out.print(f"active iteration now: {res.active_now}")
+        return
+    res = rollback_runs(root, settings, to)
+    if settings.json:
+        _print_json(res.to_json())
+        return
+    out = _stdout()
+    for note in res.notes:
+        out.print(f"note: {note}")
+    out.print(f"rolled back {', '.join(res.undone)}: {res.files_restored} data file(s) restored to their prior labels")
+
+
 def main() -> None:
     app()
 

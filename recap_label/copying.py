@@ -149,6 +149,12 @@ def cache_entry(lerobot_home: Path, name: str) -> Path:
     return lerobot_home / "local" / name
 
 
+def active_alias(lerobot_home: Path, dest_name: str) -> Path:
+    """`local/<base>_vlm_label_active`: the stable name a Stage 6 config can use; it follows the newest iteration."""
+    base, _ = split_iteration_name(dest_name)
+    return lerobot_home / "local" / f"{base}_vlm_label_active"
+
+
 def check_registration(entry: Path, dest: Path, replace: bool) -> None:
     """Refuse to replace a LeRobot cache entry that points somewhere else."""
     if not (entry.exists() or entry.is_symlink()):
@@ -230,6 +236,9 @@ def copy_dataset(
     if do_register:
         register(entry, plan.dest)
         registered = entry
+        alias = active_alias(lerobot_home, plan.dest.name)
+        if alias.is_symlink() or not alias.exists():
+            register(alias, plan.dest)
     dest_ds = LeRobotDataset.open(plan.dest)
     src_counts = label_counts(src_ds, adv_col)
     dest_counts = label_counts(dest_ds, adv_col)

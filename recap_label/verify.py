@@ -64,11 +64,30 @@ def active_label_run(record: dict | None) -> dict | None:
     return runs[-1] if runs else None
 
 
+def finish_interrupted(ds: LeRobotDataset) -> tuple[LeRobotDataset, list[str], Check | None]:
+    """Complete or undo an interrupted commit before reading (unless its writer is still running)."""
+    from recap_label.errors import LockedError
+    from recap_label.lock import dataset_lock
+    from recap_label.writeback import pending_commit, recover, stale_staged_files
+
+    if pending_commit(ds.root) is None and not stale_staged_files(ds.root):
+        return ds, [], None
+    try:
+        with dataset_lock(ds.root, "verify"):
+            note = recover(ds.root)
+    except LockedError as exc:
+        return ds, [], Check("no write in progress", "fail", exc.message)
+    return LeRobotDataset.open(ds.root), [f"found an interrupted write: {note}"] if note else [], None
+
+
 def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool = False) -> VerifyReport:
+    ds, notes, busy = finish_interrupted(ds)
     episode, human, labels = read_label_arrays(ds, settings.human_col, settings.adv_col)
     b = breakdown(episode, human, labels, with_episodes)
-    report = VerifyReport(ds.root, b)
+    report = VerifyReport(ds.root, b, notes=notes)
     checks = report.checks
+    if busy is not None:
+        checks.append(busy)
 
     links = find_symlinks(ds.root)
     checks.append(

@@ -1,0 +1,223 @@
+"""Where V comes from: one small interface, three sources, and the resumable values sidecar.
+
+Sources: a dataset column (`--value-column`), a parquet file of values computed elsewhere
+(`--values`), or the value model (`--checkpoint-dir`, see recap_label.inference). Each
+yields (episode_index, frame_index, value) for the rollout episodes it is asked for.
+
+Sidecar: `meta/recap_label/values.parquet` keeps V, A and the label of every labeled frame,
+keyed by (episode_index, frame_index), with the source's provenance in its schema metadata.
+Model inference streams into `meta/recap_label/values-partial/` one episode at a time, so
+an interrupted run resumes from the episodes already done when the provenance matches.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recap_label.dataset import LeRobotDataset, read_parquet_table
+from recap_label.errors import BadInput, DatasetError
+from recap_label.fsutil import fsync_dir, sha256_file, write_file_atomic, write_json_atomic
+from recap_label.lineage import STATE_DIR
+
+SIDECAR = STATE_DIR / "values.parquet"
+PARTIAL_DIR = STATE_DIR / "values-partial"
+
+
+@dataclass
+class EpisodeValues:
+    episode_index: int
+    frame_index: np.ndarray
+    value: np.ndarray
+
+
+class ValueSource(Protocol):
+    """Anything that can produce V for the frames of given episodes."""
+
+    #: cheap sources are re-read every run; expensive ones (the model) use the sidecar
+    cheap: bool
+
+    def provenance(self) -> dict: ...
+
+    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
+
+
+class ColumnValues:
+    """V from a float column of the dataset itself (e.g. `value_label`, the Monte-Carlo target)."""
+
+    cheap = True
+
+    def __init__(self, column: str):
+        self.column = column
+
+    def provenance(self) -> dict:
+        return {"source": "value-column", "column": self.column}
+
+    def episode_values(self, ds, episodes):
+        table = ds.read_columns(["episode_index", "frame_index", self.column])
+        col = table[self.column]
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            raise DatasetError(f"value column {self.column!r} has type {col.type}, not a float column; pass a numeric --value-column")
+        yield from _split_by_episode(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), col.to_numpy(zero_copy_only=False).astype(np.float64), episodes)
+
+
+class FileValues:
+    """V from a parquet file with columns episode_index, frame_index, value."""
+
+    cheap = True
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def provenance(self) -> dict:
+        return {"source": "values-file", "path": str(self.path.absolute()), "sha256": sha256_file(self.path)}
+
+    def episode_values(self, ds, episodes):
+        if not self.path.is_file():
+            raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
+        table = read_parquet_table(self.path, ["episode_index", "frame_index", "value"])
+        ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
+        order = np.lexsort((fr, ep))
+        dup = np.flatnonzero((ep[order][1:] == ep[order][:-1]) & (fr[order][1:] == fr[order][:-1]))
+        if dup.size:
+            i = order[dup[0]]
+            raise BadInput(f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value per frame")
+        yield from _split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
+
+
+def _split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]) -> Iterator[EpisodeValues]:
+    order = np.lexsort((fr, ep))
+    ep, fr, val = ep[order], fr[order], val[order]
+    for e in episodes:
+        lo, hi = np.searchsorted(ep, e, "left"), np.searchsorted(ep, e, "right")
+        yield EpisodeValues(int(e), fr[lo:hi], val[lo:hi])
+
+
+# -- sidecar ----------------------------------------------------------------------------------
+
+
+def read_sidecar(root: Path) -> tuple[dict, pa.Table] | None:
+    path = root / SIDECAR
+    if not path.exists():
+        return None
+    try:
+        table = pq.read_table(path)
+        provenance = json.loads(table.schema.metadata[b"recap_label.provenance"])
+    except (pa.ArrowException, OSError, KeyError, TypeError, ValueError):
+        return None  # an unreadable sidecar is only a cache: ignore it, inference recomputes
+    return provenance, table
+
+
+def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, advantage: np.ndarray, label: np.ndarray, provenance: dict, settings: dict) -> pa.Table:
+    table = pa.table(
+        {
+            "episode_index": pa.array(episode, pa.int64()),
+            "frame_index": pa.array(frame, pa.int64()),
+            "value": pa.array(value, pa.float32()),
+            "advantage": pa.array(advantage, pa.float32()),
+            "label": pa.array(label, pa.string()),
+        }
+    )
+    meta = {b"recap_label.provenance": json.dumps(provenance, sort_keys=True).encode(), b"recap_label.settings": json.dumps(settings, sort_keys=True).encode()}
+    return table.replace_schema_metadata(meta)
+
+
+class PartialValues:
+    """Per-episode value parts of an inference in progress (resume after a crash)."""
+
+    def __init__(self, root: Path, provenance: dict, restart: bool):
+        self.dir = root / PARTIAL_DIR
+        self.provenance = provenance
+        stamp = self.dir / "provenance.json"
+        same = stamp.exists() and _load_json(stamp) == provenance
+        if restart or not same:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists():
+            write_json_atomic(stamp, provenance)
+
+    def _part(self, episode: int) -> Path:
+        return self.dir / f"episode-{episode:06d}.parquet"
+
+    def done(self) -> set[int]:
+        return {int(p.stem.split("-")[1]) for p in self.dir.glob("episode-*.parquet")}
+
+    def add(self, ev: EpisodeValues) -> None:
+        table = pa.table({"frame_index": pa.array(ev.frame_index, pa.int64()), "value": pa.array(ev.value, pa.float64())})
+        write_file_atomic(self._part(ev.episode_index), lambda p: pq.write_table(table, p))
+
+    def read(self, episode: int) -> EpisodeValues:
+        t = pq.read_table(self._part(episode))
+        return EpisodeValues(episode, t["frame_index"].to_numpy(), t["value"].to_numpy())
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        fsync_dir(self.dir.parent)
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def gather_values(
+    ds: LeRobotDataset,
+    source: ValueSource,
+    episodes: list[int],
+    *,
+    recompute: bool,
+    on_episode: Callable[[EpisodeValues], None] | None = None,
+) -> tuple[dict[int, EpisodeValues], str]:
+    """V for every frame of `episodes`; returns (values by episode, how they were obtained)."""
+    provenance = source.provenance()
+    if source.cheap:
+        out = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
+        return out, provenance["source"]
+    cached = None if recompute else read_sidecar(ds.root)
+    if cached is not None and cached[0] == provenance:
+        table = cached[1]
+        split = {ev.episode_index: ev for ev in _split_by_episode(
+            table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
+        if all(split[e].frame_index.size == ds.episodes[e].length for e in episodes):
+            return split, "sidecar (no inference)"
+    partial = PartialValues(ds.root, provenance, restart=recompute)
+    done = partial.done() & set(episodes)
+    todo = [e for e in episodes if e not in done]
+    for ev in source.episode_values(ds, todo):
+        partial.add(ev)
+        if on_episode:
+            on_episode(ev)
+    out = {e: partial.read(e) for e in episodes}
+    how = "inference" if not done else f"inference (resumed: {len(done)} of {len(episodes)} episodes were already done)"
+    return out, how
+
+
+def assemble_values(rows_episode: np.ndarray, rows_frame: np.ndarray, rollout_rows: np.ndarray, by_episode: dict[int, EpisodeValues], source_name: str) -> np.ndarray:
+    """V per dataset row (NaN outside rollouts); every rollout frame must have one finite value."""
+    value = np.full(rows_episode.size, np.nan)
+    for e in np.unique(rows_episode[rollout_rows]):
+        sel = np.flatnonzero(rows_episode == e)
+        ev = by_episode.get(int(e))
+        frames = rows_frame[sel]
+        if ev is None or ev.frame_index.size == 0:
+            raise BadInput(f"{source_name} has no values for rollout episode {int(e)}; every frame of a rollout episode needs a value")
+        pos = np.searchsorted(ev.frame_index, frames)
+        pos_c = np.minimum(pos, ev.frame_index.size - 1)
+        missing = ev.frame_index[pos_c] != frames
+        if missing.any():
+            raise BadInput(f"{source_name} has no value for episode {int(e)} frame {int(frames[missing][0])}; every frame of a rollout episode needs a value")
+        v = ev.value[pos_c]
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise BadInput(f"{source_name} has a non-finite value ({v[bad][0]}) at episode {int(e)} frame {int(frames[bad][0])}; values must be finite")
+        value[sel] = v
+    return value
