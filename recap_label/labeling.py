@@ -161,6 +161,8 @@ def run_label(
         if pending_commit(ds.root) is not None:
             raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify` or `label` without --dry-run to complete it first")
         return _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note=None)
+    if read_lineage(ds.root) is None and not allow_original:
+        check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
     with dataset_lock(ds.root, command):
         note = recover(ds.root)
         ds = LeRobotDataset.open(ds_root) if note else ds

@@ -112,7 +112,7 @@ class RetireOutcome:
 
 def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireOutcome:
     """Make the prior iteration the one the LeRobot cache resolves; keep (or delete) this copy."""
-    ds = LeRobotDataset.open(ds_root)
+    ds = LeRobotDataset.open(Path(os.path.realpath(ds_root)))  # local/<name> is itself a cache symlink
     record = read_lineage(ds.root)
     if record is None:
         raise BadInput(f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire")

@@ -196,6 +196,9 @@ class DatasetSpec:
         unknown = set(self.column_names) - set(RENAMEABLE_COLUMNS)
         if unknown:
             raise ValueError(f"column_names keys must be among {RENAMEABLE_COLUMNS}, got {sorted(unknown)}")
+        names = [self.column(name) for name in RENAMEABLE_COLUMNS] + list(self.cameras) + list(DEFAULT_FEATURE_NAMES)
+        if len(set(names)) != len(names):
+            raise ValueError(f"column names collide: {sorted(name for name in set(names) if names.count(name) > 1)}")
 
     def column(self, canonical: str) -> str:
         """The on-disk name of a RECAP/vector column given its canonical name."""
@@ -253,7 +256,9 @@ def reference_spec(version: Version = "v2.1", cameras: dict[str, CameraSpec] | N
     return DatasetSpec(version=version, episodes=episodes, cameras=cameras, fps=30)
 
 
-def spread_spans(length: int, human_frames: int, span_count: int, end_with_human: bool = False) -> list[tuple[int, int]]:
+def spread_spans(
+    length: int, human_frames: int, span_count: int, end_with_human: bool = False
+) -> list[tuple[int, int]]:
     """`span_count` intervention spans holding exactly `human_frames` frames in total, spread evenly
     over an episode of `length` frames that starts autonomously (and ends autonomously unless
     `end_with_human`)."""
@@ -306,7 +311,8 @@ def simple_spec(
             continue
         rollout_number = episode_index - demos
         span_count = 1 + int(rng.integers(0, 2)) if length >= 8 else 1
-        human_frames = int(rng.integers(span_count, max(span_count, length // 3) + 1)) if length >= 3 else 0
+        most_human_frames = min(length // 3, length - span_count - 1)  # room for autonomous gaps
+        human_frames = int(rng.integers(span_count, most_human_frames + 1)) if most_human_frames >= span_count else 0
         spans = spread_spans(length, human_frames, span_count) if human_frames else []
         episode_specs.append(EpisodeSpec(length, task, "rollout", success=rollout_number % 3 != 2, interventions=spans))
     kinds = ["image"] * png_cameras + ["video"] * video_cameras
@@ -415,8 +421,9 @@ def _vector_values(spec: DatasetSpec, episode_index: int, length: int, dim: int,
 # Features: info.json entries, Arrow types, datasets.Features JSON
 
 
-def _features(spec: DatasetSpec, video_info: dict[str, dict] | None = None) -> dict[str, dict]:
-    """info.json `features`: user features in declaration order, then LeRobot's defaults."""
+def _features(spec: DatasetSpec) -> dict[str, dict]:
+    """info.json `features`: user features in declaration order, then LeRobot's defaults; video
+    features carry the `info` dict LeRobot reads back from the first encoded episode."""
     features: dict[str, dict] = {
         spec.column("observation.state"): {
             "dtype": "float32", "shape": [spec.state_dim], "names": [f"state_{i}" for i in range(spec.state_dim)],
@@ -435,8 +442,8 @@ def _features(spec: DatasetSpec, video_info: dict[str, dict] | None = None) -> d
         features[key] = {
             "dtype": camera.kind, "shape": [camera.height, camera.width, 3], "names": ["height", "width", "channels"],
         }
-        if camera.kind == "video" and video_info is not None:
-            features[key]["info"] = video_info[key]
+        if camera.kind == "video":
+            features[key]["info"] = _video_info(camera, spec.fps)
     features["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}
     for name in DEFAULT_FEATURE_NAMES[1:]:
         features[name] = {"dtype": "int64", "shape": [1], "names": None}
@@ -475,7 +482,9 @@ def _arrow_schema(features: dict[str, dict], version: Version, fingerprint: str 
             (length,) = feature["shape"]
             element = pa.field("element", pa.from_numpy_dtype(np.dtype(dtype)))
             fields.append(pa.field(name, pa.list_(element, length)))
-            hf_features[name] = {"feature": {"dtype": dtype, "_type": "Value"}, "length": length, "_type": sequence_type}
+            hf_features[name] = {
+                "feature": {"dtype": dtype, "_type": "Value"}, "length": length, "_type": sequence_type,
+            }
     huggingface: dict = {"info": {"features": hf_features}}
     if fingerprint is not None:
         huggingface["fingerprint"] = fingerprint
@@ -557,7 +566,6 @@ class _Episode:
 
     index: int
     spec: EpisodeSpec
-    task_index: int
     first_row: int
     table: pa.Table
     stats: dict[str, dict[str, np.ndarray]]
@@ -613,16 +621,14 @@ def _generate_episodes(spec: DatasetSpec, features: dict[str, dict], schema: pa.
             else:
                 camera = spec.cameras[name]
                 if camera.kind == "image":
+                    png_bytes = [png_cache.png(episode_index, t, name, camera) for t in range(length)]
                     columns[name] = pa.StructArray.from_arrays(
-                        [
-                            pa.array([png_cache.png(episode_index, t, name, camera) for t in range(length)], pa.binary()),
-                            pa.array([png_name.format(t) for t in range(length)], pa.string()),
-                        ],
+                        [pa.array(png_bytes, pa.binary()), pa.array([png_name.format(t) for t in range(length)])],
                         names=["bytes", "path"],
                     )
                 stats[name] = _image_stats(episode_index, length, name, camera, with_quantiles)
         table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
-        yield _Episode(episode_index, episode, tasks[episode.task], first_row, table, stats)
+        yield _Episode(episode_index, episode, first_row, table, stats)
         first_row += length
 
 
@@ -698,23 +704,21 @@ def _fingerprint(spec: DatasetSpec) -> str:
     return hashlib.sha256(f"recap-label synth {spec.seed} {spec.total_frames}".encode()).hexdigest()[:16]
 
 
-def _video_infos(spec: DatasetSpec) -> dict[str, dict]:
-    return {key: _video_info(spec.cameras[key], spec.fps) for key in spec.video_keys()}
-
-
 def _write_v21(root: Path, spec: DatasetSpec) -> None:
-    features = _features(spec, _video_infos(spec))
+    features = _features(spec)
     schema = _arrow_schema(features, "v2.1")
     episodes_rows, stats_rows = [], []
     for episode in _generate_episodes(spec, features, schema):
         episode_chunk = episode.index // spec.chunks_size
         path = root / V21_DATA_PATH.format(episode_chunk=episode_chunk, episode_index=episode.index)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(episode.table, path, row_group_size=max(1, episode.spec.length))
+        pq.write_table(episode.table, path, row_group_size=episode.spec.length)
         for key in spec.video_keys():
             video_path = V21_VIDEO_PATH.format(episode_chunk=episode_chunk, video_key=key, episode_index=episode.index)
             _encode_video(root / video_path, key, spec.cameras[key], spec.fps, [(episode.index, episode.spec.length)])
-        episodes_rows.append({"episode_index": episode.index, "tasks": [episode.spec.task], "length": episode.spec.length})
+        episodes_rows.append(
+            {"episode_index": episode.index, "tasks": [episode.spec.task], "length": episode.spec.length}
+        )
         stats_rows.append({"episode_index": episode.index, "stats": _stats_json(episode.stats)})
     tasks = _task_indices(spec)
     total_episodes = len(spec.episodes)
@@ -755,7 +759,7 @@ def assign_files(lengths: list[int], rows_per_file: int | None, chunks_size: int
 
 
 def _write_v30(root: Path, spec: DatasetSpec) -> None:
-    features = _features(spec, _video_infos(spec))
+    features = _features(spec)
     schema = _arrow_schema(features, "v3.0", _fingerprint(spec))
     lengths = [episode.length for episode in spec.episodes]
     data_files = assign_files(lengths, spec.rows_per_file, spec.chunks_size)
@@ -775,7 +779,7 @@ def _write_v30(root: Path, spec: DatasetSpec) -> None:
                 path = root / V30_DATA_PATH.format(chunk_index=chunk_index, file_index=file_index)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer, open_file = pq.ParquetWriter(path, schema), (chunk_index, file_index)
-            writer.write_table(episode.table, row_group_size=max(1, episode.spec.length))
+            writer.write_table(episode.table, row_group_size=episode.spec.length)
             episode_rows.append(_v30_episode_row(spec, episode, data_files[episode.index],
                                                  video_files[episode.index], video_offsets[episode.index]))
             all_stats.append(episode.stats)

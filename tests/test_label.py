@@ -1,0 +1,310 @@
+"""`label` and `rollback` end to end on real files: exact counts, schema-exact write-back, rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recap_label import synth
+from recap_label.dataset import LeRobotDataset
+from recap_label.lineage import read_lineage
+
+from conftest import SPECIMENS, error_line, specimen_id, tree_digest, writable_copy
+
+
+def make_copy(cli, tmp_path: Path, spec: synth.DatasetSpec, name: str = "ds") -> Path:
+    src = synth.write_dataset(tmp_path / name, spec)
+    cli("copy", src, "--json")
+    return tmp_path / f"{name}_vlm_label"
+
+
+def random_values(dest: Path, seed: int = 0) -> Path:
+    """A values file with distinct random V for every frame (no ties at the threshold)."""
+    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index"])
+    path = dest.parent / f"values-{dest.name}-{seed}.parquet"
+    pq.write_table(table.append_column("value", pa.array(np.random.default_rng(seed).uniform(-1, 0, table.num_rows))), path)
+    return path
+
+
+def small_spec(version="v2.1", **kw) -> synth.DatasetSpec:
+    kw.setdefault("png_cameras", 1)
+    kw.setdefault("video_cameras", 0)
+    kw.setdefault("size", 16)
+    return synth.simple_spec(version, episodes=kw.pop("episodes", 5), length=kw.pop("length", 40), demos=1, **kw)
+
+
+def file_state(root: Path, adv_col="adv_ind") -> dict[str, dict]:
+    """Per data file: schema (with metadata), row groups, labels, and a digest of every other column."""
+    out = {}
+    for path in sorted((root / "data").rglob("*.parquet")):
+        pf = pq.ParquetFile(path)
+        table = pf.read()
+        others = table.drop_columns([adv_col])
+        out[path.relative_to(root).as_posix()] = {
+            "schema": pf.schema_arrow,
+            "metadata": pf.schema_arrow.metadata,
+            "row_groups": [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)],
+            "labels": table[adv_col].to_pylist(),
+            "label_type": table.schema.field(adv_col).type,
+            "others": others,
+        }
+    return out
+
+
+def assert_only_labels_changed(before: dict, after: dict) -> None:
+    assert before.keys() == after.keys()
+    for rel in before:
+        b, a = before[rel], after[rel]
+        assert a["schema"].equals(b["schema"], check_metadata=True), rel
+        assert a["metadata"] == b["metadata"], rel  # the huggingface key byte for byte
+        assert a["row_groups"] == b["row_groups"], rel
+        assert a["label_type"] == b["label_type"]
+        assert a["others"].equals(b["others"]), rel
+
+
+@pytest.mark.parametrize("version", ["v2.1", "v3.0"])
+def test_label_verify_rollback_round_trip(cli, lerobot_home, tmp_path, version):
+    dest = make_copy(cli, tmp_path, small_spec(version, rows_per_file=90 if version == "v3.0" else None))
+    original = file_state(dest)
+    info_before = (dest / "meta" / "info.json").read_bytes()
+
+    values = random_values(dest)
+    out = json.loads(cli("label", dest, "--values", values, "--lookahead", "5", "--json").stdout)
+    first = file_state(dest)
+    assert_only_labels_changed(original, first)
+    b = out["breakdown"]
+    assert b["autonomous"]["none"] == 0 and b["intervention"]["negative"] == 0
+    assert out["files_rewritten"] >= 1
+    assert (dest / "meta" / "info.json").read_bytes() == info_before  # adv_ind already declared
+    assert cli("verify", dest, "--json").exit_code == 0
+
+    # idempotent: the same run again changes nothing
+    again = json.loads(cli("label", dest, "--values", values, "--lookahead", "5", "--json").stdout)
+    assert again["files_rewritten"] == 0 and again["transitions"] == {}
+    assert file_state(dest).keys() == first.keys()
+
+    # a second, different run, then roll back twice: byte-identical label columns each time
+    cli("label", dest, "--values", values, "--positive-ratio", "0.5", "--lookahead", "5")
+    second = file_state(dest)
+    assert any(second[k]["labels"] != first[k]["labels"] for k in first)
+    cli("rollback", dest)
+    assert {k: v["labels"] for k, v in file_state(dest).items()} == {k: v["labels"] for k, v in first.items()}
+    cli("rollback", dest, "--to", "copy")
+    restored = file_state(dest)
+    assert {k: v["labels"] for k, v in restored.items()} == {k: v["labels"] for k, v in original.items()}
+    assert_only_labels_changed(original, restored)
+    runs = json.loads(cli("rollback", dest, "--list", "--json").stdout)
+    assert [r["kind"] for r in runs] == ["label", "label", "label", "rollback", "rollback"]
+    assert error_line(cli("rollback", dest, code=2)).startswith("Error: nothing to roll back")
+
+
+@pytest.mark.parametrize("root", SPECIMENS, ids=specimen_id)
+def test_write_back_keeps_lerobot_specimens_intact(cli, lerobot_home, tmp_path, root):
+    src = writable_copy(root, tmp_path / "spec")
+    cli("copy", src, "--json")
+    dest = tmp_path / "spec_vlm_label"
+    before = file_state(dest)
+    cli("label", dest, "--value-column", "reward_label", "--lookahead", "2")
+    after = file_state(dest)
+    assert_only_labels_changed(before, after)
+    # images still decode through the dataset layer after the rewrite
+    from recap_label.frames import episode_frames
+
+    ds = LeRobotDataset.open(dest)
+    assert episode_frames(ds, 0, "observation.images.wrist").shape == (5, 24, 32, 3)
+
+
+def test_reference_counts_on_a_generated_dataset(cli, lerobot_home, tmp_path):
+    spec = synth.reference_spec("v3.0", cameras={})
+    assert (spec.total_frames, spec.intervention_frames) == (21286, 6968)
+    dest = make_copy(cli, tmp_path, spec, "vial")
+    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index"])
+    rng = np.random.default_rng(7)
+    values = tmp_path / "values.parquet"
+    pq.write_table(table.append_column("value", pa.array(rng.uniform(-1, 0, table.num_rows))), values)
+    out = json.loads(cli("label", dest, "--values", values, "--json").stdout)
+    b = out["breakdown"]
+    assert b["labels"] == {"positive": 11264, "negative": 10022, "none": 0}
+    assert b["intervention"] == {"positive": 6968, "negative": 0, "none": 0}
+    assert b["autonomous"] == {"positive": 4296, "negative": 10022, "none": 0}
+    assert cli("verify", dest).exit_code == 0
+    # the sidecar holds V, A and the label per frame
+    side = pq.read_table(dest / "meta" / "recap_label" / "values.parquet")
+    assert side.num_rows == 21286 and side.column_names == ["episode_index", "frame_index", "value", "advantage", "label"]
+
+
+def test_dry_run_writes_nothing(cli, lerobot_home, tmp_path):
+    dest = make_copy(cli, tmp_path, small_spec())
+    before = tree_digest(dest)
+    out = json.loads(cli("label", dest, "--value-column", "value_label", "--dry-run", "--json").stdout)
+    assert out["dry_run"] and out["transitions"] and out["run"] is None
+    assert tree_digest(dest) == before
+
+
+def test_reference_flags_in_underscore_spelling(cli, lerobot_home, tmp_path):
+    dest = make_copy(cli, tmp_path, small_spec())
+    cli("label", "--data_dir", dest, "--value_column", "value_label", "--top_percent", "30", "--lookahead", "5",
+        "--human_col", "intervention", "--adv_col", "adv_ind", "--reward_col", "reward_label")
+    run = read_lineage(dest)["runs"][-1]
+    assert run["settings"]["positive_ratio"] == 0.3 and run["settings"]["lookahead"] == 5
+
+
+def test_per_task_scope_and_tail_rule_are_recorded(cli, lerobot_home, tmp_path):
+    dest = make_copy(cli, tmp_path, small_spec(episodes=7))
+    out = json.loads(cli("label", dest, "--value-column", "value_label", "--threshold-scope", "task", "--tail-bootstrap", "last", "--json").stdout)
+    assert set(out["thresholds"]) == {"task 0", "task 1"}
+    run = read_lineage(dest)["runs"][-1]
+    assert run["settings"]["threshold_scope"] == "task" and run["settings"]["tail_bootstrap"] == "last"
+    assert set(run["share_per_task"]) == {"0", "1"}
+
+
+# -- bad input: one Error: line, exit 2, nothing changed -------------------------------------------
+
+
+def _rewrite(path: Path, fn) -> None:
+    table = pq.read_table(path)
+    pq.write_table(fn(table), path)
+
+
+def _set(table: pa.Table, name: str, values) -> pa.Table:
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, table.schema.field(i), pa.array(values, table.schema.field(i).type))
+
+
+BAD_CASES = {
+    "missing reward column": (["--reward-col", "nope"], None, "column 'nope' is missing"),
+    "missing intervention column": (["--human-col", "nope"], None, "column 'nope' is missing"),
+    "missing label column": (["--adv-col", "nope"], None, "column 'nope' is missing"),
+    "intervention not 0/1": ([], lambda t: _set(t, "intervention", [2] * t.num_rows), "must be 0 or 1"),
+    "nan reward": ([], lambda t: _set(t, "reward_label", [float("nan")] * t.num_rows), "rewards must be finite"),
+    "inf value": (["--value-column", "reward"], lambda t: _set(t, "reward", [float("inf")] * t.num_rows), "values must be finite"),
+    "duplicate frame_index": ([], lambda t: _set(t, "frame_index", [0] * t.num_rows), "frame_index 0 twice"),
+    "ratio outside (0,1]": (["--positive-ratio", "1.5"], None, "--positive-ratio must be in (0, 1]"),
+    "ratio and top percent disagree": (["--positive-ratio", "0.3", "--top-percent", "20"], None, "disagree"),
+    "lookahead < 1": (["--lookahead", "0"], None, "--lookahead must be an integer >= 1"),
+    "two value sources": (["--values", "x.parquet"], None, "exactly one value source"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES), ids=list(BAD_CASES))
+def test_bad_input(cli, lerobot_home, tmp_path, case):
+    flags, mutate, needle = BAD_CASES[case]
+    dest = make_copy(cli, tmp_path, small_spec(png_cameras=0))
+    if mutate:
+        _rewrite(dest / "data" / "chunk-000" / "episode_000002.parquet", mutate)
+    before = tree_digest(dest)
+    args = ["label", dest, *flags]
+    if "--value-column" not in flags and "--values" not in flags:
+        args += ["--value-column", "value_label"]
+    elif "--values" in flags:
+        args += ["--value-column", "value_label"]
+    r = cli(*args, code=2)
+    assert needle in error_line(r), error_line(r)
+    assert tree_digest(dest) == before
+
+
+def test_values_file_problems(cli, lerobot_home, tmp_path):
+    dest = make_copy(cli, tmp_path, small_spec(png_cameras=0))
+    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index"])
+    full = table.append_column("value", pa.array(np.linspace(-1, 0, table.num_rows)))
+    before = tree_digest(dest)
+    missing = tmp_path / "missing.parquet"
+    pq.write_table(full.slice(0, full.num_rows - 3), missing)
+    assert "has no value for episode" in error_line(cli("label", dest, "--values", missing, code=2))
+    dup = tmp_path / "dup.parquet"
+    pq.write_table(pa.concat_tables([full, full.slice(0, 1)]), dup)
+    assert "more than once" in error_line(cli("label", dest, "--values", dup, code=2))
+    assert tree_digest(dest) == before
+
+
+def test_refuses_original_symlinks_and_locks(cli, lerobot_home, tmp_path):
+    src = synth.write_dataset(tmp_path / "orig", small_spec(png_cameras=0))
+    before = tree_digest(src)
+    assert "no copy lineage" in error_line(cli("label", src, "--value-column", "value_label", code=2))
+    assert tree_digest(src) == before
+    cli("copy", src, "--json")
+    dest = tmp_path / "orig_vlm_label"
+    target = dest / "data" / "chunk-000" / "episode_000001.parquet"
+    target.unlink()
+    os.symlink(src / "data" / "chunk-000" / "episode_000001.parquet", target)
+    assert "is a symlink" in error_line(cli("label", dest, "--value-column", "value_label", code=2))
+    target.unlink()
+    os.link(src / "data" / "chunk-000" / "episode_000001.parquet", target)
+    assert "shares its inode" in error_line(cli("label", dest, "--value-column", "value_label", code=2))
+    assert tree_digest(src) == before
+    target.unlink()
+    (target.parent / target.name).write_bytes((src / "data" / "chunk-000" / "episode_000001.parquet").read_bytes())
+    # a live holder (this very process) → refused, naming it
+    lock = dest / "meta" / "recap_label" / "lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "command": "label", "started": "now"}))
+    assert "is locked by `recap-label label`" in error_line(cli("label", dest, "--value-column", "value_label", code=2))
+    # a dead holder → stale lock cleared, the run proceeds
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "command": "label", "started": "then"}))
+    cli("label", dest, "--value-column", "value_label")
+    assert not lock.exists()
+
+
+def test_retire_iteration(cli, lerobot_home, tmp_path):
+    src = synth.write_dataset(tmp_path / "vial", small_spec(png_cameras=0))
+    cli("copy", src, "--json")
+    v1 = tmp_path / "vial_vlm_label"
+    cli("copy", v1, "--json")
+    v2 = tmp_path / "vial_vlm_label_v2"
+    alias = lerobot_home / "local" / "vial_vlm_label_active"
+    assert os.path.realpath(alias) == str(v2.resolve())
+    out = json.loads(cli("rollback", v2, "--iteration", "--json").stdout)
+    assert out["unregistered"] == ["local/vial_vlm_label_v2"] and out["active_now"] == str(v1.absolute())
+    assert os.path.realpath(alias) == str(v1.resolve()) and v2.is_dir()
+    assert not (lerobot_home / "local" / "vial_vlm_label_v2").exists()
+    cli("rollback", "local/vial_vlm_label", "--iteration", "--delete")
+    assert not v1.exists() and not alias.exists()
+
+
+# -- crashes: SIGKILL at every file operation of the write phase -----------------------------------
+
+
+def _labels_by_file(root: Path) -> dict[str, list]:
+    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist() for p in sorted((root / "data").rglob("*.parquet"))}
+
+
+def _run_label(dest: Path, crash: str | None, *extra: str) -> subprocess.CompletedProcess:
+    values = dest.parent / "crash-values.parquet"
+    if not values.exists():
+        random_values(dest).rename(values)
+    env = {k: v for k, v in os.environ.items() if k != "RECAP_LABEL_CRASH_AT"}
+    if crash:
+        env["RECAP_LABEL_CRASH_AT"] = crash
+    return subprocess.run([sys.executable, "-m", "recap_label", "label", str(dest), "--values", str(values), "--lookahead", "5", *extra],
+                          capture_output=True, text=True, env=env)
+
+
+def test_sigkill_during_write_phase_is_all_old_or_all_new(cli, lerobot_home, tmp_path):
+    spec = small_spec(png_cameras=0, episodes=4)
+    reference = make_copy(cli, tmp_path, spec, "ref")
+    old = _labels_by_file(reference)
+    assert _run_label(reference, None).returncode == 0
+    new = _labels_by_file(reference)
+    points = [f"stage:{k}" for k in range(1, 6)] + ["journal:1"] + [f"rename:{k}" for k in range(1, 6)] + ["done:1"]
+    for n, point in enumerate(points):
+        dest = make_copy(cli, tmp_path, spec, f"k{n}")
+        r = _run_label(dest, point)
+        assert r.returncode == -9, (point, r.stderr)
+        for rel, labels in _labels_by_file(dest).items():  # every file readable, entirely old or new
+            assert labels in (old[rel], new[rel]), (point, rel)
+        schema = pq.read_schema(next((dest / "data").rglob("*.parquet")))
+        assert b"huggingface" in schema.metadata
+        v = cli("verify", dest, "--json", code=None)
+        assert v.exit_code in (0, 1)
+        assert _run_label(dest, None).returncode == 0, point
+        assert _labels_by_file(dest) == new, point
+        assert cli("verify", dest).exit_code == 0
