@@ -274,7 +274,7 @@ def test_retire_iteration(cli, lerobot_home, tmp_path):
 
 
 def _labels_by_file(root: Path) -> dict[str, list]:
-    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist() for p in sorted((root / "data").rglob("*.parquet"))}
+    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist() for p in sorted((root / "data").rglob("*.parquet")) if not p.name.startswith(".")}
 
 
 def _run_label(dest: Path, crash: str | None, *extra: str) -> subprocess.CompletedProcess:
