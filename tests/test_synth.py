@@ -320,7 +320,9 @@ def test_v30_episode_metadata_points_at_the_rows(v30_root):
     data_files = [(row["data/chunk_index"], row["data/file_index"]) for row in episodes]
     assert data_files == [(0, 0), (0, 1), (0, 1), (1, 0), (1, 0)]
     # 30 rows per video file: (12 15) (9 7 11)
-    video_files = [(row[f"videos/{AV1_CAMERA}/chunk_index"], row[f"videos/{AV1_CAMERA}/file_index"]) for row in episodes]
+    video_files = [
+        (row[f"videos/{AV1_CAMERA}/chunk_index"], row[f"videos/{AV1_CAMERA}/file_index"]) for row in episodes
+    ]
     assert video_files == [(0, 0), (0, 0), (0, 1), (0, 1), (0, 1)]
     assert [row[f"videos/{AV1_CAMERA}/from_timestamp"] for row in episodes] == [0.0, 1.2, 0.0, 0.9, 1.6]
     assert [row[f"videos/{AV1_CAMERA}/to_timestamp"] for row in episodes] == [1.2, 2.7, 0.9, 1.6, 2.7]
@@ -373,7 +375,8 @@ def test_v30_videos_hold_each_frame_at_from_timestamp_plus_t(v30_root):
     for key in (AV1_CAMERA, H264_CAMERA):
         frames_by_file: dict[Path, list[av.VideoFrame]] = {}
         for row in episodes:
-            path = v30_root / f"videos/{key}/chunk-{row[f'videos/{key}/chunk_index']:03d}/file-{row[f'videos/{key}/file_index']:03d}.mp4"
+            chunk_index, file_index = row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]
+            path = v30_root / f"videos/{key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
             if path not in frames_by_file:
                 with av.open(str(path)) as container:
                     frames_by_file[path] = list(container.decode(video=0))
@@ -451,3 +454,10 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     info = json.loads((out / "meta/info.json").read_text())
     assert info["total_frames"] == 24 and info["codebase_version"] == "v3.0"
     assert len(list((out / "data").rglob("*.parquet"))) == 3
+
+
+def test_simple_spec_handles_short_episodes():
+    for length in range(1, 40):
+        spec = synth.simple_spec(episodes=4, length=length, demos=1)
+        assert spec.total_frames == 4 * length
+        assert spec.episodes[0].kind == "demo" and spec.episodes[1].kind == "rollout"
