@@ -203,6 +203,7 @@ def verify_cmd(
     ctx: typer.Context,
     dataset: DatasetArg,
     episodes: Annotated[bool, typer.Option("--episodes", help="Add a per-episode table.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: advantage histogram with the threshold, V over time for a few episodes.", show_default=False)] = None,
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
     json_out: JsonOpt = None,
@@ -219,6 +220,11 @@ def verify_cmd(
     settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
     ds = LeRobotDataset.open(resolve_dataset_path(dataset, settings.lerobot_home))
     report = verify_dataset(ds, settings, with_episodes=episodes)
+    if plot is not None:
+        from recap_label.plotting import plot_labels
+
+        plot_labels(ds, settings.human_col, report.active_run, plot)
+        report.notes.append(f"plot written to {plot}")
     if settings.json:
         _print_json(report.to_json(episodes))
     else:

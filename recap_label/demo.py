@@ -1,0 +1,61 @@
+"""`make demo`: the Stage 5 runbook on a built-in example, with the real commands printed.
+
+Generates a small LeRobot v2.1 dataset (one demo, rollouts with interventions, a PNG and a
+video camera), then runs copy → label → verify → label again → rollback → verify, all inside
+./demo-out (its own LeRobot home, so the user's cache is not touched).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from recap_label import synth
+
+OUT = Path("demo-out")
+
+
+def run(*args: str, env: dict) -> None:
+    cmd = [sys.executable, "-m", "recap_label", *args]
+    print(f"\n$ recap-label {shlex.join(args)}", flush=True)
+    subprocess.run(cmd, check=True, env=env)
+
+
+def label_args(dataset: str) -> list[str]:
+    """The value source of the demo: the tiny value model shipped with the package if present."""
+    from importlib.resources import files
+
+    assets = files("recap_label") / "assets"
+    ckpt, tok = assets / "tiny_value_model", assets / "tiny_tokenizer.model"
+    if Path(str(ckpt)).is_dir() and Path(str(tok)).is_file():
+        return ["label", dataset, "--checkpoint-dir", str(ckpt), "--tokenizer-path", str(tok),
+                "--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist", "--lookahead", "10"]
+    return ["label", dataset, "--value-column", "value_label", "--lookahead", "10"]
+
+
+def main() -> None:
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir()
+    env = {**os.environ, "HF_LEROBOT_HOME": str((OUT / "lerobot-home").absolute()), "COLUMNS": "100"}
+    src = OUT / "example_rollouts"
+    spec = synth.simple_spec("v2.1", episodes=6, length=90, demos=1, png_cameras=1, video_cameras=1, size=64)
+    synth.write_dataset(src, spec)
+    print(f"example dataset: {src} ({spec.total_frames} frames, {len(spec.episodes)} episodes, cameras: {', '.join(spec.cameras)})")
+    run("copy", str(src), env=env)
+    name = "local/example_rollouts_vlm_label"
+    run(*label_args(name), env=env)
+    run("verify", name, "--plot", str(OUT / "labels.png"), env=env)
+    run(*label_args(name), "--positive-ratio", "0.5", env=env)
+    run("rollback", name, "--list", env=env)
+    run("rollback", name, env=env)
+    run("verify", name, "--episodes", env=env)
+    print(f"\ndemo done: everything is in {OUT}/ (plot: {OUT / 'labels.png'})")
+
+
+if __name__ == "__main__":
+    main()
