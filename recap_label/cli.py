@@ -286,6 +286,7 @@ def label_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", "--num_workers", help="Decode workers. [default: min(4, cores-1)]", show_default=False)] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
+    precision: Annotated[str, typer.Option("--precision", help="SigLIP matmul precision: auto (bf16 on CUDA as pistar runs it, fp32 on CPU), bf16 or fp32.")] = "auto",
     values: Annotated[Optional[Path], typer.Option("--values", help="Value source: parquet file with episode_index, frame_index, value.", show_default=False)] = None,
     value_column: Annotated[Optional[str], typer.Option("--value-column", "--value_column", help="Value source: a float column of the dataset (e.g. value_label).", show_default=False)] = None,
     lookahead: Annotated[int, typer.Option("--lookahead", help="N of the N-step advantage, in frames.")] = 50,
@@ -330,7 +331,7 @@ def label_cmd(
         source = ModelValues.from_options(
             checkpoint_dir=checkpoint_dir, step=checkpoint_step, use_ema=use_ema, tokenizer_path=tokenizer_path,
             settings=settings, device=device, batch_size=batch_size, num_workers=num_workers, compile_model=compile_model,
-            quiet=settings.json,
+            quiet=settings.json, precision=precision,
         )
     elif values is not None:
         from recap_label.values import FileValues
@@ -341,6 +342,8 @@ def label_cmd(
 
         source = ColumnValues(value_column)
     outcome = run_label(root, settings, rule, source, dry_run=dry_run, recompute=recompute, allow_original=allow_original)
+    if outcome is None:  # a non-zero torchrun rank: rank 0 reports
+        return
     if settings.json:
         _print_json(outcome.to_json())
         return

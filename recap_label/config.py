@@ -31,6 +31,11 @@ def default_lerobot_home() -> Path:
     return base / "huggingface" / "lerobot"
 
 
+def default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path("~/.cache").expanduser()) / "recap-label"
+
+
 @dataclass
 class Settings:
     """Settings shared by every command. Field names are also the TOML keys and, upper-cased
@@ -43,6 +48,7 @@ class Settings:
     base_image_col: str | None = None
     wrist_image_col: str | None = None
     right_wrist_image_col: str | None = None
+    model_cache: Path = field(default_factory=lambda: default_cache_dir() / "models")
     json: bool = False
     verbose: int = 0
     # where each value came from: "default", "env RECAP_LABEL_X", "file PATH", "flag --x"

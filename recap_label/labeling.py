@@ -14,7 +14,7 @@ import pyarrow as pa
 from recap_label.advantage import LabelResult, RuleSettings, apply_rule
 from recap_label.config import Settings
 from recap_label.dataset import LeRobotDataset
-from recap_label.errors import BadInput, DatasetError, UnsafeWriteError
+from recap_label.errors import BadInput, DatasetError, RecapError, UnsafeWriteError
 from recap_label.fsutil import sha256_file
 from recap_label.lineage import LINEAGE_FILE, STATE_DIR, now_iso, read_lineage
 from recap_label.lock import dataset_lock
@@ -156,20 +156,67 @@ def run_label(
     on_episode=None,
 ) -> LabelOutcome:
     t0 = time.perf_counter()
+    from recap_label.distributed import world_size
+
+    dist = None
+    if world_size() > 1:
+        from recap_label.distributed import Dist
+
+        dist = Dist()
+        if dist.rank != 0:
+            return _follow(ds_root, source, dist)
+    try:
+        return _lead(ds_root, settings, rule, source, dry_run, recompute, allow_original, command, on_episode, t0, dist)
+    finally:
+        if dist is not None:
+            if not dist.plan_sent:
+                dist.broadcast({"ok": False})  # release the other ranks
+                dist.gather(None)
+            dist.close()
+
+
+def _follow(ds_root: Path, source: ValueSource, dist) -> None:
+    """A non-zero rank: infer the episodes rank 0 assigns, into the shared sidecar parts."""
+    plan = dist.broadcast(None)
+    error = None
+    try:
+        if plan.get("ok"):
+            ds = LeRobotDataset.open(ds_root)
+            if hasattr(source, "bind"):
+                source.bind(ds)
+            if source.provenance() != plan["provenance"]:
+                error = f"rank {dist.rank} was started with different settings than rank 0"
+            else:
+                partial = PartialValues(ds.root, plan["provenance"], restart=False)
+                for ev in source.episode_values(ds, plan["assign"][dist.rank]):
+                    partial.add(ev)
+    except RecapError as exc:
+        error = exc.message
+    finally:
+        dist.gather(error)
+        dist.close()
+    if not plan.get("ok"):
+        raise RecapError(f"rank {dist.rank}: stopped because rank 0 stopped (see its message)")
+    if error:
+        raise RecapError(f"rank {dist.rank}: {error}")
+    return None
+
+
+def _lead(ds_root, settings, rule, source, dry_run, recompute, allow_original, command, on_episode, t0, dist) -> LabelOutcome:
     ds = LeRobotDataset.open(ds_root)
     if dry_run:
         if pending_commit(ds.root) is not None:
             raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify` or `label` without --dry-run to complete it first")
-        return _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note=None)
+        return _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note=None, dist=dist)
     if read_lineage(ds.root) is None and not allow_original:
         check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
     with dataset_lock(ds.root, command):
         note = recover(ds.root)
         ds = LeRobotDataset.open(ds_root) if note else ds
-        return _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note)
+        return _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note, dist=dist)
 
 
-def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note) -> LabelOutcome:
+def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note, dist=None) -> LabelOutcome:
     record = check_safe_to_write(ds, allow_original) if not dry_run else (read_lineage(ds.root) or {"runs": []})
     cols = read_dataset_columns(ds, settings)
     ids, inverse = np.unique(cols.episode, return_inverse=True)
@@ -178,7 +225,12 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
     rollout_rows = (auto_per_ep > 0)[inverse]
     t_read = time.perf_counter()
 
-    by_episode, values_from = gather_values(ds, source, rollout_eps, recompute=recompute, on_episode=on_episode)
+    if hasattr(source, "bind"):
+        source.bind(ds)  # the model's camera slots depend on the dataset
+    if dist is not None:
+        by_episode, values_from = _distribute_inference(ds, source, rollout_eps, recompute, dist)
+    else:
+        by_episode, values_from = gather_values(ds, source, rollout_eps, recompute=recompute, on_episode=on_episode)
     value = assemble_values(cols.episode, cols.frame, rollout_rows, by_episode, _source_name(source))
     t_values = time.perf_counter()
 
@@ -249,6 +301,35 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
     outcome.files_rewritten = len(rewritten)
     outcome.timings = {"read": t_read - t0, "values": t_values - t_read, "rule": t_rule - t_values, "stage": t_stage - t_rule, "commit": time.perf_counter() - t_stage, "total": time.perf_counter() - t0}
     return outcome
+
+
+def _distribute_inference(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist) -> None:
+    """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all."""
+    from recap_label.distributed import assign_by_frames
+    from recap_label.values import cached_values
+
+    provenance = source.provenance()
+    if source.cheap or cached_values(ds, source, episodes, recompute) is not None:
+        dist.broadcast({"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": provenance})
+        dist.gather(None)
+        return gather_values(ds, source, episodes, recompute=False)
+    partial = PartialValues(ds.root, provenance, restart=recompute)
+    done = partial.done()
+    assign = assign_by_frames({e: ds.episodes[e].length for e in episodes if e not in done}, dist.world)
+    dist.broadcast({"ok": True, "assign": assign, "provenance": provenance})
+    error = None
+    try:
+        for ev in source.episode_values(ds, assign[0]):
+            partial.add(ev)
+    except RecapError as exc:
+        error = exc.message
+    errors = dist.gather(error)
+    failed = [(r, e) for r, e in enumerate(errors) if e]
+    if failed:
+        r, e = failed[0]
+        raise RecapError(f"rank {r}: {e}" if r else e)
+    sizes = ", ".join(f"rank {r}: {len(a)}" for r, a in enumerate(assign))
+    return {e: partial.read(e) for e in episodes}, f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)"
 
 
 def _show(label) -> str:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from recap_label.dataset import LeRobotDataset, read_parquet_table
 from recap_label.errors import BadInput, DatasetError
+from recap_label.faults import crash_point
 from recap_label.fsutil import fsync_dir, sha256_file, write_file_atomic, write_json_atomic
 from recap_label.lineage import STATE_DIR
 
@@ -152,6 +153,7 @@ class PartialValues:
     def add(self, ev: EpisodeValues) -> None:
         table = pa.table({"frame_index": pa.array(ev.frame_index, pa.int64()), "value": pa.array(ev.value, pa.float64())})
         write_file_atomic(self._part(ev.episode_index), lambda p: pq.write_table(table, p))
+        crash_point("episode-values")
 
     def read(self, episode: int) -> EpisodeValues:
         t = pq.read_table(self._part(episode))
@@ -169,6 +171,19 @@ def _load_json(path: Path):
         return None
 
 
+def cached_values(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool) -> dict[int, EpisodeValues] | None:
+    """V from the sidecar when it was made by the same source and covers every episode."""
+    cached = None if recompute else read_sidecar(ds.root)
+    if cached is None or cached[0] != source.provenance():
+        return None
+    table = cached[1]
+    split = {ev.episode_index: ev for ev in _split_by_episode(
+        table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
+    if all(split[e].frame_index.size == ds.episodes[e].length for e in episodes):
+        return split
+    return None
+
+
 def gather_values(
     ds: LeRobotDataset,
     source: ValueSource,
@@ -182,20 +197,21 @@ def gather_values(
     if source.cheap:
         out = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
         return out, provenance["source"]
-    cached = None if recompute else read_sidecar(ds.root)
-    if cached is not None and cached[0] == provenance:
-        table = cached[1]
-        split = {ev.episode_index: ev for ev in _split_by_episode(
-            table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
-        if all(split[e].frame_index.size == ds.episodes[e].length for e in episodes):
-            return split, "sidecar (no inference)"
+    cached = cached_values(ds, source, episodes, recompute)
+    if cached is not None:
+        return cached, "sidecar (no inference)"
     partial = PartialValues(ds.root, provenance, restart=recompute)
     done = partial.done() & set(episodes)
     todo = [e for e in episodes if e not in done]
-    for ev in source.episode_values(ds, todo):
-        partial.add(ev)
-        if on_episode:
-            on_episode(ev)
+    try:
+        for ev in source.episode_values(ds, todo):
+            partial.add(ev)
+            if on_episode:
+                on_episode(ev)
+    except BaseException:
+        if not partial.done():
+            partial.discard()  # nothing to resume from: leave no trace
+        raise
     out = {e: partial.read(e) for e in episodes}
     how = "inference" if not done else f"inference (resumed: {len(done)} of {len(episodes)} episodes were already done)"
     return out, how

@@ -1,0 +1,179 @@
+"""`label --checkpoint-dir`: the real value-model code path at tiny size, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from recap_label import synth
+from recap_label.dataset import LeRobotDataset
+from recap_label.frames import episode_frames
+
+from conftest import error_line, tree_digest
+
+REPO = Path(__file__).resolve().parents[1]
+CKPT = REPO / "recap_label" / "assets" / "tiny_value_ckpt"
+TOKENIZER = REPO / "recap_label" / "assets" / "tiny_tokenizer.model"
+CAMS = ["--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist"]
+
+
+def model_args(*extra: str, ckpt: Path = CKPT, tokenizer: Path = TOKENIZER) -> list[str]:
+    return ["--checkpoint-dir", str(ckpt), "--tokenizer-path", str(tokenizer), *CAMS, "--lookahead", "8", "--num-workers", "0", *extra]
+
+
+@pytest.fixture
+def dataset(cli, lerobot_home, tmp_path) -> Path:
+    """Rollouts with a PNG base camera and an AV1 wrist camera, copied."""
+    spec = synth.simple_spec("v3.0", episodes=4, length=30, demos=1, png_cameras=1, video_cameras=1, size=32, rows_per_file=70)
+    synth.write_dataset(tmp_path / "ds", spec)
+    cli("copy", tmp_path / "ds", "--json")
+    return tmp_path / "ds_vlm_label"
+
+
+def sidecar(dest: Path):
+    return pq.read_table(dest / "meta" / "recap_label" / "values.parquet")
+
+
+def test_values_equal_a_direct_forward_pass(cli, dataset, tmp_path):
+    out = json.loads(cli("label", dataset, *model_args("--batch-size", "7", "--json")).stdout)
+    assert out["values_from"] == "inference"
+    assert out["breakdown"]["autonomous"]["none"] == 0
+    # recompute V of episode 1 by hand: decode, letterbox, tokenize, forward
+    from recap_label.inference import load_value_model
+    from recap_label.model.preprocess import PromptTokenizer, letterbox, to_model_input
+
+    ds = LeRobotDataset.open(dataset)
+    model = load_value_model(CKPT, None, use_ema=True, cache_dir=None, siglip_dtype=torch.float32).model
+    size = model.config.image_size
+    base = letterbox(episode_frames(ds, 1, "observation.images.base"), size)
+    wrist = letterbox(episode_frames(ds, 1, "observation.images.wrist"), size)
+    images = torch.from_numpy(np.stack([base, wrist], axis=1))  # sorted slots: base_0_rgb, wrist_0_rgb
+    tokens, _, _ = PromptTokenizer(TOKENIZER).tokenize(ds.tasks[int(ds.episode_rows(1, ["task_index"])["task_index"][0].as_py())])
+    tok = torch.from_numpy(np.repeat(tokens[None].astype(np.int64), len(base), 0))
+    with torch.inference_mode():
+        want = model(to_model_input(images), torch.ones(len(base), 2, dtype=torch.bool), tok, tok != 0).numpy()
+    side = sidecar(dataset)
+    ep = side["episode_index"].to_numpy()
+    got = side["value"].to_numpy()[ep == 1]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_rule_only_rerun_uses_the_sidecar_and_ema_is_default(cli, dataset):
+    first = json.loads(cli("label", dataset, *model_args("--json")).stdout)
+    v1 = sidecar(dataset)["value"].to_numpy()
+    again = json.loads(cli("label", dataset, *model_args("--positive-ratio", "0.5", "--lookahead", "3", "--json")).stdout)
+    assert again["values_from"] == "sidecar (no inference)"
+    np.testing.assert_array_equal(sidecar(dataset)["value"].to_numpy(), v1)
+    raw = json.loads(cli("label", dataset, *model_args("--no-use-ema", "--json")).stdout)
+    assert raw["values_from"] == "inference"  # other weights, other provenance
+    assert not np.allclose(sidecar(dataset)["value"].to_numpy(), v1)
+    forced = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
+    assert forced["values_from"] == "inference"
+    np.testing.assert_allclose(sidecar(dataset)["value"].to_numpy(), v1, atol=1e-6)
+    assert first["run"] == "run-0001"
+
+
+def _label_subprocess(dest: Path, *extra: str, env_extra: dict | None = None, torchrun: int = 0) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_CRASH")}
+    env.update(env_extra or {})
+    head = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(torchrun), "--master-port", "29533"] if torchrun else [sys.executable]
+    cmd = [*head, "-m", "recap_label", "label", str(dest), *model_args(*extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_interrupted_inference_resumes(cli, dataset, tmp_path):
+    r = _label_subprocess(dataset, env_extra={"RECAP_LABEL_CRASH_AT": "episode-values:2"})
+    assert r.returncode == -9, r.stderr
+    parts = sorted((dataset / "meta" / "recap_label" / "values-partial").glob("episode-*.parquet"))
+    assert len(parts) == 2
+    out = json.loads(cli("label", dataset, *model_args("--json")).stdout)
+    assert "resumed: 2 of 3 episodes" in out["values_from"]
+    assert not (dataset / "meta" / "recap_label" / "values-partial").exists()
+    resumed = sidecar(dataset)["value"].to_numpy()
+    cli("label", dataset, *model_args("--recompute", "--json"))
+    np.testing.assert_allclose(sidecar(dataset)["value"].to_numpy(), resumed, atol=1e-6)
+
+
+def test_torchrun_two_cpu_ranks_give_the_same_labels(cli, lerobot_home, tmp_path, dataset):
+    twin = tmp_path / "twin"
+    shutil.copytree(dataset, twin)
+    r = _label_subprocess(dataset, "--json", torchrun=2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["values_from"].startswith("inference on 2 ranks")
+    cli("label", twin, *model_args("--json"))
+    a, b = sidecar(dataset), sidecar(twin)
+    assert a["label"].to_pylist() == b["label"].to_pylist()
+    np.testing.assert_allclose(a["value"].to_numpy(), b["value"].to_numpy(), atol=1e-6)
+    for p in sorted((dataset / "data").rglob("*.parquet")):
+        q = twin / p.relative_to(dataset)
+        assert pq.read_table(p)["adv_ind"].to_pylist() == pq.read_table(q)["adv_ind"].to_pylist()
+
+
+# -- bad input: one Error: line, exit 2, nothing changed ---------------------------------------------
+
+
+def _strip_param(src: Path, dst: Path, name: str) -> Path:
+    """A copy of the tiny checkpoint whose Orbax tree metadata lacks one EMA parameter."""
+    shutil.copytree(src, dst)
+    meta_path = next(dst.glob("step_*")) / "_METADATA"
+    meta = json.loads(meta_path.read_text())
+    key = "('ema_params', " + ", ".join(repr(p) for p in name.split("/")) + ")"
+    assert key in meta["tree_metadata"], key
+    del meta["tree_metadata"][key]
+    meta_path.write_text(json.dumps(meta))
+    return dst
+
+
+def test_model_bad_inputs(cli, dataset, tmp_path, monkeypatch):
+    before = tree_digest(dataset)
+    cases = []
+
+    def expect(args, needle):
+        r = cli("label", dataset, *args, code=2)
+        cases.append(needle)
+        assert needle in error_line(r), (needle, error_line(r))
+
+    expect(model_args(ckpt=tmp_path / "nope"), "checkpoint directory not found")
+    (tmp_path / "empty_ckpt" / "step_00000009.orbax-checkpoint-tmp-123").mkdir(parents=True)
+    expect(model_args(ckpt=tmp_path / "empty_ckpt"), "no complete")
+    stripped = _strip_param(CKPT, tmp_path / "stripped", "value_head/linear2/bias")
+    expect(model_args(ckpt=stripped), "value_head/linear2/bias")
+    expect(model_args(tokenizer=tmp_path / "missing.model"), "tokenizer")
+    (tmp_path / "bad.model").write_bytes(b"this is not sentencepiece")
+    expect(model_args(tokenizer=tmp_path / "bad.model"), "SentencePiece")
+    expect(model_args() + ["--base-image-col", "observation.images.nope"], "observation.images.nope")
+    if not torch.cuda.is_available():
+        expect(model_args("--device", "cuda"), "CUDA is not available")
+    assert tree_digest(dataset) == before
+
+
+def test_damaged_png_and_short_video_name_episode_and_frame(cli, dataset, tmp_path):
+    import pyarrow as pa
+
+    ds = LeRobotDataset.open(dataset)
+    path = ds.episodes[2].data_file
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("observation.images.base")
+    cells = table["observation.images.base"].to_pylist()
+    rows = table["episode_index"].to_pylist()
+    frames = table["frame_index"].to_pylist()
+    k = next(j for j, (e, f) in enumerate(zip(rows, frames)) if e == 2 and f == 5)
+    cells[k] = {"bytes": b"\x89PNG broken", "path": cells[k]["path"]}
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(cells, table.schema.field(i).type)), path)
+    before = tree_digest(dataset)
+    r = cli("label", dataset, *model_args(), code=2)
+    assert "episode 2 frame 5" in error_line(r)
+    after = tree_digest(dataset)
+    # episode 1 was inferred before the damaged frame: its values stay as a resumable cache
+    kept = {k for k in after if k.startswith("meta/recap_label/values-partial")}
+    assert {k: v for k, v in after.items() if k not in kept} == before
