@@ -25,16 +25,14 @@ def run(*args: str, env: dict) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def label_args(dataset: str) -> list[str]:
-    """The value source of the demo: the tiny value model shipped with the package if present."""
-    from importlib.resources import files
+ASSETS = Path(__file__).resolve().parent / "assets"
 
-    assets = files("recap_label") / "assets"
-    ckpt, tok = assets / "tiny_value_model", assets / "tiny_tokenizer.model"
-    if Path(str(ckpt)).is_dir() and Path(str(tok)).is_file():
-        return ["label", dataset, "--checkpoint-dir", str(ckpt), "--tokenizer-path", str(tok),
-                "--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist", "--lookahead", "10"]
-    return ["label", dataset, "--value-column", "value_label", "--lookahead", "10"]
+
+def label_args(dataset: str) -> list[str]:
+    """Label with the tiny value model shipped with the package: pistar's exact architecture
+    (SigLIP + Gemma3 critic) at toy size, a real Orbax checkpoint and a SentencePiece tokenizer."""
+    return ["label", dataset, "--checkpoint-dir", str(ASSETS / "tiny_value_ckpt"), "--tokenizer-path", str(ASSETS / "tiny_tokenizer.model"),
+            "--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist", "--lookahead", "10", "--device", "cpu"]
 
 
 def main() -> None:
