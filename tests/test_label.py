@@ -308,3 +308,49 @@ def test_sigkill_during_write_phase_is_all_old_or_all_new(cli, lerobot_home, tmp
         assert _run_label(dest, None).returncode == 0, point
         assert _labels_by_file(dest) == new, point
         assert cli("verify", dest).exit_code == 0
+
+
+def test_info_json_gains_the_label_feature_and_rollback_restores_it(cli, lerobot_home, tmp_path):
+    dest = make_copy(cli, tmp_path, small_spec(png_cameras=0))
+    info_path = dest / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    del info["features"]["adv_ind"]
+    info_path.write_text(json.dumps(info, indent=4))
+    before = info_path.read_bytes()
+    cli("label", dest, "--values", random_values(dest))
+    after = json.loads(info_path.read_text())
+    assert after["features"]["adv_ind"] == {"dtype": "string", "shape": [1], "names": None}
+    assert list(after) == list(info)  # key order kept
+    cli("rollback", dest)
+    assert info_path.read_bytes() == before
+
+
+def test_tail_bootstrap_trap_warning():
+    """Positives piling up in the last N frames of failed episodes are reported."""
+    from recap_label.advantage import LabelResult
+    from recap_label.labeling import DatasetColumns, tail_trap_warning
+
+    T, N = 100, 20
+    ep = np.repeat(np.arange(4), T)
+    fr = np.tile(np.arange(T), 4)
+    reward = np.tile(np.r_[np.full(T - 1, -1 / T), 0.0], 4).astype(np.float32)
+    reward[2 * T - 1] = reward[4 * T - 1] = -1.0  # episodes 1 and 3 failed
+    human = np.zeros(4 * T, bool)
+    cols = DatasetColumns(ep, fr, np.zeros(4 * T, int), human, reward, np.full(4 * T, "none", object), [])
+    tail_of_failed = np.isin(ep, [1, 3]) & (fr >= T - N)
+    trapped = LabelResult(np.zeros(4 * T, np.float32), np.ones(4 * T, bool), tail_of_failed.copy(), {"global": 0.0}, {"global": 4 * T})
+    assert "last 20 frames of failed episodes" in tail_trap_warning(cols, trapped, N)
+    spread = np.zeros(4 * T, bool)
+    spread[::10] = True
+    fine = LabelResult(np.zeros(4 * T, np.float32), np.ones(4 * T, bool), spread, {"global": 0.0}, {"global": 4 * T})
+    assert tail_trap_warning(cols, fine, N) is None
+
+
+def test_verify_plot(cli, lerobot_home, tmp_path):
+    dest = make_copy(cli, tmp_path, small_spec(png_cameras=0))
+    r = cli("verify", dest, "--plot", tmp_path / "p.png", code=2)
+    assert "no values sidecar" in error_line(r)
+    cli("label", dest, "--values", random_values(dest))
+    r = cli("verify", dest, "--plot", tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plot written" in r.stdout
