@@ -44,7 +44,7 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: dict | None, out: Path,
     ax.set_xlabel("advantage A_t")
     ax.set_ylabel("frames")
     ratio = (run or {}).get("settings", {}).get("positive_ratio")
-    ax.set_title(f"N-step advantages of rollout frames" + (f" (positive ratio {ratio})" if ratio else ""))
+    ax.set_title("N-step advantages of rollout frames" + (f" (positive ratio {ratio})" if ratio else ""))
     ax.legend(fontsize=8)
 
     ax = axes[1]
