@@ -56,6 +56,11 @@ def guarded(fn):
         except RecapError as exc:
             _err(exc.message)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # disk full, permissions, … outside the places that say more
+            from recap_label.fsutil import os_error_message
+
+            _err(os_error_message(exc, f"running `recap-label {fn.__name__.removesuffix('_cmd')}`"))
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             _err("interrupted; the dataset is unchanged or will be completed by the next run")
             raise typer.Exit(130) from None
