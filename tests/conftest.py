@@ -1,30 +1,18 @@
-"""Shared test helpers: the LeRobot-written specimens and a CLI runner on real files."""
+"""Fixtures shared by the test suite (helpers live in support.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from recap_label.cli import app
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "lerobot-written"
-if not FIXTURES.is_dir():  # CI clones the repo beside a copy of shared/
-    FIXTURES = Path(os.environ.get("RECAP_FIXTURES", "../shared/fixtures/lerobot-written")).resolve()
-
-SPECIMENS = sorted(p.with_name(p.name.split(".")[0]) for p in FIXTURES.glob("*/*.expected.json"))
-
-
-def specimen_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.name}"
+from support import Cli
 
 
 @pytest.fixture
 def lerobot_home(tmp_path, monkeypatch) -> Path:
+    """A private LeRobot home, no RECAP_LABEL_* environment, and tmp_path as working directory."""
     home = tmp_path / "lerobot-home"
     home.mkdir()
     monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
@@ -35,50 +23,6 @@ def lerobot_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-def writable_copy(specimen: Path, dest: Path) -> Path:
-    shutil.copytree(specimen, dest)
-    for root, dirs, files in os.walk(dest):
-        for name in dirs + files:
-            os.chmod(Path(root) / name, 0o755 if name in dirs else 0o644)
-    os.chmod(dest, 0o755)
-    return dest
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path → sha256 (or 'link:<target>') of everything under root, links not followed."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                out[rel] = "link:" + os.readlink(p)
-            elif p.is_file():
-                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-            else:
-                out[rel] = "dir"
-    return out
-
-
-class Cli:
-    def __init__(self):
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, code: int | None = 0):
-        result = self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-        if code is not None:
-            assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-        return result
-
-
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
-
-
-def error_line(result) -> str:
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    return lines[0]

@@ -9,7 +9,7 @@ import pytest
 from recap_label.config import resolve_settings
 from recap_label.errors import ConfigError
 
-from conftest import error_line
+from support import error_line
 
 
 def test_defaults(tmp_path):

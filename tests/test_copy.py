@@ -15,7 +15,7 @@ import pytest
 from recap_label import copying
 from recap_label.lineage import read_lineage
 
-from conftest import FIXTURES, error_line, tree_digest, writable_copy
+from support import FIXTURES, error_line, tree_digest, writable_copy
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from recap_label import synth
 from recap_label.dataset import LeRobotDataset
 from recap_label.lineage import read_lineage
 
-from conftest import SPECIMENS, error_line, specimen_id, tree_digest, writable_copy
+from support import SPECIMENS, error_line, specimen_id, tree_digest, writable_copy
 
 
 def make_copy(cli, tmp_path: Path, spec: synth.DatasetSpec, name: str = "ds") -> Path:

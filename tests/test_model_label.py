@@ -18,7 +18,7 @@ from recap_label import synth
 from recap_label.dataset import LeRobotDataset
 from recap_label.frames import episode_frames
 
-from conftest import error_line, tree_digest
+from support import error_line, tree_digest
 
 REPO = Path(__file__).resolve().parents[1]
 CKPT = REPO / "recap_label" / "assets" / "tiny_value_ckpt"

@@ -10,7 +10,7 @@ import pytest
 from recap_label.dataset import LeRobotDataset, group_episodes
 from recap_label.frames import episode_frames
 
-from conftest import SPECIMENS, specimen_id
+from support import SPECIMENS, specimen_id
 
 
 def test_all_specimens_present():

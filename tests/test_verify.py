@@ -7,7 +7,7 @@ import os
 
 import pyarrow.parquet as pq
 
-from conftest import FIXTURES, error_line, writable_copy
+from support import FIXTURES, error_line, writable_copy
 
 
 def test_breakdown_on_specimen(cli, lerobot_home):
