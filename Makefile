@@ -26,5 +26,8 @@ test: install
 demo: install
 	$(BIN)/python -m recap_label.demo
 
+bench: install
+	$(BIN)/python -m recap_label.bench --device $(DEVICE)
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

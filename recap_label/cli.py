@@ -289,7 +289,7 @@ def label_cmd(
     tokenizer_path: Annotated[Optional[Path], typer.Option("--tokenizer-path", "--tokenizer_path", help="SentencePiece tokenizer.model of the value model.", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "--batch_size", help="Inference batch size. [default: 64 on CUDA, 8 on CPU]", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    num_workers: Annotated[Optional[int], typer.Option("--num-workers", "--num_workers", help="Decode workers. [default: min(4, cores-1)]", show_default=False)] = None,
+    num_workers: Annotated[Optional[int], typer.Option("--num-workers", "--num_workers", help="Decode workers. [default: 0 on <= 2 cores, else min(8, cores-1)]", show_default=False)] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
     precision: Annotated[str, typer.Option("--precision", help="SigLIP matmul precision: auto (bf16 on CUDA as pistar runs it, fp32 on CPU), bf16 or fp32.")] = "auto",
     values: Annotated[Optional[Path], typer.Option("--values", help="Value source: parquet file with episode_index, frame_index, value.", show_default=False)] = None,

@@ -76,6 +76,13 @@ def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None
     return {slot: slots[slot] for slot in sorted(slots)}
 
 
+def default_workers() -> int:
+    """Decode workers: none on a 2-core machine (handing batches between processes costs more
+    than it gains there, measured), else up to 8, leaving a core for the main process."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 1)
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Up to batch_size consecutive frames of one episode, ready for the model."""
@@ -85,6 +92,10 @@ class Chunk:
     images: torch.Tensor  # uint8 [B, K, S, S, 3]
     tokens: torch.Tensor  # long [B, L]
     last: bool
+
+    def pin_memory(self) -> "Chunk":
+        """Called by the DataLoader's pin thread on CUDA, so host→device copies can be async."""
+        return Chunk(self.episode, self.frames, self.images.pin_memory(), self.tokens.pin_memory(), self.last)
 
 
 class EpisodeFrames(IterableDataset):
@@ -112,8 +123,9 @@ class EpisodeFrames(IterableDataset):
                 for k, stream in enumerate(streams):
                     if stream is None:
                         continue
-                    raw = [next(stream) for _ in range(n)]
-                    images[:, k] = letterbox(_stack(raw, ep, frames[start], self.columns[k]), self.size)
+                    raw = _stack([next(stream) for _ in range(n)], ep, frames[start], self.columns[k])
+                    # already at the model's size (LeRobot's 224-px cameras): no letterbox, one copy
+                    images[:, k] = raw if raw.shape[1:] == (self.size, self.size, 3) else letterbox(raw, self.size)
                 tokens = np.stack([self.task_tokens[int(t)] for t in tasks[start:stop]])
                 yield Chunk(ep, frames[start:stop], torch.from_numpy(images), torch.from_numpy(tokens), stop == frames.size)
 
@@ -195,7 +207,7 @@ class ModelValues:
         if batch_size < 1:
             raise DeviceError(f"--batch-size must be >= 1, got {batch_size}")
         if num_workers is None:
-            num_workers = min(4, max((os.cpu_count() or 1) - 1, 0))
+            num_workers = default_workers()
         return cls(step_dir=step_dir, checkpoint_hash=checkpoint_content_hash(step_dir), use_ema=use_ema, tokenizer=tokenizer,
                    tokenizer_path=Path(tokenizer_path), settings=settings, device=dev, batch_size=batch_size,
                    num_workers=num_workers, quiet=quiet, precision=precision, compile_model=compile_model)
@@ -242,7 +254,7 @@ class ModelValues:
         stream = EpisodeFrames(ds.root, episodes, columns, size, self.batch_size, task_tokens)
         cuda = self.device.type == "cuda"
         loader = DataLoader(
-            stream, batch_size=None, collate_fn=_identity, num_workers=self.num_workers, pin_memory=False,
+            stream, batch_size=None, collate_fn=_identity, num_workers=self.num_workers, pin_memory=cuda,
             prefetch_factor=4 if self.num_workers else None,
         )
         total = int(sum(ds.episodes[e].length for e in episodes))
@@ -255,8 +267,7 @@ class ModelValues:
             for chunk in loader:
                 t_fetch += time.perf_counter() - mark
                 mark = time.perf_counter()
-                images = chunk.images.pin_memory() if cuda else chunk.images
-                images = images.to(self.device, non_blocking=True)
+                images = chunk.images.to(self.device, non_blocking=True)
                 tokens = chunk.tokens.to(self.device, non_blocking=True)
                 values = self._forward(images, image_mask, tokens)
                 t_infer += time.perf_counter() - mark

@@ -142,13 +142,17 @@ def letterbox(image: np.ndarray, size: int = 224) -> np.ndarray:
     if (new_h, new_w) == (height, width):
         resized = batched
     else:
-        rows = resize_weights(height, new_h)  # [H, h]
-        cols = resize_weights(width, new_w)  # [W, w]
-        x = batched.astype(np.float32)
-        x = np.matmul(rows.T, x.reshape(n, height, width * channels))  # [N, h, W*C]
-        x = x.reshape(n, new_h, width, channels).transpose(0, 1, 3, 2)  # [N, h, C, W]
-        x = np.matmul(x, cols)  # [N, h, C, w]
-        resized = np.clip(np.round(x.transpose(0, 1, 3, 2)), 0, 255).astype(np.uint8)
+        # torch, not numpy: numpy's OpenBLAS thread pool hangs (spins forever) in a forked
+        # DataLoader worker once the parent process has used it; torch runs one thread there.
+        import torch
+
+        rows = torch.tensor(resize_weights(height, new_h))  # [H, h] (a copy: the cached array is read-only)
+        cols = torch.tensor(resize_weights(width, new_w))  # [W, w]
+        x = torch.from_numpy(np.ascontiguousarray(batched)).to(torch.float32)
+        x = torch.matmul(rows.T, x.reshape(n, height, width * channels))  # [N, h, W*C]
+        x = x.reshape(n, new_h, width, channels).transpose(2, 3)  # [N, h, C, W]
+        x = torch.matmul(x, cols)  # [N, h, C, w]
+        resized = x.transpose(2, 3).round().clamp(0, 255).to(torch.uint8).numpy()  # round half to even, as np.round
     top, left = (size - new_h) // 2, (size - new_w) // 2
     out = np.zeros((n, size, size, channels), dtype=np.uint8)
     out[:, top : top + new_h, left : left + new_w] = resized
