@@ -26,6 +26,9 @@ test: install
 demo: install
 	$(BIN)/python -m recap_label.demo
 
+chaos: install
+	RECAP_CHAOS=1 $(BIN)/python -m pytest tests/reliability
+
 bench: install
 	$(BIN)/python -m recap_label.bench --device $(DEVICE)
 

@@ -8,6 +8,7 @@ The source is only ever read.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Callable
 
 from recap_label.dataset import LeRobotDataset
 from recap_label.errors import BadInput, DatasetError, RecapError
+from recap_label.faults import crash_point
 from recap_label.fsutil import fsync_dir, os_error_message
 from recap_label.lineage import default_destination, label_counts, new_lineage, read_lineage, split_iteration_name, write_lineage
 from recap_label.lineage import data_fingerprint
@@ -173,9 +175,17 @@ def register(entry: Path, dest: Path) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.with_name(f".{entry.name}.recap-link-{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    os.symlink(os.path.abspath(dest), tmp)
-    os.replace(tmp, entry)
-    fsync_dir(entry.parent)
+    try:
+        os.symlink(os.path.abspath(dest), tmp)
+        os.replace(tmp, entry)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    crash_point("register")
+    try:
+        fsync_dir(entry.parent)
+    except OSError:
+        pass  # the swap itself is done; only its durability across a power cut is not certain
 
 
 def copy_dataset(
@@ -190,6 +200,7 @@ def copy_dataset(
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> CopyResult:
     src_ds = LeRobotDataset.open(src)
+    src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
     plan = plan_copy(src, dest)
     entry = cache_entry(lerobot_home, plan.dest.name)
     if do_register:
@@ -200,17 +211,24 @@ def copy_dataset(
             f"not enough disk space for the copy: {plan.total_bytes / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free in {plan.dest.parent}; free space and run again (nothing was changed)"
         )
 
+    check_source_quiet(src)
     clean_stale_copies(plan.dest.parent)
     tmp = plan.dest.parent / f"{COPY_TMP_PREFIX}{plan.dest.name}-{os.getpid()}"
     advance = progress(plan.total_bytes, len(plan.files)) if progress else (lambda n: None)
     hashes: dict[str, str] = {}
+    pre_registered = renamed = False
+    entry_before = os.readlink(entry) if entry.is_symlink() else None
+    cache_dirs_made = [d for d in [entry.parent, entry.parent.parent] if not d.exists()] if do_register else []
     try:
         tmp.mkdir()
+        crash_point("copy-mkdir")
         for rel in plan.dirs:
             (tmp / rel).mkdir()
         for rel, real, _size in plan.files:
             hashes[rel] = _copy_one(real, tmp / rel, advance)
+            crash_point("copy-file")
         _verify_tree(tmp, plan, hashes)
+        crash_point("copy-verified")
         tmp_ds = LeRobotDataset.open(tmp)
         parent = read_lineage(src)
         record = new_lineage(
@@ -221,24 +239,60 @@ def copy_dataset(
             copy_stats={"files": len(plan.files), "bytes": plan.total_bytes},
         )
         write_lineage(tmp, record)
+        crash_point("copy-lineage")
         for rel in ["", *plan.dirs]:
             fsync_dir(tmp / rel)
-        os.rename(tmp, plan.dest)
+        if do_register and not (entry.exists() or entry.is_symlink()):
+            # registered before the rename: a crash after the rename leaves a registered, complete
+            # copy (not an unregistered one that the next `copy` would skip as iteration N+1); a
+            # crash before it leaves a dangling entry to DEST that the next `copy` reuses
+            register(entry, plan.dest)
+            pre_registered = True
+            crash_point("copy-registered")
+        os.rename(tmp, plan.dest)  # the commit point: DEST appears complete, or not at all
+        renamed = True
+        crash_point("copy-renamed")
         fsync_dir(plan.dest.parent)
     except OSError as exc:
+        if not renamed and exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and plan.dest.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            _unregister_dangling(entry, plan.dest, pre_registered, cache_dirs_made)
+            raise BadInput(f"destination {plan.dest} appeared while copying (another copy into it?); nothing was written to it, choose another DEST") from None
+        if renamed:  # only the fsync after the rename failed: take the copy back, an error means nothing changed
+            try:
+                os.rename(plan.dest, tmp)
+            except OSError:
+                raise RecapError(os_error_message(exc, f"finishing the copy {plan.dest}").replace(
+                    "(nothing was changed)", "(the copy is complete but may not survive a power cut; verify it)")) from None
         shutil.rmtree(tmp, ignore_errors=True)
+        _unregister_dangling(entry, plan.dest, pre_registered, cache_dirs_made)
         raise RecapError(os_error_message(exc, f"copying into {plan.dest.parent}")) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _unregister_dangling(entry, plan.dest, pre_registered, cache_dirs_made)
         raise
 
     registered = None
     if do_register:
-        register(entry, plan.dest)
-        registered = entry
         alias = active_alias(lerobot_home, plan.dest.name)
-        if alias.is_symlink() or not alias.exists():
-            register(alias, plan.dest)
+        try:
+            if not pre_registered:
+                register(entry, plan.dest)
+            if alias.is_symlink() or not alias.exists():
+                register(alias, plan.dest)
+        except OSError as exc:
+            # registration failed after the rename: take the copy back, so that an error means nothing changed
+            message = os_error_message(exc, f"registering {plan.dest.name} in {lerobot_home / 'local'}")
+            try:
+                os.rename(plan.dest, tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+                if entry_before is None and entry.is_symlink() and os.readlink(entry) == os.path.abspath(plan.dest):
+                    entry.unlink()
+                _remove_empty(cache_dirs_made)
+            except OSError:
+                message = message.replace("(nothing was changed)", f"(the copy {plan.dest} is complete but not fully registered; register it by hand or delete it)")
+            raise RecapError(message) from None
+        registered = entry
     dest_ds = LeRobotDataset.open(plan.dest)
     src_counts = label_counts(src_ds, adv_col)
     dest_counts = label_counts(dest_ds, adv_col)
@@ -246,6 +300,49 @@ def copy_dataset(
         raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
     del tmp_ds
     return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts, hashes)
+
+
+def _unregister_dangling(entry: Path, dest: Path, pre_registered: bool, dirs_made: list[Path]) -> None:
+    """Undo a registration made before a copy that then failed (never one made by someone else)."""
+    try:
+        if pre_registered and entry.is_symlink() and not dest.exists() and os.readlink(entry) == os.path.abspath(dest):
+            entry.unlink()
+    except OSError:
+        pass
+    _remove_empty(dirs_made)
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the cache folders this copy created, deepest first, if they are still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def check_source_quiet(src: Path) -> None:
+    """Refuse to copy a dataset that is being written, or whose last write was interrupted."""
+    from recap_label.lock import _alive, lock_path, read_holder
+    from recap_label.writeback import JOURNAL, stale_staged_files
+
+    root = Path(os.path.realpath(src))
+    holder = read_holder(lock_path(root))
+    if holder is not None:
+        try:
+            pid = int(holder.get("pid", -1))
+        except (TypeError, ValueError):
+            pid = -1
+        import socket
+
+        if holder.get("host") != socket.gethostname() or _alive(pid, holder.get("pid_start")):
+            raise BadInput(
+                f"source {src} is being written by `recap-label {holder.get('command')}` (pid {pid}); copy it when that has finished"
+            )
+    if (root / JOURNAL).exists() or stale_staged_files(root):
+        raise BadInput(
+            f"source {src} holds an interrupted write (a commit journal or staged files); run `recap-label verify {src}` to finish it, then copy"
+        )
 
 
 def _verify_tree(root: Path, plan: CopyPlan, hashes: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from recap_label.errors import DatasetError
 
 SUPPORTED_VERSIONS = ("v2.1", "v3.0")
+INTEGER_COLUMNS = ("episode_index", "frame_index", "index", "task_index")  # int64 in every LeRobot dataset
 CAMERA_DTYPES = ("image", "video")
 
 
@@ -99,7 +100,7 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
                 raise DatasetError(
                     f"column {missing[0]!r} is missing from {path}; pass the right column name (see `recap-label config`)"
                 )
-        return pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
+        table = pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
     except DatasetError:
         raise
     except FileNotFoundError:
@@ -107,6 +108,14 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetError(f"cannot read parquet file {path} ({first}); it is damaged, restore it from the source dataset") from None
+    for name in INTEGER_COLUMNS:
+        if name in table.column_names and not pa.types.is_integer(table.schema.field(name).type):
+            raise DatasetError(
+                f"column {name!r} of {path} has type {table.schema.field(name).type}; LeRobot stores it as int64, restore the file from its source"
+            )
+        if name in table.column_names and table[name].null_count:
+            raise DatasetError(f"column {name!r} of {path} has empty (null) values; restore the file from its source")
+    return table
 
 
 class LeRobotDataset:
@@ -148,9 +157,33 @@ class LeRobotDataset:
         for name, feat in info["features"].items():
             if not isinstance(feat, dict) or not isinstance(feat.get("dtype"), str):
                 raise DatasetError(f"meta/info.json {info_path} is malformed: feature {name!r} has no dtype; restore it from the source dataset")
+        chunks = info.get("chunks_size", 1000)
+        if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
+            raise DatasetError(f"meta/info.json {info_path} is malformed: 'chunks_size' is {chunks!r}, not a positive integer; restore it from the source dataset")
+        if info.get("video_path") is not None and not isinstance(info["video_path"], str):
+            raise DatasetError(f"meta/info.json {info_path} is malformed: 'video_path' is not a string; restore it from the source dataset")
         ds = cls(root, info)
         ds.episodes  # validate episode metadata eagerly: bad input fails before any work
+        ds.tasks
+        total = info.get("total_episodes")
+        if isinstance(total, int) and not isinstance(total, bool) and total != len(ds.episodes):
+            raise DatasetError(
+                f"meta/ lists {len(ds.episodes)} episodes but {info_path} says total_episodes = {total}; the dataset's meta/ folder is inconsistent, restore it from the source dataset"
+            )
+        if not ds.episodes:
+            raise DatasetError(f"{root} lists no episodes in meta/; the dataset is empty or its meta/ folder is incomplete")
         return ds
+
+    def _format_path(self, key: str, **fields) -> str:
+        """info[key] (data_path / video_path) with its placeholders filled, or a clear error."""
+        template = self.info[key]
+        try:
+            return template.format(**fields)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise DatasetError(
+                f"meta/info.json {self.root / 'meta' / 'info.json'} is malformed: {key} {template!r} has a placeholder recap-label cannot fill ({exc!r}); "
+                f"a {self.version} dataset uses {', '.join('{' + f + '}' for f in fields)}; restore it from the source dataset"
+            ) from None
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -169,18 +202,28 @@ class LeRobotDataset:
     @cached_property
     def tasks(self) -> dict[int, str]:
         if self.version == "v2.1":
-            rows = _read_jsonl(self.root / "meta" / "tasks.jsonl")
+            path = self.root / "meta" / "tasks.jsonl"
+            try:
+                rows = _read_jsonl(path)
+            except DatasetError as exc:
+                raise DatasetError(exc.message.replace(f"{path} is", f"tasks file {path} is", 1)) from None
             try:
                 return {int(r["task_index"]): str(r["task"]) for r in rows}
             except (KeyError, TypeError, ValueError):
-                raise DatasetError(f"{self.root / 'meta' / 'tasks.jsonl'} is malformed (needs task_index and task); restore it from the source dataset") from None
+                raise DatasetError(f"{path} is malformed (needs task_index and task); restore it from the source dataset") from None
         path = self.root / "meta" / "tasks.parquet"
-        table = read_parquet_table(path)
+        try:
+            table = read_parquet_table(path)
+        except DatasetError as exc:
+            raise DatasetError(exc.message if "tasks.parquet" in exc.message else f"{path}: {exc.message}") from None
         names = table.column_names
         text_col = "__index_level_0__" if "__index_level_0__" in names else ("task" if "task" in names else None)
         if "task_index" not in names or text_col is None:
             raise DatasetError(f"{path} is malformed (needs task_index and the task text); restore it from the source dataset")
-        return dict(zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text_col].to_pylist())))
+        try:
+            return dict(zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text_col].to_pylist())))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path} is malformed (task_index must be integers); restore it from the source dataset") from None
 
     @cached_property
     def episodes(self) -> dict[int, Episode]:
@@ -194,15 +237,16 @@ class LeRobotDataset:
         out: dict[int, Episode] = {}
         for row in _read_jsonl(path):
             try:
-                ep, length = int(row["episode_index"]), int(row["length"])
+                ep, length = _int(row["episode_index"]), _int(row["length"])
                 tasks = tuple(str(t) for t in row.get("tasks", []))
             except (KeyError, TypeError, ValueError):
                 raise DatasetError(f"{path} is malformed (each line needs episode_index and length); restore it from the source dataset") from None
-            data_file = self.root / self.info["data_path"].format(episode_chunk=ep // chunks, episode_index=ep)
+            _check_episode_row(path, out, ep, length)
+            data_file = self.root / self._format_path("data_path", episode_chunk=ep // chunks, episode_index=ep)
             videos = {}
             for key in self.camera_keys:
                 if self.features[key]["dtype"] == "video" and video_path:
-                    rel = video_path.format(episode_chunk=ep // chunks, video_key=key, episode_index=ep)
+                    rel = self._format_path("video_path", episode_chunk=ep // chunks, video_key=key, episode_index=ep)
                     videos[key] = VideoRef(self.root / rel, 0.0, None)
             out[ep] = Episode(ep, length, tasks, data_file, videos)
         return out
@@ -223,10 +267,16 @@ class LeRobotDataset:
                     raise DatasetError(f"{path} is malformed (column {col!r} missing); restore it from the source dataset")
             rows = table.to_pylist()
             for row in rows:
-                ep = int(row["episode_index"])
-                data_file = self.root / self.info["data_path"].format(
-                    chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
-                )
+                try:
+                    ep, length = _int(row["episode_index"]), _int(row["length"])
+                    chunk_index, file_index = _int(row["data/chunk_index"]), _int(row["data/file_index"])
+                    tasks = tuple(str(t) for t in (row.get("tasks") or []))
+                except (KeyError, TypeError, ValueError):
+                    raise DatasetError(
+                        f"{path} is malformed (episode_index, length, data/chunk_index and data/file_index must be integers); restore it from the source dataset"
+                    ) from None
+                _check_episode_row(path, out, ep, length)
+                data_file = self.root / self._format_path("data_path", chunk_index=chunk_index, file_index=file_index)
                 videos = {}
                 for key in self.camera_keys:
                     if self.features[key]["dtype"] != "video" or not video_path:
@@ -234,14 +284,16 @@ class LeRobotDataset:
                     prefix = f"videos/{key}/"
                     if prefix + "chunk_index" not in row:
                         raise DatasetError(f"{path} is malformed (no video location for {key!r}); restore it from the source dataset")
-                    rel = video_path.format(
-                        video_key=key, chunk_index=int(row[prefix + "chunk_index"]), file_index=int(row[prefix + "file_index"])
-                    )
-                    videos[key] = VideoRef(
-                        self.root / rel, float(row.get(prefix + "from_timestamp") or 0.0), row.get(prefix + "to_timestamp")
-                    )
-                tasks = tuple(str(t) for t in (row.get("tasks") or []))
-                out[ep] = Episode(ep, int(row["length"]), tasks, data_file, videos)
+                    try:
+                        v_chunk, v_file = _int(row[prefix + "chunk_index"]), _int(row[prefix + "file_index"])
+                        start = float(row.get(prefix + "from_timestamp") or 0.0)
+                        end = row.get(prefix + "to_timestamp")
+                        end = None if end is None else float(end)
+                    except (KeyError, TypeError, ValueError):
+                        raise DatasetError(f"{path} is malformed (the video location of {key!r} is not numeric); restore it from the source dataset") from None
+                    rel = self._format_path("video_path", video_key=key, chunk_index=v_chunk, file_index=v_file)
+                    videos[key] = VideoRef(self.root / rel, start, end)
+                out[ep] = Episode(ep, length, tasks, data_file, videos)
         return out
 
     @cached_property
@@ -264,16 +316,76 @@ class LeRobotDataset:
     # -- columns ---------------------------------------------------------------------------
 
     def read_columns(self, columns: Iterable[str], files: Sequence[Path] | None = None) -> pa.Table:
-        """The given columns of every data file, concatenated in file order (cheap: column pruning)."""
+        """The given columns of every data file, concatenated in file order (cheap: column pruning).
+
+        Whenever episode_index is read, each file's rows per episode are checked against meta/
+        (which episodes the file holds, and their lengths)."""
         cols = list(dict.fromkeys(columns))
-        tables = [read_parquet_table(p, cols) for p in (files if files is not None else self.data_files)]
+        paths = list(files if files is not None else self.data_files)
+        tables = [read_parquet_table(p, cols) for p in paths]
         if not tables:
             return pa.table({c: pa.array([], pa.int64()) for c in cols})
+        for p, t in zip(paths, tables):
+            self._check_types(p, t.schema)
+            if "episode_index" in cols:
+                self._check_rows(p, t["episode_index"])
         try:
             return pa.concat_tables(tables)
         except pa.ArrowInvalid:
+            first = tables[0].schema
+            for p, t in zip(paths[1:], tables[1:]):
+                for f in t.schema:
+                    if f.name in first.names and not first.field(f.name).type.equals(f.type):
+                        raise DatasetError(
+                            f"column {f.name!r} is {f.type} in {p} but {first.field(f.name).type} in {paths[0]}; "
+                            "the data files disagree on column types, restore the dataset from its source"
+                        ) from None
             kinds = {str(t.schema) for t in tables}
             raise DatasetError(f"data files disagree on column types ({len(kinds)} different schemas); restore the dataset from its source") from None
+
+    @cached_property
+    def _reference_schema(self) -> pa.Schema | None:
+        return self.schema(self.data_files[0]) if self.data_files else None
+
+    def _check_types(self, path: Path, schema: pa.Schema) -> None:
+        """Every data file stores each column with the same type as the first data file."""
+        ref = self._reference_schema
+        if ref is None:
+            return
+        for f in schema:
+            i = ref.get_field_index(f.name)
+            if i >= 0 and not ref.field(i).type.equals(f.type):
+                raise DatasetError(
+                    f"column {f.name!r} is {f.type} in {path} but {ref.field(i).type} in {self.data_files[0]}; "
+                    "the data files disagree on column types, restore the dataset from its source"
+                )
+
+    @cached_property
+    def _rows_by_file(self) -> dict[Path, dict[int, int]]:
+        out: dict[Path, dict[int, int]] = {}
+        for ep in self.episodes.values():
+            out.setdefault(ep.data_file, {})[ep.index] = ep.length
+        return out
+
+    def _check_rows(self, path: Path, episode_index) -> None:
+        """The rows of data file `path` hold exactly the episodes meta/ places there, with their lengths."""
+        expected = self._rows_by_file.get(path)
+        if expected is None:
+            return  # a file that meta/ does not list (read on purpose by the caller)
+        ids, counts = np.unique(np.asarray(episode_index.to_numpy()), return_counts=True)
+        actual = dict(zip(ids.tolist(), counts.tolist()))
+        if actual == expected:
+            return
+        for ep, n in actual.items():
+            if ep not in expected:
+                raise DatasetError(
+                    f"{path} holds {n} row(s) of episode {ep}, which meta/ does not place in this file; the dataset is inconsistent, restore it from its source"
+                )
+        for ep, length in expected.items():
+            if actual.get(ep, 0) != length:
+                raise DatasetError(
+                    f"episode {ep} has {actual.get(ep, 0)} row(s) in {path} but meta/ gives length {length}; the dataset is inconsistent, restore it from its source"
+                )
 
     def episode_rows(self, episode_index: int, columns: Sequence[str]) -> pa.Table:
         """The rows of one episode, sorted by frame_index."""
@@ -282,6 +394,30 @@ class LeRobotDataset:
         table = read_parquet_table(ep.data_file, cols, filters=[("episode_index", "=", episode_index)])
         order = np.argsort(table["frame_index"].to_numpy(), kind="stable")
         return table.take(pa.array(order))
+
+
+def _int(value) -> int:
+    """An integer from metadata: ints and integral floats; never bools, None, text or NaN."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    if not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def _check_episode_row(path: Path, seen: dict, ep: int, length: int) -> None:
+    if ep < 0:
+        raise DatasetError(f"{path} lists episode_index {ep}; episode indices are >= 0, restore it from the source dataset")
+    if ep in seen:
+        raise DatasetError(f"{path} lists episode {ep} twice; the dataset's meta/ folder is inconsistent, restore it from the source dataset")
+    if length < 1:
+        raise DatasetError(
+            f"{path} gives episode {ep} length {length}; an episode has at least one frame, restore the meta/ folder from the source dataset"
+        )
 
 
 def _readable(path: Path) -> bool:

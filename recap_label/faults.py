@@ -1,18 +1,35 @@
 """Named crash points for the fault-injection tests.
 
 `RECAP_LABEL_CRASH_AT=<point>:<n>` kills the process with SIGKILL the n-th time (1-based)
-it reaches `crash_point(<point>)`. Unset (always, outside tests) it costs one dict lookup.
+it reaches `crash_point(<point>)`; `*:<n>` counts every point, so `*:1`, `*:2`, … walk
+through every file operation of a command in order.
+`RECAP_LABEL_SLOW_AT=<point>:<seconds>` sleeps that long each time `<point>` is reached
+(concurrency tests use it to hold the lock open, e.g. `locked:2`).
+Unset (always, outside tests) each costs two dict lookups.
+
+Points: `locked` (the dataset lock was just taken), `lock-break` (about to remove a stale lock),
+`stage` (a staged file is written), `backup` (the commit's undo links are made), `journal`
+(the commit journal is written), `rename` (one staged file replaced its target), `done`
+(the journal is removed), `atomic-write` / `atomic-replace` (fsutil.write_file_atomic before
+and after its rename), `copy-mkdir`, `copy-file`, `copy-verified`, `copy-lineage`,
+`copy-registered`, `copy-renamed`, `register`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 _counts: dict[str, int] = {}
 
 
 def crash_point(point: str) -> None:
+    slow = os.environ.get("RECAP_LABEL_SLOW_AT")
+    if slow:
+        name, _, seconds = slow.rpartition(":")
+        if name == point or name == "*":
+            time.sleep(float(seconds or 1))
     spec = os.environ.get("RECAP_LABEL_CRASH_AT")
     if not spec:
         return

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from recap_label.errors import RecapError
+from recap_label.faults import crash_point
 
 TMP_MARK = ".recap-tmp-"
 
@@ -37,10 +38,12 @@ def write_file_atomic(target: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         fsync_file(tmp)
+        crash_point("atomic-write")
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    crash_point("atomic-replace")
     fsync_dir(target.parent)
 
 
@@ -62,20 +65,28 @@ def fsync_file(path: Path) -> None:
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except FileNotFoundError:
+        raise RecapError(f"{path} does not exist; pass an existing file") from None
+    except IsADirectoryError:
+        raise RecapError(f"{path} is a folder, not a file; pass the file itself") from None
+    except OSError as exc:
+        raise io_error(exc, f"reading {path}").__class__(os_error_message(exc, f"reading {path}")) from None
     return h.hexdigest()
 
 
 def os_error_message(exc: OSError, action: str) -> str:
     """One line for an OSError during `action`, with what to do about it."""
-    where = f" ({exc.filename})" if exc.filename else ""
+    where = f" ({str(exc.filename).splitlines()[0]})" if exc.filename else ""
     if exc.errno == errno.ENOSPC:
         return f"disk full while {action}{where}; free space and run again (nothing was changed)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied while {action}{where}; fix the permissions and run again (nothing was changed)"
-    return f"{exc.strerror or exc} while {action}{where}; fix the cause and run again (nothing was changed)"
+    reason = (str(exc.strerror or exc).splitlines() or [type(exc).__name__])[0]
+    return f"{reason} while {action}{where}; fix the cause and run again (nothing was changed)"
 
 
 def io_error(exc: OSError, action: str) -> RecapError:

@@ -21,7 +21,7 @@ from recap_label.lock import dataset_lock
 from recap_label.report import Breakdown, _scalar_column, breakdown, human_mask
 from recap_label.values import SIDECAR, PartialValues, ValueSource, assemble_values, gather_values, sidecar_table
 from recap_label.verify import demo_labels_digest
-from recap_label.writeback import Transaction, check_writable_target, pending_commit, recover
+from recap_label.writeback import Transaction, check_writable_target, file_signature, pending_commit, recover
 
 RUNS_DIR = STATE_DIR / "runs"
 
@@ -62,6 +62,7 @@ class DatasetColumns:
     reward: np.ndarray
     labels: np.ndarray
     file_rows: list[tuple[Path, int]]  # (data file, number of rows) in concatenation order
+    signatures: dict[Path, list[int]] = field(default_factory=dict)  # as read: a later rewrite is refused
 
 
 def read_dataset_columns(ds: LeRobotDataset, settings: Settings) -> DatasetColumns:
@@ -72,6 +73,7 @@ def read_dataset_columns(ds: LeRobotDataset, settings: Settings) -> DatasetColum
         if col not in names:
             raise DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag} (the label column must exist, e.g. the 'none' placeholder)")
     cols = ["episode_index", "frame_index", "task_index", settings.human_col, settings.reward_col, settings.adv_col]
+    signatures = {p: file_signature(p) for p in ds.data_files}
     tables = [ds.read_columns(cols, [p]) for p in ds.data_files]
     file_rows = [(p, t.num_rows) for p, t in zip(ds.data_files, tables)]
     table = pa.concat_tables(tables)
@@ -96,6 +98,7 @@ def read_dataset_columns(ds: LeRobotDataset, settings: Settings) -> DatasetColum
         reward=reward,
         labels=np.asarray(labels_col.to_numpy(zero_copy_only=False), dtype=object),
         file_rows=file_rows,
+        signatures=signatures,
     )
 
 
@@ -262,7 +265,7 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
     rewritten = []
     prior_files, prior_labels = [], []
     for path, (lo, hi) in _changed_files(cols, new_labels):
-        txn.stage_labels(path, settings.adv_col, new_labels[lo:hi])
+        txn.stage_labels(path, settings.adv_col, new_labels[lo:hi], signature=cols.signatures.get(path))
         rel = path.relative_to(ds.root).as_posix()
         rewritten.append(rel)
         prior_files += [rel] * (hi - lo)
@@ -286,6 +289,8 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
         "values_from": values_from, "thresholds": result.thresholds, "pool_sizes": result.pool_sizes,
         "counts": b.to_json(), "share": b.autonomous_positive_share, "share_per_task": share_per_task,
         "transitions": outcome.transitions, "files_rewritten": rewritten,
+        # content hash of each new file: rollback refuses if anyone rewrote it since (a plain
+        # `cp -r`/move of the dataset keeps it valid, unlike mtime or inode)
         "file_sha256_after": {s.target.relative_to(ds.root).as_posix(): sha256_file(s.staged) for s in txn.staged if s.target.relative_to(ds.root).as_posix() in rewritten},
         "prior_labels": (run_dir / "prior_labels.parquet").as_posix(),
         "info_json_prior": (run_dir / "info.json.prior").as_posix() if info_prior is not None else None,

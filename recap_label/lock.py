@@ -1,10 +1,17 @@
 """One writer per dataset: `meta/recap_label/lock`, created with O_EXCL, holding pid and command.
 
-A lock whose process is gone (same host, pid not alive) is stale and cleared automatically.
+A lock whose process is gone (same host, pid not alive, or the pid now belongs to a process
+started later) is stale and cleared automatically. Taking, inspecting and clearing the lock
+happen while holding a kernel lock (flock) on the `meta/recap_label` folder itself, which the
+kernel releases when its process dies: two processes that find the same stale lock at the same
+instant cannot both clear it and both proceed, and a lock file torn by a killed writer is
+recognized as such without guessing from the clock.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -12,14 +19,27 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from recap_label.errors import LockedError
-from recap_label.fsutil import fsync_dir
+from recap_label.errors import LockedError, RecapError, UnsafeWriteError
+from recap_label.faults import crash_point
+from recap_label.fsutil import fsync_dir, io_error
 from recap_label.lineage import STATE_DIR
 
 LOCK_NAME = "lock"
+GUARD_WAIT_S = 30.0
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str | None = None) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -29,9 +49,13 @@ def _alive(pid: int) -> bool:
     # a zombie (killed, not yet reaped) holds nothing
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
     except OSError:
         return True
+    # the pid was reused by a process started after the holder
+    now = _start_time(pid)
+    return start is None or now is None or now == start
 
 
 def lock_path(root: Path) -> Path:
@@ -40,49 +64,128 @@ def lock_path(root: Path) -> Path:
 
 def read_holder(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        holder = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return holder if isinstance(holder, dict) else None
 
 
 @contextmanager
-def dataset_lock(root: Path, command: str):
-    """Hold the dataset's write lock for the duration of the block."""
-    path = lock_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+def _guard(folder: Path):
+    """flock on the state folder: serializes taking and clearing the lock (released on death)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise io_error(exc, f"taking the lock in {folder}") from None
+    try:
+        deadline = time.monotonic() + GUARD_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockedError(f"{folder} is busy: another recap-label process is taking its lock; run again") from None
+                time.sleep(0.02)
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL):
+                    break  # no flock on this file system: O_EXCL alone still guards the lock file
+                raise io_error(exc, f"taking the lock in {folder}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _locked_message(root: Path, path: Path, holder: dict) -> str:
+    return (
+        f"{root} is locked by `recap-label {holder.get('command')}` (pid {holder.get('pid')} on {holder.get('host')}, "
+        f"since {holder.get('started')}); wait for it to finish, or remove {path} if that process is gone"
+    )
+
+
+def _take(root: Path, path: Path, me: dict) -> None:
+    """Create the lock file holding `me`, clearing a stale one; call with the guard held."""
     for _attempt in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = read_holder(path)
             if holder is None:
-                # a lock being written right now, or a torn one from a crash: look again shortly
-                time.sleep(0.2)
-                holder = read_holder(path)
-                if holder is None:
-                    if time.time() - path.stat().st_mtime > 5:
-                        path.unlink(missing_ok=True)
-                        continue
-                    raise LockedError(f"{root} is locked by another recap-label process ({path}); wait for it to finish")
-            if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+                # torn: its writer died between creating and filling it (the guard was ours)
+                crash_point("lock-break")
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                pid = int(holder.get("pid", -1))
+            except (TypeError, ValueError):
+                pid = -1
+            if holder.get("host") == me["host"] and not _alive(pid, holder.get("pid_start")):
+                crash_point("lock-break")
                 path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
-            raise LockedError(
-                f"{root} is locked by `recap-label {holder.get('command')}` (pid {holder.get('pid')} on {holder.get('host')}, "
-                f"since {holder.get('started')}); wait for it to finish, or remove {path} if that process is gone"
+            raise LockedError(_locked_message(root, path, holder)) from None
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(path.parent)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return
+    raise LockedError(f"could not take the lock {path}; run again")
+
+
+@contextmanager
+def dataset_lock(root: Path, command: str):
+    """Hold the dataset's write lock for the duration of the block."""
+    path = lock_path(root)
+    me = {
+        "pid": os.getpid(), "pid_start": _start_time(os.getpid()), "host": socket.gethostname(),
+        "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    for folder in (root / "meta", path.parent):
+        if folder.is_symlink():
+            raise UnsafeWriteError(
+                f"{folder} is a symlinked folder; a lock there would be written into another dataset — make a standalone copy with `recap-label copy` first"
             )
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
-            f.flush()
-            os.fsync(f.fileno())
-        fsync_dir(path.parent)
-        break
-    else:
-        raise LockedError(f"could not take the lock {path}; run again")
+    created = None  # the state folder, when this lock made it (an original labeled with --allow-original)
+    for attempt in range(3):
+        try:
+            if not path.parent.is_dir():
+                missing = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                created = missing[-1] if missing else created
+            with _guard(path.parent):
+                _take(root, path, me)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise LockedError(f"could not take the lock {path}: its folder keeps disappearing; run again") from None
+            # the folder was removed by the previous holder between our mkdir and our lock: again
+        except OSError as exc:
+            raise io_error(exc, f"taking the lock {path}") from None
     try:
+        crash_point("locked")
         yield
     finally:
         holder = read_holder(path)
         if holder and holder.get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
+        if created is not None:
+            _remove_if_empty(path.parent, created)
+
+
+def _remove_if_empty(folder: Path, top: Path) -> None:
+    """Remove the state folders this lock created, if nothing else was written into them."""
+    try:
+        with _guard(folder):
+            for d in [folder, *folder.parents]:
+                d.rmdir()  # OSError when not empty: stop there
+                if d == top:
+                    break
+    except (OSError, RecapError):
+        pass

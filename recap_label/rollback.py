@@ -13,11 +13,11 @@ from recap_label.config import Settings
 from recap_label.copying import active_alias, cache_entry, register
 from recap_label.dataset import LeRobotDataset, read_parquet_table
 from recap_label.errors import BadInput, UnsafeWriteError
-from recap_label.fsutil import fsync_dir, sha256_file
+from recap_label.fsutil import fsync_dir, io_error, sha256_file
 from recap_label.lineage import LINEAGE_FILE, now_iso, read_lineage, write_lineage
 from recap_label.lock import dataset_lock
 from recap_label.verify import verify_dataset
-from recap_label.writeback import Transaction, check_writable_target, recover
+from recap_label.writeback import Transaction, check_writable_target, recover, recover_commit
 
 
 @dataclass
@@ -42,9 +42,18 @@ def active_label_runs(record: dict) -> list[dict]:
 
 def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) -> RollbackOutcome:
     ds = LeRobotDataset.open(ds_root)
+    if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
+        raise BadInput(
+            f"nothing to roll back in {ds.root}: it has no copy lineage (not a copy made by `recap-label copy`, so no label run of recap-label is recorded)"
+        )
     with dataset_lock(ds.root, "rollback"):
-        note = recover(ds.root)
+        note, completed = recover_commit(ds.root)
         record = read_lineage(ds.root)
+        finished = _completed_rollback(record, completed)
+        if finished is not None:
+            # the interrupted command was itself a rollback: finishing it is what was asked for;
+            # undoing one more run on top would roll back further than the user requested
+            return RollbackOutcome(ds.root, list(finished.get("undid", [])), len(finished.get("files_restored", [])), [note] if note else [])
         active = active_label_runs(record or {})
         if not active:
             raise BadInput(
@@ -65,14 +74,51 @@ def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) 
         return _undo(ds, record, undo[::-1], note)
 
 
+def _relink(link: Path, target: str) -> None:
+    """Put the symlink `link` -> `target` back (atomically, through a temporary link)."""
+    tmp = link.with_name(f".{link.name}.recap-link-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _fsync_quietly(folder: Path) -> None:
+    """fsync a cache folder after a link change; the change itself is done whatever happens here."""
+    try:
+        fsync_dir(folder)
+    except OSError:
+        pass
+
+
+def _completed_rollback(record: dict | None, journal: dict | None) -> dict | None:
+    """The rollback run whose interrupted commit recover() just completed, if any."""
+    if not journal or not record:
+        return None
+    for run in record.get("runs", []):
+        if run.get("id") == journal.get("run") and run.get("kind") == "rollback":
+            return run
+    return None
+
+
+def last_written_hashes(record: dict) -> dict[str, tuple[str, str]]:
+    """For each data file recap-label rewrote: (the run that wrote it last, its sha256 then).
+
+    A file whose content differs now was rewritten by someone else since."""
+    out: dict[str, tuple[str, str]] = {}
+    for run in record.get("runs", []):
+        for rel, digest in (run.get("file_sha256_after") or {}).items():
+            out[rel] = (run["id"], digest)
+    return out
+
+
 def _undo(ds: LeRobotDataset, record: dict, newest_first: list[dict], note: str | None) -> RollbackOutcome:
     newest = newest_first[0]
-    for rel, digest in newest.get("file_sha256_after", {}).items():
+    for rel, (writer, digest) in last_written_hashes(record).items():
         path = ds.root / rel
         check_writable_target(ds.root, path)
-        if sha256_file(path) != digest:
+        if not path.exists() or sha256_file(path) != digest:
             raise UnsafeWriteError(
-                f"{rel} changed since {newest['id']} wrote it; refusing to roll back over someone else's changes (restore the file or make a new copy)"
+                f"{rel} changed since {writer} wrote it; refusing to roll back over someone else's changes (restore the file or make a new copy)"
             )
     adv_col = newest["settings"]["adv_col"]
     labels: dict[str, list] = {}
@@ -93,7 +139,9 @@ def _undo(ds: LeRobotDataset, record: dict, newest_first: list[dict], note: str 
         txn.stage_bytes(ds.root / "meta" / "info.json", info_prior)
     undone = [r["id"] for r in newest_first]
     runs = [dict(r, rolled_back=rollback_id) if r["id"] in undone else r for r in record["runs"]]
-    runs.append({"id": rollback_id, "kind": "rollback", "time": now_iso(), "undid": undone, "files_restored": sorted(labels), "recovered": note})
+    hashes = {s.target.relative_to(ds.root).as_posix(): sha256_file(s.staged) for s in txn.staged if s.target.relative_to(ds.root).as_posix() in labels}
+    runs.append({"id": rollback_id, "kind": "rollback", "time": now_iso(), "undid": undone, "files_restored": sorted(labels),
+                 "file_sha256_after": hashes, "recovered": note})
     txn.stage_json(ds.root / LINEAGE_FILE, {**record, "runs": runs})
     txn.commit()
     return RollbackOutcome(ds.root, undone, len(labels), [note] if note else [])
@@ -128,21 +176,37 @@ def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireO
     with dataset_lock(ds.root, "rollback --iteration"):
         recover(ds.root)
         entry = cache_entry(home, ds.root.name)
-        if entry.is_symlink() and os.path.realpath(entry) == os.path.realpath(ds.root):
-            entry.unlink()
-            fsync_dir(entry.parent)
-            unregistered.append(f"local/{ds.root.name}")
         alias = active_alias(home, ds.root.name)
         active_now = None
-        if alias.is_symlink() and os.path.realpath(alias) == os.path.realpath(ds.root):
-            if parent is not None:
-                register(alias, parent)
-                active_now = str(parent)
-            else:
-                alias.unlink()
-                fsync_dir(alias.parent)
-                unregistered.append(f"local/{alias.name}")
-        write_lineage(ds.root, {**record, "retired": now_iso()})
+        undo = []  # what puts the cache back as it was, should a later step fail
+        try:
+            if entry.is_symlink() and os.path.realpath(entry) == os.path.realpath(ds.root):
+                before = os.readlink(entry)
+                entry.unlink()
+                undo.append(lambda: _relink(entry, before))
+                _fsync_quietly(entry.parent)
+                unregistered.append(f"local/{ds.root.name}")
+            if alias.is_symlink() and os.path.realpath(alias) == os.path.realpath(ds.root):
+                before_alias = os.readlink(alias)
+                if parent is not None:
+                    register(alias, parent)  # an atomic swap: on error nothing changed
+                    undo.append(lambda: _relink(alias, before_alias))
+                    active_now = str(parent)
+                else:
+                    alias.unlink()
+                    undo.append(lambda: _relink(alias, before_alias))
+                    _fsync_quietly(alias.parent)
+                    unregistered.append(f"local/{alias.name}")
+            write_lineage(ds.root, {**record, "retired": now_iso()})
+        except OSError as exc:
+            if not record.get("retired"):
+                undo.insert(0, lambda: (read_lineage(ds.root) or {}).get("retired") and write_lineage(ds.root, record))
+            for put_back in reversed(undo):
+                try:
+                    put_back()
+                except OSError:
+                    pass
+            raise io_error(exc, f"retiring {ds.root.name}") from None
     if delete:
         shutil.rmtree(ds.root)
     return RetireOutcome(ds.root, unregistered, active_now, delete)

@@ -84,6 +84,8 @@ class FileValues:
         if not self.path.is_file():
             raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
         table = read_parquet_table(self.path, ["episode_index", "frame_index", "value"])
+        if not (pa.types.is_floating(table["value"].type) or pa.types.is_integer(table["value"].type)):
+            raise BadInput(f"values file {self.path}: column 'value' has type {table['value'].type}, not a number; write V as float")
         ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
         order = np.lexsort((fr, ep))
         dup = np.flatnonzero((ep[order][1:] == ep[order][:-1]) & (fr[order][1:] == fr[order][:-1]))

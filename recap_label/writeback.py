@@ -10,12 +10,19 @@ A crash before 3 leaves only staged files, which `recover()` deletes (undo); a c
 leaves a journal, which `recover()` completes (redo). Each rename is atomic, so every file is
 at any instant entirely old or entirely new.
 
+Before the journal, every existing target also gets an undo link `<dir>/.recap-old-<run>-<name>`
+(a hard link to the old file). When a rename fails with an error rather than a crash (disk
+full, permission denied), the journal is switched to "undo" and the old files are put back
+from those links, so the command fails with nothing changed; a crash during that undo is
+finished by `recover()` the same way.
+
 Parquet rewrites replace only the label column: the Arrow schema and its metadata (the
 `huggingface` key included), the other columns, the row order and the row groups are kept.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,13 +32,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recap_label.errors import RecapError, UnsafeWriteError
+from recap_label.errors import DatasetError, RecapError, UnsafeWriteError
 from recap_label.faults import crash_point
-from recap_label.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, write_json_atomic
+from recap_label.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, os_error_message, write_json_atomic
 from recap_label.lineage import STATE_DIR
 
 JOURNAL = STATE_DIR / "journal.json"
 STAGE_MARK = ".recap-stage-"
+BACKUP_MARK = ".recap-old-"
 
 
 def file_signature(path: Path) -> list[int]:
@@ -44,6 +52,7 @@ class Staged:
     target: Path
     staged: Path
     signature: list[int] | None  # of the target when planned; None for a new file
+    backup: Path | None = None  # undo link to the old target, made at commit
 
 
 @dataclass
@@ -53,21 +62,40 @@ class Transaction:
     root: Path
     run_id: str
     staged: list[Staged] = field(default_factory=list)
+    created_dirs: list[Path] = field(default_factory=list)  # made by staging; removed again by abort()
 
     def _stage_path(self, target: Path) -> Path:
         return target.with_name(f"{STAGE_MARK}{self.run_id}-{target.name}")
 
-    def _add(self, target: Path, write) -> Path:
-        signature = file_signature(target) if target.exists() else None
+    def _backup_path(self, target: Path) -> Path:
+        return target.with_name(f"{BACKUP_MARK}{self.run_id}-{target.name}")
+
+    def _add(self, target: Path, write, planned: list[int] | None = None) -> Path:
         staged = self._stage_path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            signature = file_signature(target) if target.exists() else None
+            if planned is not None and signature != planned:
+                self.abort()
+                raise UnsafeWriteError(
+                    f"{target} was changed by another program after it was read; nothing was written, run again"
+                )
+            missing = [d for d in [target.parent, *target.parent.parents] if not d.exists()]
+            self.created_dirs += [d for d in missing if d not in self.created_dirs]  # before: mkdir may fail half-way
+            target.parent.mkdir(parents=True, exist_ok=True)
             write(staged)
             fsync_file(staged)
         except OSError as exc:
             staged.unlink(missing_ok=True)
             self.abort()
+            if exc.errno is None:  # pyarrow's OSError for undecodable data (a damaged page), not a system error
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DatasetError(f"cannot rewrite {target} ({first}); the file is damaged, restore it from the source dataset (nothing was written)") from None
             raise io_error(exc, f"writing {target}") from None
+        except pa.ArrowException as exc:
+            staged.unlink(missing_ok=True)
+            self.abort()
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetError(f"cannot rewrite {target} ({first}); the file is damaged, restore it from the source dataset (nothing was written)") from None
         except BaseException:
             staged.unlink(missing_ok=True)
             self.abort()
@@ -85,14 +113,25 @@ class Transaction:
     def stage_table(self, target: Path, table: pa.Table) -> None:
         self._add(target, lambda p: pq.write_table(table, p))
 
-    def stage_labels(self, target: Path, column: str, values: np.ndarray | list) -> None:
-        """Stage a copy of parquet `target` whose `column` holds `values` (one per row)."""
-        self._add(target, lambda p: rewrite_label_column(target, p, column, values))
+    def stage_labels(self, target: Path, column: str, values: np.ndarray | list, signature: list[int] | None = None) -> None:
+        """Stage a copy of parquet `target` whose `column` holds `values` (one per row).
+
+        `signature`: file_signature(target) taken when the labels were computed from it; a file
+        changed since then is refused (else its new rows would get labels computed for the old)."""
+        self._add(target, lambda p: rewrite_label_column(target, p, column, values), planned=signature)
 
     def abort(self) -> None:
         for s in self.staged:
             s.staged.unlink(missing_ok=True)
+            if s.backup is not None:
+                s.backup.unlink(missing_ok=True)
         self.staged.clear()
+        for d in sorted(self.created_dirs, key=lambda p: len(p.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.created_dirs.clear()
 
     def commit(self) -> None:
         if not self.staged:
@@ -103,21 +142,89 @@ class Transaction:
                 raise UnsafeWriteError(
                     f"{s.target} was changed by another program while labels were being prepared; nothing was written, run again"
                 )
-        entries = [{"target": _rel(self.root, s.target), "staged": _rel(self.root, s.staged)} for s in self.staged]
         journal = self.root / JOURNAL
         try:
+            for s in self.staged:
+                if s.signature is not None:
+                    s.backup = _link_backup(s.target, self._backup_path(s.target))
+            crash_point("backup")
             for d in {s.staged.parent for s in self.staged}:
                 fsync_dir(d)
-            write_json_atomic(journal, {"run": self.run_id, "entries": entries})
+            entries = [_entry(self.root, s) for s in self.staged]
+            write_json_atomic(journal, {"run": self.run_id, "mode": "redo", "entries": entries})
         except OSError as exc:
             self.abort()
+            try:
+                journal.unlink(missing_ok=True)  # written, but its folder's fsync failed: nothing was applied
+            except OSError:
+                pass
             raise io_error(exc, "writing the commit journal") from None
         crash_point("journal")
-        _apply(self.root, entries)
-        journal.unlink()
-        fsync_dir(journal.parent)
-        crash_point("done")
+        try:
+            _apply(self.root, entries)
+        except OSError as exc:
+            # an error, not a crash: put every old file back (journal switched to undo first)
+            what = os_error_message(exc, "committing the new files").replace(" (nothing was changed)", "")
+            if not all(e.get("backup") or e.get("new") for e in entries):
+                # no undo link for some file (no hard links here): only forward is safe, the journal stays
+                raise RecapError(
+                    f"{what}; the commit journal was kept: once the cause is fixed, run the command again or `recap-label verify {self.root}`, which completes the commit"
+                ) from None
+            try:
+                write_json_atomic(journal, {"run": self.run_id, "mode": "undo", "entries": entries})
+                _undo(self.root, entries)
+                _finish(self.root)
+            except OSError:
+                raise RecapError(
+                    f"{what}; the commit could not be undone either: once the cause is fixed, run `recap-label verify {self.root}`, which finishes it (every file is entirely old or new)"
+                ) from None
+            self.staged.clear()
+            self.abort()
+            raise RecapError(f"{what}; the files already replaced were put back (nothing was changed)") from None
+        _finish(self.root)
         self.staged.clear()
+        self.created_dirs.clear()
+
+
+def _link_backup(target: Path, backup: Path) -> Path | None:
+    """A hard link to the old target (the undo copy); None where the file system has no hard links."""
+    backup.unlink(missing_ok=True)
+    try:
+        os.link(target, backup)
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            return None  # undo not possible for this file: a failed rename is then finished by the next run
+        raise
+    return backup
+
+
+def _entry(root: Path, s: Staged) -> dict:
+    e = {"target": _rel(root, s.target), "staged": _rel(root, s.staged)}
+    if s.backup is not None:
+        e["backup"] = _rel(root, s.backup)
+    elif s.signature is None:
+        e["new"] = True
+    return e
+
+
+def _finish(root: Path) -> None:
+    """After the last rename (or undo): drop the journal, then the undo links. Never fails: the commit is done."""
+    journal = root / JOURNAL
+    try:
+        journal.unlink(missing_ok=True)
+        fsync_dir(journal.parent)
+    except OSError:
+        pass  # a leftover journal is finished (as a no-op: nothing staged is left) by the next run
+    crash_point("done")
+    try:
+        leftovers = stale_staged_files(root)
+    except OSError:
+        return
+    for p in leftovers:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -131,6 +238,22 @@ def _apply(root: Path, entries: list[dict]) -> None:
             os.replace(staged, target)
             fsync_dir(target.parent)
             crash_point("rename")
+
+
+def _undo(root: Path, entries: list[dict]) -> None:
+    """Put the old files back from their undo links; remove new files; drop staged leftovers."""
+    for e in reversed(entries):
+        staged, target = root / e["staged"], root / e["target"]
+        if e.get("backup"):
+            backup = root / e["backup"]
+            if backup.exists():
+                os.replace(backup, target)
+                fsync_dir(target.parent)
+        elif e.get("new"):
+            if not staged.exists():  # it was renamed into place: remove it again
+                target.unlink(missing_ok=True)
+                fsync_dir(target.parent)
+        staged.unlink(missing_ok=True)
 
 
 def pending_commit(root: Path) -> dict | None:
@@ -147,29 +270,45 @@ def stale_staged_files(root: Path) -> list[Path]:
     out = []
     for top in ("data", "meta"):
         for dirpath, _dirs, files in os.walk(root / top):
-            out += [Path(dirpath) / f for f in files if f.startswith(STAGE_MARK) or f.startswith(TMP_MARK)]
+            out += [Path(dirpath) / f for f in files if f.startswith((STAGE_MARK, TMP_MARK, BACKUP_MARK))]
     return out
 
 
-def recover(root: Path) -> str | None:
+def recover_commit(root: Path) -> tuple[str | None, dict | None]:
     """Finish (redo) an interrupted commit, or discard (undo) an interrupted staging.
 
-    Call with the dataset lock held. Returns a note describing what was done, or None.
+    Call with the dataset lock held. Returns (a note describing what was done or None,
+    the journal of a commit that was completed or None).
     """
     journal = pending_commit(root)
-    if journal is not None:
-        _apply(root, journal["entries"])
-        (root / JOURNAL).unlink()
-        fsync_dir((root / JOURNAL).parent)
-        note = f"completed an interrupted commit of {journal['run']} ({len(journal['entries'])} files)"
-    else:
-        note = None
-    stale = stale_staged_files(root)
-    for p in stale:
-        p.unlink(missing_ok=True)
+    completed = None
+    try:
+        if journal is not None:
+            entries = journal.get("entries", [])
+            if journal.get("mode") == "undo":
+                _undo(root, entries)
+                note = f"undid an interrupted commit of {journal.get('run')} that had failed ({len(entries)} files put back)"
+            else:
+                _apply(root, entries)
+                completed = journal
+                note = f"completed an interrupted commit of {journal.get('run')} ({len(entries)} files)"
+            (root / JOURNAL).unlink()
+            fsync_dir((root / JOURNAL).parent)
+        else:
+            note = None
+        stale = stale_staged_files(root)
+        for p in stale:
+            p.unlink(missing_ok=True)
+    except OSError as exc:
+        raise RecapError(os_error_message(exc, f"finishing an interrupted commit in {root}").replace(" (nothing was changed)", "") + "; run again once fixed") from None
     if stale and note is None:
         note = f"discarded {len(stale)} staged file(s) of an interrupted run; the dataset was not changed by it"
-    return note
+    return note, completed
+
+
+def recover(root: Path) -> str | None:
+    """recover_commit() without the journal: the note only."""
+    return recover_commit(root)[0]
 
 
 def rewrite_label_column(src: Path, dst: Path, column: str, values) -> None:
@@ -214,4 +353,4 @@ def check_writable_target(root: Path, path: Path) -> None:
         )
 
 
-__all__ = ["Transaction", "recover", "pending_commit", "rewrite_label_column", "check_writable_target"]
+__all__ = ["Transaction", "recover", "recover_commit", "pending_commit", "rewrite_label_column", "check_writable_target"]
