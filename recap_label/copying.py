@@ -22,7 +22,8 @@ from recap_label.errors import BadInput, DatasetError, RecapError
 from recap_label.faults import crash_point
 from recap_label.fsutil import fsync_dir, os_error_message
 from recap_label.lineage import default_destination, label_counts, new_lineage, read_lineage, split_iteration_name, write_lineage
-from recap_label.lineage import data_fingerprint
+from recap_label.lineage import STATE_DIR, data_fingerprint
+from recap_label.lock import process_alive
 
 COPY_TMP_PREFIX = ".recap-copy-"
 CHUNK = 8 << 20
@@ -88,6 +89,8 @@ def plan_copy(src: Path, dest: Path | None) -> CopyPlan:
             raise RecapError(os_error_message(exc, f"reading {real_dir}")) from None
         for entry in entries:
             rel_path = f"{rel}/{entry.name}" if rel else entry.name
+            if rel_path == STATE_DIR.as_posix():
+                continue  # the source's own recap-label state (runs, sidecar, lock): the copy starts fresh
             shown = src / rel_path
             if entry.is_symlink() and not os.path.exists(entry.path):
                 raise BadInput(f"dangling symlink {shown} -> {os.readlink(entry.path)} in the source; fix or remove the link first")
@@ -133,18 +136,8 @@ def clean_stale_copies(parent: Path) -> None:
     """Remove temporary copy folders left by killed `copy` processes."""
     for entry in parent.glob(f"{COPY_TMP_PREFIX}*"):
         pid = entry.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cache_entry(lerobot_home: Path, name: str) -> Path:
@@ -323,7 +316,7 @@ def _remove_empty(dirs: list[Path]) -> None:
 
 def check_source_quiet(src: Path) -> None:
     """Refuse to copy a dataset that is being written, or whose last write was interrupted."""
-    from recap_label.lock import _alive, lock_path, read_holder
+    from recap_label.lock import lock_path, read_holder
     from recap_label.writeback import JOURNAL, stale_staged_files
 
     root = Path(os.path.realpath(src))
@@ -335,7 +328,7 @@ def check_source_quiet(src: Path) -> None:
             pid = -1
         import socket
 
-        if holder.get("host") != socket.gethostname() or _alive(pid, holder.get("pid_start")):
+        if holder.get("host") != socket.gethostname() or process_alive(pid, holder.get("pid_start")):
             raise BadInput(
                 f"source {src} is being written by `recap-label {holder.get('command')}` (pid {pid}); copy it when that has finished"
             )

@@ -37,7 +37,8 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _alive(pid: int, start: str | None = None) -> bool:
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """Is `pid` a live (non-zombie) process, and the same one that started at `start`?"""
     if pid <= 0:
         return False
     try:
@@ -121,7 +122,7 @@ def _take(root: Path, path: Path, me: dict) -> None:
                 pid = int(holder.get("pid", -1))
             except (TypeError, ValueError):
                 pid = -1
-            if holder.get("host") == me["host"] and not _alive(pid, holder.get("pid_start")):
+            if holder.get("host") == me["host"] and not process_alive(pid, holder.get("pid_start")):
                 crash_point("lock-break")
                 path.unlink(missing_ok=True)  # stale: its process is gone
                 continue

@@ -354,3 +354,16 @@ def test_verify_plot(cli, lerobot_home, tmp_path):
     r = cli("verify", dest, "--plot", tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "plot written" in r.stdout
+
+
+def test_copy_of_a_labeled_copy_starts_fresh(cli, lerobot_home, tmp_path):
+    v1 = make_copy(cli, tmp_path, small_spec(png_cameras=0), "it")
+    cli("label", v1, "--values", random_values(v1))
+    labels_v1 = _labels_by_file(v1)
+    out = json.loads(cli("copy", v1, "--json").stdout)
+    v2 = Path(out["dest"])
+    assert v2.name == "it_vlm_label_v2" and out["iteration"] == 2
+    state = v2 / "meta" / "recap_label"
+    assert sorted(p.name for p in state.iterdir()) == ["lineage.json"]  # no runs, sidecar or lock of v1
+    assert read_lineage(v2)["runs"] == [] and read_lineage(v2)["parent"] == str(v1.absolute())
+    assert _labels_by_file(v2) == labels_v1  # the labels themselves are data: copied
