@@ -241,13 +241,14 @@ def verify_cmd(
 def _render_verify(report, episodes: bool) -> None:
     from rich.table import Table
 
-    from recap_label.report import breakdown_table, episodes_table
+    from recap_label.report import breakdown_table, episodes_table, summary_line
 
     out = _stdout()
     out.print(f"dataset {report.dataset}")
     for note in report.notes:
         out.print(f"note: {note}")
     out.print(breakdown_table(report.breakdown))
+    out.print(summary_line(report.breakdown))
     if episodes:
         out.print(episodes_table(report.breakdown))
     t = Table(title="invariants", title_justify="left")
@@ -358,7 +359,7 @@ def label_cmd(
 def _render_label(o) -> None:
     from rich.table import Table
 
-    from recap_label.report import breakdown_table
+    from recap_label.report import breakdown_table, summary_line
 
     out = _stdout()
     for note in o.notes:
@@ -370,6 +371,7 @@ def _render_label(o) -> None:
         shown = "n/a (no autonomous frames)" if thr is None else f"{thr:.6g}"
         out.print(f"threshold ({name}, {o.pool_sizes[name]:,} autonomous frames): {shown}")
     out.print(breakdown_table(o.breakdown, title="adv_ind after labeling" if not o.dry_run else "adv_ind if labeled"))
+    out.print(summary_line(o.breakdown))
     if o.transitions:
         t = Table(title="label transitions (rollout frames)", title_justify="left")
         t.add_column("from -> to")

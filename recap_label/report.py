@@ -126,10 +126,12 @@ def breakdown_table(b: Breakdown, title: str = "adv_ind breakdown"):
     t.add_column("total", justify="right")
     for label, counts in (("all", b.labels), ("intervention=1", b.intervention), ("intervention=0", b.autonomous)):
         t.add_row(label, *(f"{counts.get(n, 0):,}" for n in LABELS), f"{sum(counts.values()):,}")
-    share = "n/a" if b.autonomous_positive_share is None else f"{100 * b.autonomous_positive_share:.2f} %"
-    t.caption = f"autonomous positive share {share} · episodes: {b.rollout_episodes} rollout, {b.demo_episodes} demo"
-    t.caption_justify = "left"
     return t
+
+
+def summary_line(b: Breakdown) -> str:
+    share = "n/a" if b.autonomous_positive_share is None else f"{100 * b.autonomous_positive_share:.2f} %"
+    return f"autonomous positive share {share} · episodes: {b.rollout_episodes} rollout, {b.demo_episodes} demo"
 
 
 def episodes_table(b: Breakdown):
