@@ -151,7 +151,7 @@ def load_value_model(checkpoint_dir: Path, step: str | None, *, use_ema: bool, c
 
     step_dir = resolve_step_dir(checkpoint_dir, step)
     flat, content_hash = load_flat_params_cached(step_dir, use_ema, cache_dir)
-    model = ValueModel.from_flat_params(flat, siglip_dtype=siglip_dtype)
+    model = ValueModel.from_flat_params(flat, siglip_dtype=siglip_dtype, consume=True)
     del flat
     return LoadedModel(model, step_dir, content_hash)
 

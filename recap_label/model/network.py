@@ -344,8 +344,12 @@ class ValueModel(nn.Module):
         flat: Mapping[str, np.ndarray],
         *,
         siglip_dtype: torch.dtype = torch.bfloat16,
+        consume: bool = False,
     ) -> ValueModel:
         """Build the model from pistar's '/'-joined parameter dict; extra names are ignored.
+
+        consume=True pops each array from `flat` as it is converted, so a full-size tree is not
+        held twice in host memory (the caller must not need `flat` afterwards).
 
         Raises CheckpointError naming a missing parameter or one whose shape does not fit.
         """
@@ -353,19 +357,21 @@ class ValueModel(nn.Module):
         check_params(flat, config)
         with torch.device("meta"):
             model = cls(config, siglip_dtype=siglip_dtype)
-        state = _torch_state_dict(flat, config)
+        state = _torch_state_dict(flat, config, consume)
         dtypes = {name: t.dtype for name, t in model.state_dict().items()}
-        state = {name: tensor.to(dtypes[name]) for name, tensor in state.items()}
+        for name in list(state):  # in place: each float32 original is freed as soon as it is cast
+            state[name] = state[name].to(dtypes[name])
         model.load_state_dict(state, strict=True, assign=True)
         model.supports = torch.linspace(config.value_min, config.value_max, config.num_bins, dtype=torch.float32)
         return model.eval()
 
 
-def _torch_state_dict(flat: Mapping[str, np.ndarray], config: ValueModelConfig) -> dict[str, torch.Tensor]:
+def _torch_state_dict(flat: Mapping[str, np.ndarray], config: ValueModelConfig, consume: bool = False) -> dict[str, torch.Tensor]:
     """Map pistar's JAX layouts (Dense kernels [in, out], einsum weights) to torch's [out, in]."""
 
     def get(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(flat[name], dtype=np.float32)))
+        array = flat.pop(name) if consume else flat[name]  # type: ignore[attr-defined]
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(array, dtype=np.float32)))
 
     def dense(kernel: torch.Tensor) -> torch.Tensor:  # [..., in, out] -> [out, in] for 2-D kernels
         return kernel.reshape(kernel.shape[0], -1).T.contiguous()
@@ -377,24 +383,31 @@ def _torch_state_dict(flat: Mapping[str, np.ndarray], config: ValueModelConfig) 
     state["img.embeddings.conv.weight"] = get("img/embedding/kernel").permute(3, 2, 0, 1).contiguous()
     state["img.embeddings.conv.bias"] = get("img/embedding/bias")
     state["img.embeddings.position"] = get("img/pos_embedding")[0]
-    block = {name: get(f"{SIGLIP_BLOCK}/{name}") for name in _SIGLIP_BLOCK_LEAVES}
-    for i in range(config.siglip_depth):
-        p = f"img.encoder.layers.{i}"
-        state[f"{p}.layer_norm1.weight"] = block["LayerNorm_0/scale"][i]
-        state[f"{p}.layer_norm1.bias"] = block["LayerNorm_0/bias"][i]
-        state[f"{p}.layer_norm2.weight"] = block["LayerNorm_1/scale"][i]
-        state[f"{p}.layer_norm2.bias"] = block["LayerNorm_1/bias"][i]
-        for jax_name, torch_name in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj")):
-            attn = f"MultiHeadDotProductAttention_0/{jax_name}"
-            state[f"{p}.self_attn.{torch_name}.weight"] = dense(block[f"{attn}/kernel"][i])
-            state[f"{p}.self_attn.{torch_name}.bias"] = block[f"{attn}/bias"][i].reshape(-1)
-        state[f"{p}.self_attn.out_proj.weight"] = out_proj(block["MultiHeadDotProductAttention_0/out/kernel"][i])
-        state[f"{p}.self_attn.out_proj.bias"] = block["MultiHeadDotProductAttention_0/out/bias"][i]
-        state[f"{p}.mlp.fc1.weight"] = block["MlpBlock_0/Dense_0/kernel"][i].T.contiguous()
-        state[f"{p}.mlp.fc1.bias"] = block["MlpBlock_0/Dense_0/bias"][i]
-        state[f"{p}.mlp.fc2.weight"] = block["MlpBlock_0/Dense_1/kernel"][i].T.contiguous()
-        state[f"{p}.mlp.fc2.bias"] = block["MlpBlock_0/Dense_1/bias"][i]
-    del block
+    # One stacked leaf at a time (each is up to ~0.5 GB at full size): its per-layer copies are
+    # made, then the stacked array is dropped, so the SigLIP tower is never held twice.
+    siglip_leaves = {
+        "LayerNorm_0/scale": ("layer_norm1.weight", None),
+        "LayerNorm_0/bias": ("layer_norm1.bias", None),
+        "LayerNorm_1/scale": ("layer_norm2.weight", None),
+        "LayerNorm_1/bias": ("layer_norm2.bias", None),
+        **{
+            f"MultiHeadDotProductAttention_0/{jax_name}/{leaf}": (f"self_attn.{torch_name}.{'weight' if leaf == 'kernel' else 'bias'}", dense if leaf == "kernel" else _flatten)
+            for jax_name, torch_name in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj"))
+            for leaf in ("kernel", "bias")
+        },
+        "MultiHeadDotProductAttention_0/out/kernel": ("self_attn.out_proj.weight", out_proj),
+        "MultiHeadDotProductAttention_0/out/bias": ("self_attn.out_proj.bias", None),
+        "MlpBlock_0/Dense_0/kernel": ("mlp.fc1.weight", _transpose),
+        "MlpBlock_0/Dense_0/bias": ("mlp.fc1.bias", None),
+        "MlpBlock_0/Dense_1/kernel": ("mlp.fc2.weight", _transpose),
+        "MlpBlock_0/Dense_1/bias": ("mlp.fc2.bias", None),
+    }
+    for leaf, (torch_name, convert) in siglip_leaves.items():
+        stacked = get(f"{SIGLIP_BLOCK}/{leaf}")
+        for i in range(config.siglip_depth):
+            layer = stacked[i]
+            state[f"img.encoder.layers.{i}.{torch_name}"] = convert(layer) if convert else layer.clone()
+        del stacked
     state["img.post_layernorm.weight"] = get("img/Transformer/encoder_norm/scale")
     state["img.post_layernorm.bias"] = get("img/Transformer/encoder_norm/bias")
     state["img_projection.weight"] = dense(get("img_projection/kernel"))
@@ -433,18 +446,11 @@ def _torch_state_dict(flat: Mapping[str, np.ndarray], config: ValueModelConfig) 
     return state
 
 
-_SIGLIP_BLOCK_LEAVES = (
-    "LayerNorm_0/scale",
-    "LayerNorm_0/bias",
-    "LayerNorm_1/scale",
-    "LayerNorm_1/bias",
-    *(
-        f"MultiHeadDotProductAttention_0/{proj}/{leaf}"
-        for proj in ("query", "key", "value", "out")
-        for leaf in ("kernel", "bias")
-    ),
-    "MlpBlock_0/Dense_0/kernel",
-    "MlpBlock_0/Dense_0/bias",
-    "MlpBlock_0/Dense_1/kernel",
-    "MlpBlock_0/Dense_1/bias",
-)
+def _flatten(bias: torch.Tensor) -> torch.Tensor:  # [heads, hd] -> [heads*hd]
+    return bias.reshape(-1).clone()
+
+
+def _transpose(kernel: torch.Tensor) -> torch.Tensor:  # [in, out] -> [out, in]
+    return kernel.T.contiguous()
+
+
