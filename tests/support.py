@@ -33,13 +33,17 @@ def writable_copy(specimen: Path, dest: Path) -> Path:
     return dest
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path → sha256 (or 'link:<target>') of everything under root, links not followed."""
+def tree_digest(root: Path, skip=()) -> dict[str, str]:
+    """Relative path → sha256 (or 'link:<target>' / 'dir') of everything under root, links not followed."""
     out = {}
+    if not os.path.lexists(root):
+        return out
     for dirpath, dirnames, filenames in os.walk(root):
         for name in sorted(dirnames + filenames):
             p = Path(dirpath) / name
             rel = p.relative_to(root).as_posix()
+            if rel in skip:
+                continue
             if p.is_symlink():
                 out[rel] = "link:" + os.readlink(p)
             elif p.is_file():
@@ -49,18 +53,33 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
+def isolate_lerobot_home(tmp_path: Path, monkeypatch) -> Path:
+    """A private LeRobot home, no RECAP_LABEL_* environment, and tmp_path as working directory."""
+    home = tmp_path / "lerobot-home"
+    home.mkdir()
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
+    for var in list(os.environ):
+        if var.startswith("RECAP_LABEL_"):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
 class Cli:
+    """The CLI in-process (fast); a Python exception escaping it fails the test with its traceback."""
+
     def __init__(self):
         self.runner = CliRunner()
 
     def __call__(self, *args: str, code: int | None = 0):
         result = self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
         if code is not None:
-            assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+            assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
         return result
 
 
 def error_line(result) -> str:
+    """Exactly one `Error:` line on stderr and no traceback anywhere."""
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: "), lines[0]

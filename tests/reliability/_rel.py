@@ -23,11 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from recap_label import synth
-from recap_label.cli import app
 from recap_label.dataset import LeRobotDataset
+from support import Cli, error_line, isolate_lerobot_home, tree_digest  # noqa: F401 (error_line is re-exported to the suite)
 
 CHAOS = os.environ.get("RECAP_CHAOS", "") not in ("", "0")
 SEED = int(os.environ.get("RECAP_CHAOS_SEED", "20240611"))
@@ -67,43 +66,12 @@ def tally(pytestconfig):
 @pytest.fixture
 def home(tmp_path, monkeypatch, tally) -> Path:
     """An isolated LeRobot home and working folder; no RECAP_LABEL_* from the caller's shell."""
-    h = tmp_path / "lerobot-home"
-    h.mkdir()
-    monkeypatch.setenv("HF_LEROBOT_HOME", str(h))
-    for var in list(os.environ):
-        if var.startswith("RECAP_LABEL_"):
-            monkeypatch.delenv(var)
-    monkeypatch.chdir(tmp_path)
-    return h
-
-
-class Cli:
-    """The CLI in-process (fast); a Python exception escaping it fails the test with its traceback."""
-
-    def __init__(self):
-        self.runner = CliRunner()
-
-    def __call__(self, *args, code: int | None = 0):
-        result = self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-        if code is not None:
-            assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
-        return result
+    return isolate_lerobot_home(tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
-
-
-def error_line(result) -> str:
-    """Exactly one `Error:` line on stderr and no traceback anywhere."""
-    stderr = result.stderr
-    stdout = result.stdout
-    lines = [l for l in stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    assert "Traceback" not in stderr and "Traceback" not in stdout
-    return lines[0]
 
 
 def sub_env(home: Path | None = None, crash: str | None = None, slow: str | None = None) -> dict:
@@ -137,26 +105,6 @@ def assert_clean_exit(proc: subprocess.CompletedProcess, allowed=(0,)) -> None:
 def tiny_spec(version="v2.1", episodes=4, length=24, rows_per_file=None, seed=0, png=0) -> synth.DatasetSpec:
     return synth.simple_spec(version, episodes=episodes, length=length, demos=1, png_cameras=png, video_cameras=0,
                              size=16, rows_per_file=rows_per_file, seed=seed)
-
-
-def tree_digest(root: Path, skip=()) -> dict[str, str]:
-    """Relative path → sha256 (or 'link:<target>' / 'dir') of everything under root, links not followed."""
-    out = {}
-    if not os.path.lexists(root):
-        return out
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            if rel in skip:
-                continue
-            if p.is_symlink():
-                out[rel] = "link:" + os.readlink(p)
-            elif p.is_file():
-                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-            else:
-                out[rel] = "dir"
-    return out
 
 
 def full_digest(root: Path) -> dict[str, str]:
@@ -221,6 +169,24 @@ def clone(src: Path, dest: Path) -> Path:
     """A byte copy of a dataset folder (symlinks kept as symlinks), for one trial."""
     shutil.copytree(src, dest, symlinks=True)
     return dest
+
+
+LOOKAHEAD = ("--lookahead", "5")
+
+
+def labeled_world(base: Path) -> dict:
+    """A tiny copied dataset (`template`), a values file, and a labeled clone of it (`labeled`),
+    with the labels before (`old`) and after (`new`) labeling, built once per test module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_LEROBOT_HOME", str(base / "home"))
+        src = synth.write_dataset(base / "src", tiny_spec("v2.1", episodes=4, length=20))
+        Cli()("copy", src, base / "copy", "--no-register")
+        template = base / "copy"
+        values = values_file(template, base / "values.parquet")
+        labeled = clone(template, base / "labeled")
+        Cli()("label", labeled, "--values", values, *LOOKAHEAD)
+    return dict(base=base, src=src, src_digest=tree_digest(src), template=template, values=values,
+                old=labels_by_file(template), new=labels_by_file(labeled), labeled=labeled)
 
 
 def lineage(root: Path) -> dict:

@@ -17,26 +17,16 @@ import pytest
 from recap_label import synth
 
 from _rel import (  # noqa: F401
-    CHAOS, Cli, cli, clone, cmd, count, home, labels_by_file, lineage, run_sub, sub_env, tally, tiny_spec, tree_digest,
+    LOOKAHEAD, CHAOS, labeled_world, Cli, cli, clone, cmd, count, home, labels_by_file, lineage, run_sub, sub_env, tally, tiny_spec, tree_digest,
     values_file,
 )
 
-LOOKAHEAD = ("--lookahead", "5")
 ROUNDS = 6 if CHAOS else 1
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("concurrency")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_LEROBOT_HOME", str(base / "home"))
-        src = synth.write_dataset(base / "src", tiny_spec("v2.1", episodes=4, length=20))
-        Cli()("copy", src, base / "copy", "--no-register")
-        template = base / "copy"
-        values = values_file(template, base / "values.parquet")
-        new = clone(template, base / "new")
-        Cli()("label", new, "--values", values, *LOOKAHEAD)
-    return dict(base=base, template=template, values=values, old=labels_by_file(template), new=labels_by_file(new), labeled=new)
+    return labeled_world(tmp_path_factory.mktemp("concurrency"))
 
 
 def _start(args, slow=None, home=None) -> subprocess.Popen:
@@ -177,8 +167,7 @@ def test_two_processes_breaking_the_same_stale_lock(world, cli, home, round_):
     count("concurrent pairs raced")
 
 
-def test_two_copies_into_the_same_destination(world, cli, home, tmp_path):
-    w = world
+def test_two_copies_into_the_same_destination(cli, home, tmp_path):
     src = synth.write_dataset(tmp_path / "vial", tiny_spec("v2.1", episodes=3, length=12))
     h = tmp_path / "h"
     procs = [_start(["copy", src], slow="copy-verified:0.4", home=h) for _ in range(2)]

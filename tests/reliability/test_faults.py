@@ -26,11 +26,9 @@ from recap_label import lineage as lineage_mod
 from recap_label import synth
 
 from _rel import (  # noqa: F401
-    CHAOS, SEED, Cli, cli, clone, count, error_line, file_state, home, labels_by_file, lineage, tally, tiny_spec,
+    LOOKAHEAD, CHAOS, labeled_world, SEED, Cli, cli, clone, count, error_line, file_state, home, labels_by_file, lineage, tally, tiny_spec,
     tree_digest, values_file,
 )
-
-LOOKAHEAD = ("--lookahead", "5")
 
 
 class Injector:
@@ -105,18 +103,7 @@ def _sweep(cli, make, run, snapshot, expect_done, what: str) -> int:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("faults")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_LEROBOT_HOME", str(base / "home"))
-        src = synth.write_dataset(base / "src", tiny_spec("v2.1", episodes=4, length=20))
-        Cli()("copy", src, base / "copy", "--no-register")
-        template = base / "copy"
-        values = values_file(template, base / "values.parquet")
-        ref = clone(template, base / "ref")
-        Cli()("label", ref, "--values", values, *LOOKAHEAD)
-        labeled = clone(ref, base / "labeled")
-    return dict(base=base, src=src, src_digest=tree_digest(src), template=template, values=values,
-                new=labels_by_file(ref), old=labels_by_file(template), labeled=labeled)
+    return labeled_world(tmp_path_factory.mktemp("faults"))
 
 
 def test_disk_full_and_permission_denied_during_label(world, cli, home):

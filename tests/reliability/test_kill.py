@@ -28,11 +28,10 @@ import pytest
 from recap_label import synth
 
 from _rel import (  # noqa: F401
-    CHAOS, SEED, Cli, assert_intact, cli, clone, cmd, count, file_state, full_digest, hidden_leftovers, home,
+    LOOKAHEAD, CHAOS, SEED, Cli, assert_intact, cli, clone, cmd, count, file_state, full_digest, hidden_leftovers, home,
     labels_by_file, lineage, run_sub, sub_env, tally, tiny_spec, tree_digest, values_file,
 )
 
-LOOKAHEAD = ("--lookahead", "5")
 TIMER_KILLS = 40 if CHAOS else 5
 
 
