@@ -177,3 +177,32 @@ def test_damaged_png_and_short_video_name_episode_and_frame(cli, dataset, tmp_pa
     # episode 1 was inferred before the damaged frame: its values stay as a resumable cache
     kept = {k for k in after if k.startswith("meta/recap_label/values-partial")}
     assert {k: v for k, v in after.items() if k not in kept} == before
+
+
+def test_truncated_video_is_one_error_line(cli, dataset):
+    ds = LeRobotDataset.open(dataset)
+    video = ds.episodes[3].videos["observation.images.wrist"].path
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) * 2 // 3])
+    before = tree_digest(dataset)
+    r = cli("label", dataset, *model_args(), code=2)
+    line = error_line(r)
+    assert "cannot open video" in line and "for episode" in line, line  # v3.0: episodes 2 and 3 share this mp4
+    after = tree_digest(dataset)
+    kept = {k for k in after if k.startswith("meta/recap_label/values-partial")}
+    assert {k: v for k, v in after.items() if k not in kept} == before
+
+
+def test_checkpoint_without_ema_params(cli, dataset, tmp_path):
+    ckpt = tmp_path / "no_ema"
+    shutil.copytree(CKPT, ckpt)
+    meta_path = next(ckpt.glob("step_*")) / "_METADATA"
+    meta = json.loads(meta_path.read_text())
+    meta["tree_metadata"] = {k: v for k, v in meta["tree_metadata"].items() if not k.startswith("('ema_params'")}
+    meta_path.write_text(json.dumps(meta))
+    before = tree_digest(dataset)
+    r = cli("label", dataset, *model_args(ckpt=ckpt), code=2)
+    assert "has no ema_params; pass --no-use-ema" in error_line(r)
+    assert tree_digest(dataset) == before
+    out = json.loads(cli("label", dataset, *model_args("--no-use-ema", "--json", ckpt=ckpt)).stdout)
+    assert out["breakdown"]["autonomous"]["none"] == 0
