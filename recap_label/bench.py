@@ -360,8 +360,8 @@ def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, r
     n_frames = sum(ds.episodes[e].length for e in episodes)
     batch = 64 if cuda else 8
     cases = [(av1, [HEAD, LEFT], w, "AV1, 2 cams (the critic's base + wrist)") for w in (0, 1, 2)]
-    cases.append((av1, [HEAD, LEFT, RIGHT], 2, "AV1, 3 cams"))
-    cases.append((png, [HEAD, LEFT], 2, "PNG-in-parquet, 2 cams"))
+    cases += [(av1, [HEAD, LEFT, RIGHT], w, "AV1, 3 cams") for w in (0, 2)]
+    cases += [(png, [HEAD, LEFT], w, "PNG-in-parquet, 2 cams") for w in (0, 2)]
     for root, cols, workers, what in cases:
         eps = episodes if root == av1 else sorted(LeRobotDataset.open(root).episodes)[: len(episodes)]
         runs = [pipeline_frames_per_s(root, cols, workers, batch, eps, pin=cuda)[0] for _ in range(repeat)]

@@ -63,15 +63,31 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
         raise DatasetError(f"unreadable image at {where} ({exc}); restore the dataset from its source") from None
 
 
+# PNG decoding releases the GIL: a couple of threads decode ahead, frames are yielded in order.
+PNG_THREADS = 2
+PNG_AHEAD = 16
+
+
 def _iter_png_frames(ds: LeRobotDataset, episode_index: int, key: str) -> Iterator[np.ndarray]:
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     rows = ds.episode_rows(episode_index, [key])
     cells = rows[key].to_pylist()
     frames = rows["frame_index"].to_pylist()
     for frame, cell in zip(frames, cells):
-        where = f"episode {episode_index} frame {frame} ({key})"
         if not cell or not cell.get("bytes"):
+            where = f"episode {episode_index} frame {frame} ({key})"
             raise DatasetError(f"no PNG bytes at {where}; the dataset stores images outside parquet, which recap-label does not read")
-        yield decode_png(cell["bytes"], where)
+    jobs = ((cell["bytes"], f"episode {episode_index} frame {frame} ({key})") for frame, cell in zip(frames, cells))
+    with ThreadPoolExecutor(PNG_THREADS) as pool:
+        pending: deque = deque()
+        for data, where in jobs:
+            pending.append(pool.submit(decode_png, data, where))
+            if len(pending) >= PNG_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, tolerance_s: float) -> Iterator[np.ndarray]:
