@@ -64,6 +64,25 @@ def resolve_ratio(positive_ratio: float | None, top_percent: float | None) -> fl
     return 0.3
 
 
+@dataclass(frozen=True)
+class EpisodeKinds:
+    """Demo vs rollout, the rule's step 1: an episode is a rollout iff it has an autonomous frame."""
+
+    ids: np.ndarray  # episode ids, sorted
+    inverse: np.ndarray  # row -> position in ids
+    rollout: np.ndarray  # bool per episode id
+
+    @property
+    def rollout_rows(self) -> np.ndarray:
+        return self.rollout[self.inverse]
+
+
+def episode_kinds(episode: np.ndarray, human: np.ndarray) -> EpisodeKinds:
+    ids, inverse = np.unique(np.asarray(episode), return_inverse=True)
+    autonomous = np.bincount(inverse, weights=~np.asarray(human, dtype=bool), minlength=ids.size)
+    return EpisodeKinds(ids, inverse, autonomous > 0)
+
+
 @dataclass
 class LabelResult:
     """Per-row results in the input row order."""
@@ -117,16 +136,12 @@ def apply_rule(
     human_s = np.asarray(human, dtype=bool)[order]
     reward_s = np.asarray(reward, dtype=np.float32)[order]
     value_s = np.asarray(value, dtype=np.float64)[order]
-    lengths = groups.lengths
-    ep_of_row = np.repeat(np.arange(len(groups)), lengths)
-    auto_per_ep = np.bincount(ep_of_row, weights=~human_s, minlength=len(groups))
-    rollout_s = (auto_per_ep > 0)[ep_of_row]
+    rollout_s = episode_kinds(episode, human).rollout_rows[order]
 
     adv_s = np.full(reward_s.size, np.nan, dtype=np.float32)
     if rollout_s.any():
-        ro_eps = np.flatnonzero(auto_per_ep > 0)
         sel = rollout_s
-        ro_lengths = lengths[ro_eps]
+        ro_lengths = groups.lengths[rollout_s[groups.starts]]
         ro_stops = np.cumsum(ro_lengths)
         ro_starts = ro_stops - ro_lengths
         adv_s[sel] = episode_advantages(ro_starts, ro_stops, reward_s[sel], value_s[sel], settings.lookahead, settings.tail_bootstrap)

@@ -164,21 +164,35 @@ def check_registration(entry: Path, dest: Path, replace: bool) -> None:
 
 
 def register(entry: Path, dest: Path) -> None:
-    """Point `entry` at `dest` with an atomic symlink swap."""
+    """Point the cache entry `entry` at `dest` (an absolute link)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.with_name(f".{entry.name}.recap-link-{os.getpid()}")
+    point_link(entry, os.path.abspath(dest))
+
+
+def point_link(link: Path, target: str) -> None:
+    """Make `link` a symlink to `target` with an atomic swap through a temporary link."""
+    tmp = link.with_name(f".{link.name}.recap-link-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
-        os.symlink(os.path.abspath(dest), tmp)
-        os.replace(tmp, entry)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     crash_point("register")
+    _fsync_quietly(link.parent)
+
+
+def remove_link(link: Path) -> None:
+    link.unlink()
+    _fsync_quietly(link.parent)
+
+
+def _fsync_quietly(folder: Path) -> None:
     try:
-        fsync_dir(entry.parent)
+        fsync_dir(folder)
     except OSError:
-        pass  # the swap itself is done; only its durability across a power cut is not certain
+        pass  # the link change itself is done; only its durability across a power cut is not certain
 
 
 def copy_dataset(

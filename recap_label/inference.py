@@ -164,6 +164,7 @@ class ModelValues:
     """The value model as a value source (see values.ValueSource)."""
 
     cheap = False
+    name = "the value model"
 
     def __init__(self, *, step_dir: Path, checkpoint_hash: str, use_ema: bool, tokenizer, tokenizer_path: Path,
                  settings: Settings, device: torch.device, batch_size: int, num_workers: int, quiet: bool, precision: str,

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from recap_label.advantage import LabelResult, RuleSettings, apply_rule
+from recap_label.advantage import LabelResult, RuleSettings, apply_rule, episode_kinds
 from recap_label.config import Settings
-from recap_label.dataset import LeRobotDataset
+from recap_label.dataset import LeRobotDataset, group_episodes
 from recap_label.errors import BadInput, DatasetError, RecapError, UnsafeWriteError
 from recap_label.fsutil import sha256_file
 from recap_label.lineage import LINEAGE_FILE, STATE_DIR, now_iso, read_lineage
 from recap_label.lock import dataset_lock
-from recap_label.report import Breakdown, _scalar_column, breakdown, human_mask
-from recap_label.values import SIDECAR, PartialValues, ValueSource, assemble_values, gather_values, sidecar_table
+from recap_label.report import Breakdown, breakdown, human_mask, scalar_column
+from recap_label.values import SIDECAR, PartialValues, ValueSource, assemble_values, discard_partial, gather_values, sidecar_table
 from recap_label.verify import demo_labels_digest
 from recap_label.writeback import Transaction, check_writable_target, file_signature, pending_commit, recover
 
@@ -80,7 +79,7 @@ def read_dataset_columns(ds: LeRobotDataset, settings: Settings) -> DatasetColum
     reward_col = table[settings.reward_col]
     if not (pa.types.is_floating(reward_col.type) or pa.types.is_integer(reward_col.type)):
         raise DatasetError(f"reward column {settings.reward_col!r} has type {reward_col.type}; pass a numeric --reward-col")
-    reward = _scalar_column(reward_col).astype(np.float32)
+    reward = scalar_column(reward_col).astype(np.float32)
     bad = ~np.isfinite(reward)
     if bad.any():
         i = np.flatnonzero(bad)[0]
@@ -94,7 +93,7 @@ def read_dataset_columns(ds: LeRobotDataset, settings: Settings) -> DatasetColum
         episode=table["episode_index"].to_numpy(),
         frame=table["frame_index"].to_numpy(),
         task=table["task_index"].to_numpy(),
-        human=human_mask(_scalar_column(table[settings.human_col]), settings.human_col),
+        human=human_mask(scalar_column(table[settings.human_col]), settings.human_col),
         reward=reward,
         labels=np.asarray(labels_col.to_numpy(zero_copy_only=False), dtype=object),
         file_rows=file_rows,
@@ -119,19 +118,14 @@ def check_safe_to_write(ds: LeRobotDataset, allow_original: bool) -> dict:
 
 def tail_trap_warning(cols: DatasetColumns, result: LabelResult, lookahead: int) -> str | None:
     """Warn when positives pile up in the last N frames of failed episodes (zero bootstrap trap)."""
-    order = np.lexsort((cols.frame, cols.episode))
-    ep = cols.episode[order]
-    last = np.r_[ep[1:] != ep[:-1], True]
-    failed_eps = set(ep[last][cols.reward[order][last] <= -0.5].tolist())
-    if not failed_eps:
+    groups = group_episodes(cols.episode, cols.frame)
+    order = groups.order
+    failed = cols.reward[order][groups.stops - 1] <= -0.5  # per episode: the last reward says failure
+    if not failed.any():
         return None
-    from_end = np.empty(ep.size, dtype=np.int64)
-    starts = np.r_[0, np.flatnonzero(ep[1:] != ep[:-1]) + 1]
-    ends = np.r_[starts[1:], ep.size]
-    for s, e in zip(starts, ends):
-        from_end[s:e] = np.arange(e - s)[::-1]
+    from_end = np.repeat(groups.stops, groups.lengths) - 1 - np.arange(order.size)
     auto = (result.rollout & ~cols.human)[order]
-    tail = auto & np.isin(ep, list(failed_eps)) & (from_end < lookahead)
+    tail = auto & np.repeat(failed, groups.lengths) & (from_end < lookahead)
     pos = result.positive[order]
     n_tail, n_auto = int(tail.sum()), int(auto.sum())
     if n_tail < 10 or n_auto == 0:
@@ -222,10 +216,9 @@ def _lead(ds_root, settings, rule, source, dry_run, recompute, allow_original, c
 def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original, on_episode, t0, note, dist=None) -> LabelOutcome:
     record = check_safe_to_write(ds, allow_original) if not dry_run else (read_lineage(ds.root) or {"runs": []})
     cols = read_dataset_columns(ds, settings)
-    ids, inverse = np.unique(cols.episode, return_inverse=True)
-    auto_per_ep = np.bincount(inverse, weights=~cols.human, minlength=ids.size)
-    rollout_eps = [int(e) for e in ids[auto_per_ep > 0]]
-    rollout_rows = (auto_per_ep > 0)[inverse]
+    kinds = episode_kinds(cols.episode, cols.human)
+    rollout_eps = [int(e) for e in kinds.ids[kinds.rollout]]
+    rollout_rows = kinds.rollout_rows
     t_read = time.perf_counter()
 
     if hasattr(source, "bind"):
@@ -234,13 +227,15 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
         by_episode, values_from = _distribute_inference(ds, source, rollout_eps, recompute, dist)
     else:
         by_episode, values_from = gather_values(ds, source, rollout_eps, recompute=recompute, on_episode=on_episode)
-    value = assemble_values(cols.episode, cols.frame, rollout_rows, by_episode, _source_name(source))
+    value = assemble_values(cols.episode, cols.frame, rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
 
     result = apply_rule(cols.episode, cols.frame, cols.human, cols.reward, value, rule, task=cols.task)
     new_labels = result.labels(cols.labels)
     b = breakdown(cols.episode, cols.human, new_labels)
-    transitions = Counter(f"{_show(a)}->{b_}" for a, b_ in zip(cols.labels[rollout_rows], new_labels[rollout_rows]) if a != b_)
+    changed = cols.labels != new_labels  # only rollout rows can change
+    moves, counts = np.unique(_shown(cols.labels[changed]) + "->" + new_labels[changed].astype(str), return_counts=True)
+    transitions = dict(zip(moves.tolist(), counts.tolist()))
     share_per_task = {}
     auto = rollout_rows & ~cols.human
     for t in np.unique(cols.task[auto]):
@@ -253,18 +248,17 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
     run_id = next_run_id(record)
     outcome = LabelOutcome(
         ds.root, None if dry_run else run_id, dry_run, values_from, result.thresholds, result.pool_sizes, b,
-        dict(sorted(transitions.items())), share_per_task, 0, warnings, notes,
+        transitions, share_per_task, 0, warnings, notes,
     )
     if dry_run:
-        changed = sum(1 for path, _ in _changed_files(cols, new_labels))
-        outcome.files_rewritten = changed
+        outcome.files_rewritten = sum(1 for _ in _changed_files(cols, changed))
         outcome.timings = {"read": t_read - t0, "values": t_values - t_read, "rule": t_rule - t_values, "total": time.perf_counter() - t0}
         return outcome
 
     txn = Transaction(ds.root, run_id)
     rewritten = []
     prior_files, prior_labels = [], []
-    for path, (lo, hi) in _changed_files(cols, new_labels):
+    for path, (lo, hi) in _changed_files(cols, changed):
         txn.stage_labels(path, settings.adv_col, new_labels[lo:hi], signature=cols.signatures.get(path))
         rel = path.relative_to(ds.root).as_posix()
         rewritten.append(rel)
@@ -302,13 +296,13 @@ def _label_locked(ds, settings, rule, source, dry_run, recompute, allow_original
     t_stage = time.perf_counter()
     txn.commit()
     if not source.cheap:
-        PartialValues(ds.root, provenance, restart=False).discard()
+        discard_partial(ds.root)
     outcome.files_rewritten = len(rewritten)
     outcome.timings = {"read": t_read - t0, "values": t_values - t_read, "rule": t_rule - t_values, "stage": t_stage - t_rule, "commit": time.perf_counter() - t_stage, "total": time.perf_counter() - t0}
     return outcome
 
 
-def _distribute_inference(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist) -> None:
+def _distribute_inference(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist) -> tuple[dict, str]:
     """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all."""
     from recap_label.distributed import assign_by_frames
     from recap_label.values import cached_values
@@ -337,20 +331,16 @@ def _distribute_inference(ds: LeRobotDataset, source: ValueSource, episodes: lis
     return {e: partial.read(e) for e in episodes}, f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)"
 
 
-def _show(label) -> str:
-    return "null" if label is None else str(label)
+def _shown(labels: np.ndarray) -> np.ndarray:
+    """Labels as str for the transition table; a null label reads "null"."""
+    return np.where(labels == None, "null", labels).astype(str)  # noqa: E711 (elementwise)
 
 
-def _changed_files(cols: DatasetColumns, new_labels: np.ndarray):
-    """(file, (lo, hi)) for every data file whose label column changes."""
+def _changed_files(cols: DatasetColumns, changed: np.ndarray):
+    """(file, (lo, hi)) for every data file with a changed row."""
     lo = 0
     for path, n in cols.file_rows:
         hi = lo + n
-        if any(a != b for a, b in zip(cols.labels[lo:hi], new_labels[lo:hi])):
+        if changed[lo:hi].any():
             yield path, (lo, hi)
         lo = hi
-
-
-def _source_name(source) -> str:
-    p = source.provenance()
-    return {"value-column": f"value column {p.get('column')!r}", "values-file": f"values file {p.get('path')}"}.get(p["source"], "the value model")

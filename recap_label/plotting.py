@@ -9,7 +9,7 @@ import numpy as np
 
 from recap_label.dataset import LeRobotDataset
 from recap_label.errors import BadInput
-from recap_label.report import human_mask, _scalar_column
+from recap_label.report import human_mask, scalar_column
 from recap_label.values import read_sidecar
 
 
@@ -25,7 +25,7 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: dict | None, out: Path,
     _, side = sidecar
     table = ds.read_columns(["episode_index", "frame_index", human_col])
     key = table["episode_index"].to_numpy() * (1 << 32) + table["frame_index"].to_numpy()
-    human_all = human_mask(_scalar_column(table[human_col]), human_col)
+    human_all = human_mask(scalar_column(table[human_col]), human_col)
     s_ep, s_fr = side["episode_index"].to_numpy(), side["frame_index"].to_numpy()
     order = np.argsort(key)
     pos = order[np.searchsorted(key[order], s_ep * (1 << 32) + s_fr)]

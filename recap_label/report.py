@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from recap_label.advantage import episode_kinds
 from recap_label.dataset import LeRobotDataset, group_episodes
 from recap_label.errors import DatasetError
 
@@ -76,10 +77,11 @@ def read_label_arrays(ds: LeRobotDataset, human_col: str, adv_col: str) -> tuple
         labels = np.full(table.num_rows, "none", dtype=object)
     episode = table["episode_index"].to_numpy()
     group_episodes(episode, table["frame_index"].to_numpy())  # duplicate frames are an error
-    return episode, human_mask(_scalar_column(table[human_col]), human_col), np.asarray(labels, dtype=object)
+    return episode, human_mask(scalar_column(table[human_col]), human_col), np.asarray(labels, dtype=object)
 
 
-def _scalar_column(column) -> np.ndarray:
+def scalar_column(column) -> np.ndarray:
+    """A shape-(1,) feature as a flat numpy array, whether stored as a scalar or a 1-element list."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -89,9 +91,8 @@ def _scalar_column(column) -> np.ndarray:
 
 
 def breakdown(episode: np.ndarray, human: np.ndarray, labels: np.ndarray, with_episodes: bool = False) -> Breakdown:
-    ids, inverse = np.unique(episode, return_inverse=True)
-    auto_per_ep = np.bincount(inverse, weights=~human, minlength=ids.size)
-    is_rollout = auto_per_ep > 0
+    kinds = episode_kinds(episode, human)
+    ids, inverse, is_rollout = kinds.ids, kinds.inverse, kinds.rollout
     auto = ~human
     auto_counts = _label_counts(labels[auto])
     pos, neg = auto_counts["positive"], auto_counts["negative"]

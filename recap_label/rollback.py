@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from recap_label.config import Settings
-from recap_label.copying import active_alias, cache_entry, register
+from recap_label.copying import active_alias, cache_entry, point_link, register, remove_link
 from recap_label.dataset import LeRobotDataset, read_parquet_table
 from recap_label.errors import BadInput, UnsafeWriteError
-from recap_label.fsutil import fsync_dir, io_error, sha256_file
+from recap_label.fsutil import io_error, sha256_file
 from recap_label.lineage import LINEAGE_FILE, now_iso, read_lineage, write_lineage
 from recap_label.lock import dataset_lock
 from recap_label.verify import verify_dataset
@@ -72,22 +72,6 @@ def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) 
                 if not undo:
                     raise BadInput(f"--to {to_run}: that is already the latest label run; nothing to roll back")
         return _undo(ds, record, undo[::-1], note)
-
-
-def _relink(link: Path, target: str) -> None:
-    """Put the symlink `link` -> `target` back (atomically, through a temporary link)."""
-    tmp = link.with_name(f".{link.name}.recap-link-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-
-
-def _fsync_quietly(folder: Path) -> None:
-    """fsync a cache folder after a link change; the change itself is done whatever happens here."""
-    try:
-        fsync_dir(folder)
-    except OSError:
-        pass
 
 
 def _completed_rollback(record: dict | None, journal: dict | None) -> dict | None:
@@ -182,20 +166,18 @@ def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireO
         try:
             if entry.is_symlink() and os.path.realpath(entry) == os.path.realpath(ds.root):
                 before = os.readlink(entry)
-                entry.unlink()
-                undo.append(lambda: _relink(entry, before))
-                _fsync_quietly(entry.parent)
+                remove_link(entry)
+                undo.append(lambda: point_link(entry, before))
                 unregistered.append(f"local/{ds.root.name}")
             if alias.is_symlink() and os.path.realpath(alias) == os.path.realpath(ds.root):
                 before_alias = os.readlink(alias)
                 if parent is not None:
                     register(alias, parent)  # an atomic swap: on error nothing changed
-                    undo.append(lambda: _relink(alias, before_alias))
+                    undo.append(lambda: point_link(alias, before_alias))
                     active_now = str(parent)
                 else:
-                    alias.unlink()
-                    undo.append(lambda: _relink(alias, before_alias))
-                    _fsync_quietly(alias.parent)
+                    remove_link(alias)
+                    undo.append(lambda: point_link(alias, before_alias))
                     unregistered.append(f"local/{alias.name}")
             write_lineage(ds.root, {**record, "retired": now_iso()})
         except OSError as exc:

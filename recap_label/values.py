@@ -44,6 +44,8 @@ class ValueSource(Protocol):
 
     #: cheap sources are re-read every run; expensive ones (the model) use the sidecar
     cheap: bool
+    #: how error messages name it, e.g. "values file runs/v.parquet"
+    name: str
 
     def provenance(self) -> dict: ...
 
@@ -57,6 +59,7 @@ class ColumnValues:
 
     def __init__(self, column: str):
         self.column = column
+        self.name = f"value column {column!r}"
 
     def provenance(self) -> dict:
         return {"source": "value-column", "column": self.column}
@@ -76,9 +79,13 @@ class FileValues:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.name = f"values file {self.path}"
+        self._sha256: str | None = None
 
     def provenance(self) -> dict:
-        return {"source": "values-file", "path": str(self.path.absolute()), "sha256": sha256_file(self.path)}
+        if self._sha256 is None:  # hashed once per run, however often provenance is asked for
+            self._sha256 = sha256_file(self.path)
+        return {"source": "values-file", "path": str(self.path.absolute()), "sha256": self._sha256}
 
     def episode_values(self, ds, episodes):
         if not self.path.is_file():
@@ -136,6 +143,7 @@ class PartialValues:
     """Per-episode value parts of an inference in progress (resume after a crash)."""
 
     def __init__(self, root: Path, provenance: dict, restart: bool):
+        self.root = root
         self.dir = root / PARTIAL_DIR
         self.provenance = provenance
         stamp = self.dir / "provenance.json"
@@ -162,8 +170,15 @@ class PartialValues:
         return EpisodeValues(episode, t["frame_index"].to_numpy(), t["value"].to_numpy())
 
     def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        fsync_dir(self.dir.parent)
+        discard_partial(self.root)
+
+
+def discard_partial(root: Path) -> None:
+    """Drop the in-progress parts once their values are committed to the sidecar."""
+    folder = root / PARTIAL_DIR
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        fsync_dir(folder.parent)
 
 
 def _load_json(path: Path):

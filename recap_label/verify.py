@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recap_label.advantage import episode_kinds
 from recap_label.config import Settings
 from recap_label.copying import find_symlinks
 from recap_label.dataset import LeRobotDataset
@@ -47,9 +48,7 @@ class VerifyReport:
 
 def demo_labels_digest(episode: np.ndarray, human: np.ndarray, labels: np.ndarray) -> str:
     """sha256 of the labels of demo episodes, in (episode, row) order: they must never change."""
-    ids, inverse = np.unique(episode, return_inverse=True)
-    auto = np.bincount(inverse, weights=~human, minlength=ids.size)
-    demo_rows = (auto == 0)[inverse]
+    demo_rows = ~episode_kinds(episode, human).rollout_rows
     order = np.argsort(episode[demo_rows], kind="stable")
     h = hashlib.sha256()
     for value in labels[demo_rows][order]:

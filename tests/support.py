@@ -54,13 +54,15 @@ def tree_digest(root: Path, skip=()) -> dict[str, str]:
 
 
 def isolate_lerobot_home(tmp_path: Path, monkeypatch) -> Path:
-    """A private LeRobot home, no RECAP_LABEL_* environment, and tmp_path as working directory."""
+    """A private LeRobot home and model cache, no other RECAP_LABEL_* environment, and tmp_path as
+    working directory: tests write nothing outside tmp_path."""
     home = tmp_path / "lerobot-home"
     home.mkdir()
     monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
     for var in list(os.environ):
         if var.startswith("RECAP_LABEL_"):
             monkeypatch.delenv(var)
+    monkeypatch.setenv("RECAP_LABEL_MODEL_CACHE", str(tmp_path / "model-cache"))
     monkeypatch.chdir(tmp_path)
     return home
 

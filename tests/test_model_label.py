@@ -206,3 +206,13 @@ def test_checkpoint_without_ema_params(cli, dataset, tmp_path):
     assert tree_digest(dataset) == before
     out = json.loads(cli("label", dataset, *model_args("--no-use-ema", "--json", ckpt=ckpt)).stdout)
     assert out["breakdown"]["autonomous"]["none"] == 0
+
+
+def test_checkpoint_step_and_converted_weights_cache(cli, dataset, tmp_path):
+    cache = tmp_path / "model-cache"  # RECAP_LABEL_MODEL_CACHE, set by the lerobot_home fixture
+    out = json.loads(cli("label", dataset, *model_args("--checkpoint-step", "2", "--json")).stdout)
+    assert out["values_from"] == "inference"
+    cached = list(cache.glob("*.safetensors"))
+    assert len(cached) == 1 and "ema" in cached[0].name
+    r = cli("label", dataset, *model_args("--checkpoint-step", "7"), code=2)
+    assert "7" in error_line(r)

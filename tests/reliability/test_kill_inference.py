@@ -22,6 +22,7 @@ CHAOS = os.environ.get("RECAP_CHAOS") == "1"
 def _label(dest: Path, home: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_")}
     env["HF_LEROBOT_HOME"] = str(home)
+    env["RECAP_LABEL_MODEL_CACHE"] = str(home / "model-cache")
     cmd = [sys.executable, "-m", "recap_label", "label", str(dest), "--checkpoint-dir", str(ASSETS / "tiny_value_ckpt"),
            "--tokenizer-path", str(ASSETS / "tiny_tokenizer.model"), "--base-image-col", "observation.images.base",
            "--wrist-image-col", "observation.images.wrist", "--num-workers", "0", "--batch-size", "4", "--lookahead", "6", "--json"]
