@@ -24,13 +24,13 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/python -m recap_label.demo
+	$(BIN)/python -m recap_label.devtools.demo
 
 chaos: install
 	RECAP_CHAOS=1 $(BIN)/python -m pytest tests/reliability
 
 bench: install
-	$(BIN)/python -m recap_label.bench --device $(DEVICE)
+	$(BIN)/python -m recap_label.devtools.bench --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -18,6 +18,8 @@ from recap_label import __version__
 from recap_label.config import Settings, resolve_settings
 from recap_label.errors import RecapError
 
+D = Settings.default  # help texts show the built-in defaults from the one place they are set
+
 app = typer.Typer(
     name="recap-label",
     help=(
@@ -36,9 +38,9 @@ app = typer.Typer(
 
 DatasetArg = Annotated[str, typer.Argument(help="Dataset folder, or local/<name> under the LeRobot home.", show_default=False)]
 JsonOpt = Annotated[Optional[bool], typer.Option("--json/--no-json", help="Machine-readable JSON on stdout instead of tables.", show_default=False)]
-HumanColOpt = Annotated[Optional[str], typer.Option("--human-col", "--human_col", help="Intervention column (1 = human frame). [default: intervention]", show_default=False)]
-AdvColOpt = Annotated[Optional[str], typer.Option("--adv-col", "--adv_col", help="Label column to write/read. [default: adv_ind]", show_default=False)]
-RewardColOpt = Annotated[Optional[str], typer.Option("--reward-col", "--reward_col", help="Dense reward column. [default: reward_label]", show_default=False)]
+HumanColOpt = Annotated[Optional[str], typer.Option("--human-col", "--human_col", help=f"Intervention column (1 = human frame). [default: {D('human_col')}]", show_default=False)]
+AdvColOpt = Annotated[Optional[str], typer.Option("--adv-col", "--adv_col", help=f"Label column to write/read. [default: {D('adv_col')}]", show_default=False)]
+RewardColOpt = Annotated[Optional[str], typer.Option("--reward-col", "--reward_col", help=f"Dense reward column. [default: {D('reward_col')}]", show_default=False)]
 
 
 def _err(message: str) -> None:
@@ -57,7 +59,7 @@ def guarded(fn):
             _err(exc.message)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # disk full, permissions, … outside the places that say more
-            from recap_label.fsutil import os_error_message
+            from recap_label.store.fsutil import os_error_message
 
             _err(os_error_message(exc, f"running `recap-label {fn.__name__.removesuffix('_cmd')}`"))
             raise typer.Exit(2) from None
@@ -95,14 +97,13 @@ def main_callback(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file. [default: ./recap-label.toml, else [tool.recap-label] in ./pyproject.toml]", show_default=False)] = None,
     json_out: Annotated[Optional[bool], typer.Option("--json/--no-json", help="JSON output for every command.", show_default=False)] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail (repeatable).")] = 0,
     lerobot_home: Annotated[Optional[Path], typer.Option("--lerobot-home", help="LeRobot cache root. [default: $HF_LEROBOT_HOME or ~/.cache/huggingface/lerobot]", show_default=False)] = None,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ):
     """Build the one configuration object every command reads from the context."""
     ctx.obj = resolve_settings(
         config_path=config,
-        flags={"json": json_out, "verbose": verbose or None, "lerobot_home": lerobot_home},
+        flags={"json": json_out, "lerobot_home": lerobot_home},
     )
 
 
@@ -148,8 +149,8 @@ def copy_cmd(
 
     Example:  recap-label copy ~/data/vial_rollout_v1_v21
     """
-    from recap_label.copying import copy_dataset
-    from recap_label.dataset import resolve_dataset_path
+    from recap_label.commands.copy import copy_dataset
+    from recap_label.lerobot.dataset import resolve_dataset_path
 
     settings = settings_of(ctx, adv_col=adv_col, json=json_out)
     src_path = resolve_dataset_path(src, settings.lerobot_home)
@@ -219,17 +220,11 @@ def verify_cmd(
 
     Example:  recap-label verify local/vial_rollout_v1_v21_vlm_label --episodes
     """
-    from recap_label.dataset import LeRobotDataset, resolve_dataset_path
-    from recap_label.verify import verify_dataset
+    from recap_label.commands.verify import run_verify
+    from recap_label.lerobot.dataset import resolve_dataset_path
 
     settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
-    ds = LeRobotDataset.open(resolve_dataset_path(dataset, settings.lerobot_home))
-    report = verify_dataset(ds, settings, with_episodes=episodes)
-    if plot is not None:
-        from recap_label.plotting import plot_labels
-
-        plot_labels(ds, settings.human_col, report.active_run, plot)
-        report.notes.append(f"plot written to {plot}")
+    report = run_verify(resolve_dataset_path(dataset, settings.lerobot_home), settings, with_episodes=episodes, plot=plot)
     if settings.json:
         _print_json(report.to_json(episodes))
     else:
@@ -289,17 +284,17 @@ def label_cmd(
     use_ema: Annotated[bool, typer.Option("--use-ema/--no-use-ema", "--use_ema/--no-use_ema", help="Use the EMA weights.")] = True,
     tokenizer_path: Annotated[Optional[Path], typer.Option("--tokenizer-path", "--tokenizer_path", help="SentencePiece tokenizer.model of the value model.", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "--batch_size", help="Inference batch size. [default: 64 on CUDA, 8 on CPU]", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[Optional[str], typer.Option("--device", help=f"auto, cpu, cuda or cuda:N. [default: {D('device')}]", show_default=False)] = None,
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", "--num_workers", help="Decode workers. [default: 0 on <= 2 cores, else min(8, cores-1)]", show_default=False)] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
-    precision: Annotated[str, typer.Option("--precision", help="SigLIP matmul precision: auto (bf16 on CUDA as pistar runs it, fp32 on CPU), bf16 or fp32.")] = "auto",
+    precision: Annotated[Optional[str], typer.Option("--precision", help=f"SigLIP matmul precision: auto (bf16 on CUDA as pistar runs it, fp32 on CPU), bf16 or fp32. [default: {D('precision')}]", show_default=False)] = None,
     values: Annotated[Optional[Path], typer.Option("--values", help="Value source: parquet file with episode_index, frame_index, value.", show_default=False)] = None,
     value_column: Annotated[Optional[str], typer.Option("--value-column", "--value_column", help="Value source: a float column of the dataset (e.g. value_label).", show_default=False)] = None,
-    lookahead: Annotated[int, typer.Option("--lookahead", help="N of the N-step advantage, in frames.")] = 50,
-    positive_ratio: Annotated[Optional[float], typer.Option("--positive-ratio", "--positive_ratio", help="Share of autonomous rollout frames labeled positive, in (0, 1]. [default: 0.3]", show_default=False)] = None,
+    lookahead: Annotated[Optional[int], typer.Option("--lookahead", help=f"N of the N-step advantage, in frames. [default: {D('lookahead')}]", show_default=False)] = None,
+    positive_ratio: Annotated[Optional[float], typer.Option("--positive-ratio", "--positive_ratio", help=f"Share of autonomous rollout frames labeled positive, in (0, 1]. [default: {D('positive_ratio')}]", show_default=False)] = None,
     top_percent: Annotated[Optional[float], typer.Option("--top-percent", "--top_percent", help="The same knob in percent (the reference's flag).", show_default=False)] = None,
-    tail_bootstrap: Annotated[str, typer.Option("--tail-bootstrap", "--tail_bootstrap", help="Past the episode end bootstrap with 'zero' (reference code) or 'last' = V[T-1] (reference docs).")] = "zero",
-    threshold_scope: Annotated[str, typer.Option("--threshold-scope", "--threshold_scope", help="'global' (reference) or 'task' (one threshold per task, as in the paper).")] = "global",
+    tail_bootstrap: Annotated[Optional[str], typer.Option("--tail-bootstrap", "--tail_bootstrap", help=f"Past the episode end bootstrap with 'zero' (reference code) or 'last' = V[T-1] (reference docs). [default: {D('tail_bootstrap')}]", show_default=False)] = None,
+    threshold_scope: Annotated[Optional[str], typer.Option("--threshold-scope", "--threshold_scope", help=f"'global' (reference) or 'task' (one threshold per task, as in the paper). [default: {D('threshold_scope')}]", show_default=False)] = None,
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
     reward_col: RewardColOpt = None,
@@ -311,42 +306,28 @@ def label_cmd(
     allow_original: Annotated[bool, typer.Option("--allow-original", help="Allow labeling a dataset that is not a recap-label copy.")] = False,
     json_out: JsonOpt = None,
 ):
-    from recap_label.advantage import RuleSettings, resolve_ratio
-    from recap_label.dataset import resolve_dataset_path
+    from recap_label.commands.label import run_label
     from recap_label.errors import BadInput
-    from recap_label.labeling import run_label
+    from recap_label.lerobot.dataset import resolve_dataset_path
+    from recap_label.rule import RuleSettings, resolve_ratio
+    from recap_label.values.sources import value_source_from_options
 
-    settings = settings_of(
-        ctx, human_col=human_col, adv_col=adv_col, reward_col=reward_col, json=json_out,
-        base_image_col=base_image_col, wrist_image_col=wrist_image_col, right_wrist_image_col=right_wrist_image_col,
-    )
     if dataset and data_dir and dataset != data_dir:
         raise BadInput("give the dataset once: as DATASET or as --data-dir")
     target = dataset or data_dir
     if not target:
         raise BadInput("no dataset given; pass DATASET (a folder or local/<name>)")
-    given = [n for n, v in (("--checkpoint-dir", checkpoint_dir), ("--values", values), ("--value-column", value_column)) if v is not None]
-    if len(given) != 1:
-        which = "none was given" if not given else f"got {' and '.join(given)}"
-        raise BadInput(f"give exactly one value source: --checkpoint-dir, --values or --value-column ({which})")
-    rule = RuleSettings(lookahead, resolve_ratio(positive_ratio, top_percent), tail_bootstrap, threshold_scope)
+    settings = settings_of(
+        ctx, human_col=human_col, adv_col=adv_col, reward_col=reward_col, json=json_out,
+        base_image_col=base_image_col, wrist_image_col=wrist_image_col, right_wrist_image_col=right_wrist_image_col,
+        lookahead=lookahead, tail_bootstrap=tail_bootstrap,
+        positive_ratio=None if positive_ratio is None and top_percent is None else resolve_ratio(positive_ratio, top_percent),
+        threshold_scope=threshold_scope, checkpoint_dir=checkpoint_dir, checkpoint_step=checkpoint_step,
+        tokenizer_path=tokenizer_path, device=device, batch_size=batch_size, num_workers=num_workers, precision=precision,
+    )
+    rule = RuleSettings(settings.lookahead, settings.positive_ratio, settings.tail_bootstrap, settings.threshold_scope)
     root = resolve_dataset_path(target, settings.lerobot_home)
-    if checkpoint_dir is not None:
-        from recap_label.inference import ModelValues
-
-        source = ModelValues.from_options(
-            checkpoint_dir=checkpoint_dir, step=checkpoint_step, use_ema=use_ema, tokenizer_path=tokenizer_path,
-            settings=settings, device=device, batch_size=batch_size, num_workers=num_workers, compile_model=compile_model,
-            quiet=settings.json, precision=precision,
-        )
-    elif values is not None:
-        from recap_label.values import FileValues
-
-        source = FileValues(values)
-    else:
-        from recap_label.values import ColumnValues
-
-        source = ColumnValues(value_column)
+    source = value_source_from_options(settings, values_file=values, value_column=value_column, use_ema=use_ema, compile_model=compile_model)
     outcome = run_label(root, settings, rule, source, dry_run=dry_run, recompute=recompute, allow_original=allow_original)
     if outcome is None:  # a non-zero torchrun rank: rank 0 reports
         return
@@ -407,20 +388,20 @@ def rollback_cmd(
     Example:  recap-label rollback local/vial_v21_vlm_label_v3            # undo the last label run
     Example:  recap-label rollback local/vial_v21_vlm_label_v3 --iteration  # back to _v2
     """
-    from recap_label.dataset import resolve_dataset_path
+    from recap_label.commands.rollback import list_runs as runs_of, retire_iteration, rollback_runs
     from recap_label.errors import BadInput
-    from recap_label.rollback import list_runs as runs_of, retire_iteration, rollback_runs
+    from recap_label.lerobot.dataset import resolve_dataset_path
 
     settings = settings_of(ctx, json=json_out)
     root = resolve_dataset_path(dataset, settings.lerobot_home)
     if delete and not iteration:
         raise BadInput("--delete only applies with --iteration")
     if list_runs:
-        from recap_label.dataset import LeRobotDataset
+        from recap_label.lerobot.dataset import LeRobotDataset
 
         runs = runs_of(LeRobotDataset.open(root).root)
         if settings.json:
-            _print_json(runs)
+            _print_json([r.to_json() for r in runs])
             return
         from rich.table import Table
 
@@ -428,9 +409,12 @@ def rollback_cmd(
         for col in ("run", "time", "kind", "values", "share", "status"):
             t.add_column(col)
         for r in runs:
-            share = "" if r.get("share") is None else f"{100 * r['share']:.2f} %"
-            status = f"rolled back by {r['rolled_back']}" if r.get("rolled_back") else ("undid " + ", ".join(r["undid"]) if r["kind"] == "rollback" else "active")
-            t.add_row(r["id"], r["time"], r["kind"], (r.get("value_source") or {}).get("source", ""), share, status)
+            if r.kind == "rollback":
+                t.add_row(r.id, r.time, r.kind, "", "", "undid " + ", ".join(r.undid))
+                continue
+            share = "" if r.share is None else f"{100 * r.share:.2f} %"
+            status = f"rolled back by {r.rolled_back}" if r.rolled_back else "active"
+            t.add_row(r.id, r.time, r.kind, r.value_source.get("source", ""), share, status)
         _stdout().print(t)
         return
     if iteration:

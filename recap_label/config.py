@@ -19,21 +19,23 @@ ENV_PREFIX = "RECAP_LABEL_"
 CONFIG_FILE_NAME = "recap-label.toml"
 
 
-def default_lerobot_home() -> Path:
+def default_lerobot_home(env: Mapping[str, str] | None = None) -> Path:
     """LeRobot's own rule: $HF_LEROBOT_HOME, else $HF_HOME/lerobot, else ~/.cache/huggingface/lerobot."""
-    if os.environ.get("HF_LEROBOT_HOME"):
-        return Path(os.environ["HF_LEROBOT_HOME"]).expanduser()
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(hf_home).expanduser() / "lerobot"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path("~/.cache").expanduser()
-    return base / "huggingface" / "lerobot"
+    env = os.environ if env is None else env
+    if env.get("HF_LEROBOT_HOME"):
+        return Path(env["HF_LEROBOT_HOME"]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "lerobot"
+    return _cache_root(env) / "huggingface" / "lerobot"
 
 
-def default_cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path("~/.cache").expanduser()) / "recap-label"
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    return _cache_root(os.environ if env is None else env) / "recap-label"
+
+
+def _cache_root(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_CACHE_HOME")
+    return Path(xdg).expanduser() if xdg else Path("~/.cache").expanduser()
 
 
 @dataclass
@@ -42,15 +44,28 @@ class Settings:
     with the RECAP_LABEL_ prefix, the environment variable names."""
 
     lerobot_home: Path = field(default_factory=default_lerobot_home)
+    # columns
     human_col: str = "intervention"
     adv_col: str = "adv_ind"
     reward_col: str = "reward_label"
     base_image_col: str | None = None
     wrist_image_col: str | None = None
     right_wrist_image_col: str | None = None
+    # the labeling rule (see rule.py)
+    lookahead: int = 50
+    positive_ratio: float = 0.3
+    tail_bootstrap: str = "zero"
+    threshold_scope: str = "global"
+    # the value model and where it runs
+    checkpoint_dir: Path | None = None
+    checkpoint_step: str | None = None
+    tokenizer_path: Path | None = None
+    device: str = "auto"
+    batch_size: int | None = None  # None: 64 on CUDA, 8 on the CPU
+    num_workers: int | None = None  # None: 0 on <= 2 cores, else min(8, cores - 1)
+    precision: str = "auto"
     model_cache: Path = field(default_factory=lambda: default_cache_dir() / "models")
     json: bool = False
-    verbose: int = 0
     # where each value came from: "default", "env RECAP_LABEL_X", "file PATH", "flag --x"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -66,6 +81,11 @@ class Settings:
             new.sources[name] = f"flag --{name.replace('_', '-')}"
         return new
 
+    @staticmethod
+    def default(name: str) -> Any:
+        """The built-in default of a key, as help texts show it."""
+        return _DEFAULTS[name]
+
     def as_rows(self) -> list[tuple[str, str, str]]:
         """(key, value, source) for display."""
         rows = []
@@ -78,25 +98,30 @@ class Settings:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
+_DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "sources" and f.default is not dataclasses.MISSING}
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
     kind = _FIELD_TYPES[name]
     try:
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError
-            return Path(value).expanduser()
+            return None if value == "" and kind != "Path" else Path(value).expanduser()
         if kind == "bool":
             if isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
                 return value.strip().lower() in {"1", "true", "yes", "on"}
             raise TypeError
-        if kind == "int":
+        if kind in ("int", "int | None"):
+            if isinstance(value, bool) or isinstance(value, float):
+                raise TypeError
+            return None if value == "" and kind != "int" else int(value)
+        if kind == "float":
             if isinstance(value, bool):
                 raise TypeError
-            return int(value)
+            return float(value)
         if kind in ("str", "str | None"):
             if not isinstance(value, str):
                 raise TypeError
@@ -107,7 +132,8 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
 
 
 def _describe(kind: str) -> str:
-    return {"Path": "a path", "bool": "true or false", "int": "an integer"}.get(kind, "a string")
+    kind = kind.removesuffix(" | None")
+    return {"Path": "a path", "bool": "true or false", "int": "an integer", "float": "a number"}.get(kind, "a string")
 
 
 def _find_config_file(explicit: Path | None, cwd: Path) -> tuple[Path, Mapping[str, Any]] | None:
@@ -144,7 +170,7 @@ def resolve_settings(
 ) -> Settings:
     """Build the effective Settings: defaults, then file, then environment, then flags."""
     env = os.environ if env is None else env
-    settings = Settings()
+    settings = Settings(lerobot_home=default_lerobot_home(env), model_cache=default_cache_dir(env) / "models")
     settings.sources = {name: "default" for name in _FIELD_TYPES}
     if "HF_LEROBOT_HOME" in env:
         settings.sources["lerobot_home"] = "env HF_LEROBOT_HOME"

@@ -49,7 +49,7 @@ class UnsafeWriteError(RecapError):
     """A write would touch data outside the labeled copy (symlink, shared inode, original)."""
 
 
-class InvariantFailed(RecapError):
-    """verify found a broken invariant (exit code 1, not 2)."""
-
-    exit_code = 1
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, or its type name when it has none."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines and lines[0].strip() else type(exc).__name__

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from recap_label.dataset import LeRobotDataset
 from recap_label.errors import BadInput
-from recap_label.report import human_mask, scalar_column
-from recap_label.values import read_sidecar
+from recap_label.lerobot.columns import human_mask, scalar_column
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.store.lineage import LabelRun
+from recap_label.values.sidecar import read_sidecar
 
 
-def plot_labels(ds: LeRobotDataset, human_col: str, run: dict | None, out: Path, episodes_shown: int = 4) -> Path:
+def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: Path, episodes_shown: int = 4) -> Path:
     sidecar = read_sidecar(ds.root)
     if sidecar is None:
         raise BadInput(f"{ds.root} has no values sidecar (meta/recap_label/values.parquet); run `recap-label label` first, then plot")
@@ -38,12 +39,12 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: dict | None, out: Path,
     ax.hist(adv[~human], bins=80, color="#4c72b0", alpha=0.85, label="autonomous frames")
     if human.any():
         ax.hist(adv[human], bins=80, color="#dd8452", alpha=0.5, label="intervention frames (always positive)")
-    for name, thr in ((run or {}).get("thresholds") or {}).items():
+    for name, thr in (run.thresholds if run else {}).items():
         if thr is not None:
             ax.axvline(thr, color="black", linestyle="--", linewidth=1.2, label=f"threshold {name} = {thr:.4g}")
     ax.set_xlabel("advantage A_t")
     ax.set_ylabel("frames")
-    ratio = (run or {}).get("settings", {}).get("positive_ratio")
+    ratio = run.settings.positive_ratio if run else None
     ax.set_title("N-step advantages of rollout frames" + (f" (positive ratio {ratio})" if ratio else ""))
     ax.legend(fontsize=8)
 

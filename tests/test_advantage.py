@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from recap_label.advantage import RuleSettings, apply_rule, resolve_ratio
+from recap_label.rule import RuleSettings, apply_rule, resolve_ratio
 from recap_label.errors import BadInput
 
 

@@ -1,10 +1,10 @@
-"""Smoke test of `python -m recap_label.bench --quick`: every section runs at a tiny size."""
+"""Smoke test of `python -m recap_label.devtools.bench --quick`: every section runs at a tiny size."""
 
 from __future__ import annotations
 
 import json
 
-from recap_label import bench
+from recap_label.devtools import bench
 
 
 def test_quick_bench_runs_every_section(tmp_path, capsys):

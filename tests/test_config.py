@@ -47,7 +47,7 @@ def test_lerobot_home_from_hf_env(tmp_path):
     [
         ('humann_col = "x"\n', "unknown key 'humann_col'"),
         ("human_col = 3\n", "human_col must be a string"),
-        ('verbose = "lots"\n', "verbose must be an integer"),
+        ('lookahead = "lots"\n', "lookahead must be an integer"),
         ("json = [1]\n", "json must be true or false"),
         ("human_col = \n", "is not valid TOML"),
     ],
@@ -95,7 +95,7 @@ def test_module_entry_point_and_light_imports():
     r = subprocess.run([sys.executable, "-m", "recap_label", "--version"], capture_output=True, text=True, check=True)
     assert r.stdout.startswith("recap-label ")
     code = (
-        "import sys, recap_label.cli, recap_label.verify, recap_label.copying, recap_label.report;"
+        "import sys, recap_label.cli, recap_label.commands.verify, recap_label.commands.copy, recap_label.commands.rollback, recap_label.report, recap_label.values.sources, recap_label.values.model_source;"
         "heavy=[m for m in ('torch','transformers','av') if m in sys.modules]; print(heavy)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label import copying
-from recap_label.lineage import read_lineage
+from recap_label.commands import copy as copying
+from recap_label.store.fsutil import find_symlinks
+from support import lineage_json as read_lineage
 
 from support import FIXTURES, error_line, tree_digest, writable_copy
 
@@ -88,7 +89,7 @@ def test_stage1_layout_source_is_never_written(cli, lerobot_home, tmp_path):
     v30_before, v21_before = tree_digest(v30), tree_digest(v21)
     cli("copy", v21)
     dest = tmp_path / "vial_v21_vlm_label"
-    assert copying.find_symlinks(dest) == []
+    assert find_symlinks(dest) == []
     # a write into the copy (what labeling does) must not reach the v3.0 tree
     target = dest / "data" / "chunk-000" / "episode_000000.parquet"
     table = pq.read_table(target)

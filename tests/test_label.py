@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label import synth
-from recap_label.dataset import LeRobotDataset
-from recap_label.lineage import read_lineage
+from recap_label.devtools import synth
+from recap_label.lerobot.dataset import LeRobotDataset
+from support import lineage_json as read_lineage
 
 from support import SPECIMENS, error_line, specimen_id, tree_digest, writable_copy
 
@@ -116,7 +116,7 @@ def test_write_back_keeps_lerobot_specimens_intact(cli, lerobot_home, tmp_path, 
     after = file_state(dest)
     assert_only_labels_changed(before, after)
     # images still decode through the dataset layer after the rewrite
-    from recap_label.frames import episode_frames
+    from recap_label.lerobot.frames import episode_frames
 
     ds = LeRobotDataset.open(dest)
     assert episode_frames(ds, 0, "observation.images.wrist").shape == (5, 24, 32, 3)
@@ -327,8 +327,8 @@ def test_info_json_gains_the_label_feature_and_rollback_restores_it(cli, lerobot
 
 def test_tail_bootstrap_trap_warning():
     """Positives piling up in the last N frames of failed episodes are reported."""
-    from recap_label.advantage import LabelResult
-    from recap_label.labeling import DatasetColumns, tail_trap_warning
+    from recap_label.lerobot.columns import LabelColumns
+    from recap_label.rule import LabelResult, tail_trap_warning
 
     T, N = 100, 20
     ep = np.repeat(np.arange(4), T)
@@ -336,7 +336,7 @@ def test_tail_bootstrap_trap_warning():
     reward = np.tile(np.r_[np.full(T - 1, -1 / T), 0.0], 4).astype(np.float32)
     reward[2 * T - 1] = reward[4 * T - 1] = -1.0  # episodes 1 and 3 failed
     human = np.zeros(4 * T, bool)
-    cols = DatasetColumns(ep, fr, np.zeros(4 * T, int), human, reward, np.full(4 * T, "none", object), [])
+    cols = LabelColumns(episode=ep, frame=fr, human=human, labels=np.full(4 * T, "none", object), task=np.zeros(4 * T, int), reward=reward)
     tail_of_failed = np.isin(ep, [1, 3]) & (fr >= T - N)
     trapped = LabelResult(np.zeros(4 * T, np.float32), np.ones(4 * T, bool), tail_of_failed.copy(), {"global": 0.0}, {"global": 4 * T})
     assert "last 20 frames of failed episodes" in tail_trap_warning(cols, trapped, N)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from recap_label import synth
-from recap_label.dataset import LeRobotDataset
-from recap_label.frames import episode_frames
+from recap_label.devtools import synth
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.frames import episode_frames
 
 from support import error_line, tree_digest
 
@@ -48,7 +48,7 @@ def test_values_equal_a_direct_forward_pass(cli, dataset, tmp_path):
     assert out["values_from"] == "inference"
     assert out["breakdown"]["autonomous"]["none"] == 0
     # recompute V of episode 1 by hand: decode, letterbox, tokenize, forward
-    from recap_label.inference import load_value_model
+    from recap_label.values.engine import load_value_model
     from recap_label.model.preprocess import PromptTokenizer, letterbox, to_model_input
 
     ds = LeRobotDataset.open(dataset)

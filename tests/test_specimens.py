@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from recap_label.dataset import LeRobotDataset, group_episodes
-from recap_label.frames import episode_frames
+from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
+from recap_label.lerobot.frames import episode_frames
 
 from support import SPECIMENS, specimen_id
 

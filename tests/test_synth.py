@@ -1,7 +1,7 @@
-"""recap_label.synth writes LeRobot v2.1 / v3.0 datasets shaped like LeRobot's own output.
+"""recap_label.devtools.synth writes LeRobot v2.1 / v3.0 datasets shaped like LeRobot's own output.
 
-Checked with plain pyarrow / PyAV / PIL against the LeRobot-written fixtures in
-shared/fixtures/lerobot-written (fixture comparisons are skipped where that folder is absent).
+Checked with plain pyarrow / PyAV / PIL against the LeRobot-written specimens in
+tests/fixtures/lerobot (written by real LeRobot, see tests/fixtures/make_lerobot_fixtures.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from recap_label import synth
-from recap_label.synth import CameraSpec, DatasetSpec, EpisodeSpec
+from recap_label.devtools import synth
+from recap_label.devtools.synth import CameraSpec, DatasetSpec, EpisodeSpec
 
 FPS = 10
 PNG_CAMERA = "observation.images.base"
@@ -43,16 +43,7 @@ DEFAULT_COLUMNS = ["timestamp", "frame_index", "episode_index", "index", "task_i
 RECAP_COLUMNS = ["observation.state", "action", "reward_label", "value_label", "reward", "intervention", "adv_ind"]
 
 
-def _fixtures_root() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fixtures" / "lerobot-written"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-FIXTURES = _fixtures_root()
-needs_fixtures = pytest.mark.skipif(FIXTURES is None, reason="shared/fixtures/lerobot-written not found")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lerobot"
 FIXTURE_DATA_FILE = {
     "v2.1": "v2.1/video_av1/data/chunk-000/episode_000000.parquet",
     "v3.0": "v3.0/video_av1/data/chunk-000/file-000.parquet",
@@ -212,7 +203,6 @@ def test_png_camera_pixels(request, version):
         assert row[PNG_CAMERA]["path"] == png_name.format(row["frame_index"])
 
 
-@needs_fixtures
 @pytest.mark.parametrize("version", ["v2.1", "v3.0"])
 def test_data_schema_matches_lerobot_fixture(request, version):
     fixture = pq.ParquetFile(FIXTURES / FIXTURE_DATA_FILE[version])
@@ -249,7 +239,6 @@ def test_data_schema_matches_lerobot_fixture(request, version):
 # v2.1 metadata and videos
 
 
-@needs_fixtures
 @pytest.mark.parametrize("version", ["v2.1", "v3.0"])
 def test_info_json_matches_lerobot_layout(request, version):
     info = json.loads((_root(request, version) / "meta/info.json").read_text())
@@ -336,7 +325,6 @@ def test_v30_episode_metadata_points_at_the_rows(v30_root):
         assert rows["index"].to_pylist() == list(range(row["dataset_from_index"], row["dataset_to_index"]))
 
 
-@needs_fixtures
 def test_v30_episodes_parquet_columns_match_fixture(v30_root):
     schema = pq.read_schema(v30_root / "meta/episodes/chunk-000/file-000.parquet")
     fixture = pq.read_schema(FIXTURES / "v3.0/video_av1/meta/episodes/chunk-000/file-000.parquet")
@@ -347,7 +335,6 @@ def test_v30_episodes_parquet_columns_match_fixture(v30_root):
     assert schema.names[:7] == fixture.names[:7] and schema.names[-2:] == fixture.names[-2:]
 
 
-@needs_fixtures
 def test_v30_tasks_parquet_matches_pandas_layout(v30_root):
     written = pq.read_table(v30_root / "meta/tasks.parquet")
     fixture = pq.read_table(FIXTURES / "v3.0/video_av1/meta/tasks.parquet")

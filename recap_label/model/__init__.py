@@ -1,5 +1,2 @@
-"""pistar's value model: parameters, Orbax checkpoints, inputs and the PyTorch network.
-
-Import the submodules directly (`recap_label.model.network`, `.checkpoint`, `.preprocess`,
-`.params`); this package imports nothing so that torch stays out of light CLI paths.
-"""
+"""pistar's value model in PyTorch: architecture, parameter layout, Orbax checkpoint reading,
+prompt tokens and image letterbox. Imports torch (network.py) only where the model runs."""

@@ -22,14 +22,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from recap_label.errors import CheckpointError
+from recap_label.errors import CheckpointError, first_line
 
 STEP_NAME = re.compile(r"^step_(\d+)$")
 TMP_MARKER = ".orbax-checkpoint-tmp-"
@@ -224,9 +222,9 @@ def load_flat_params(step_dir: str | Path, use_ema: bool = True) -> dict[str, np
         try:
             array = np.asarray(future.result().read().result())
         except Exception as exc:  # tensorstore raises ValueError/OSError with long status text
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            first = first_line(exc)
             raise CheckpointError(
-                f"cannot read parameter '{name}' from {step_dir} ({first_line}); the checkpoint is "
+                f"cannot read parameter '{name}' from {step_dir} ({first}); the checkpoint is "
                 "damaged or incomplete, pick another step"
             ) from None
         if array.dtype != np.float32 and array.dtype.kind in "fV":  # bf16 arrives as a numpy void-like dtype
@@ -272,26 +270,15 @@ def cache_path(cache_dir: str | Path, content_hash: str, use_ema: bool) -> Path:
 def save_flat_safetensors(
     flat: dict[str, np.ndarray], path: str | Path, metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    """Write atomically (store.fsutil.write_file_atomic), with the umask's permissions."""
     from safetensors.numpy import save_file
+
+    from recap_label.store.fsutil import write_file_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({name: np.ascontiguousarray(a) for name, a in flat.items()}, tmp_name, metadata=metadata)
-        with open(tmp_name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    arrays = {name: np.ascontiguousarray(a) for name, a in flat.items()}
+    write_file_atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
     return path
 
 

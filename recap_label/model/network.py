@@ -22,21 +22,7 @@ from transformers import SiglipVisionConfig
 from transformers.models.siglip.modeling_siglip import SiglipEncoder
 
 from recap_label.errors import CheckpointError
-from recap_label.model.params import (
-    SIGLIP_BLOCK,
-    ValueModelConfig,
-    check_params,
-    flops_per_frame,
-    random_flat_params,
-)
-
-__all__ = [
-    "ValueModel",
-    "ValueModelConfig",
-    "flops_per_frame",
-    "random_flat_params",
-    "values_from_logits",
-]
+from recap_label.model.params import SIGLIP_BLOCK, ValueModelConfig, check_params
 
 LAYER_NORM_EPS = 1e-6
 RMS_NORM_EPS = 1e-6
@@ -272,7 +258,7 @@ class ValueHead(nn.Module):
 class ValueModel(nn.Module):
     """pistar's distributional critic.
 
-    Inputs (cameras in the caller's slot order, i.e. sorted slot names, see preprocess.camera_slots):
+    Inputs (cameras in the caller's slot order, i.e. sorted slot names, see values.model_source.camera_slots):
       images      float [B, K, 3, H, W], channels first, values in [-1, 1] (uint8 / 255 * 2 - 1);
                   a missing camera is a zero uint8 image (-1.0 everywhere) with image_mask False
       image_mask  bool  [B, K]
@@ -291,11 +277,6 @@ class ValueModel(nn.Module):
         self.cross_attention = CrossAttention(e, config.cross_attn_heads, config.cross_attn_head_dim)
         self.llm = GemmaBackbone(config)
         self.value_head = ValueHead(config)
-        self.register_buffer(
-            "supports",
-            torch.linspace(config.value_min, config.value_max, config.num_bins, dtype=torch.float32),
-            persistent=False,
-        )
 
     def logits(
         self,
@@ -333,8 +314,7 @@ class ValueModel(nn.Module):
         token_mask: torch.Tensor,
     ) -> torch.Tensor:
         """Values V [B] (f32) in [value_min, value_max]."""
-        logits = self.logits(images, image_mask, tokens, token_mask)
-        return (torch.softmax(logits.float(), dim=-1) * self.supports).sum(dim=-1)
+        return values_from_logits(self.logits(images, image_mask, tokens, token_mask), self.config.value_min, self.config.value_max)
 
     # -----------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recap_label.errors import TokenizerError
+from recap_label.errors import TokenizerError, first_line
 
 MAX_TOKEN_LEN = 48
 PAD_ID = 0
@@ -55,7 +55,7 @@ class PromptTokenizer:
             self._sp = spm.SentencePieceProcessor(model_file=str(self.path))
         except Exception as exc:  # sentencepiece raises RuntimeError/OSError with C++ text
             raise TokenizerError(
-                f"{self.path} is not a SentencePiece model ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                f"{self.path} is not a SentencePiece model ({first_line(exc)}); "
                 "pass --tokenizer-path with the Gemma3 tokenizer.model"
             ) from exc
         self.bos_id = int(self._sp.bos_id())

@@ -19,7 +19,8 @@ from recap_label.model.checkpoint import (
     tree_names,
 )
 from recap_label.model.network import ValueModel
-from recap_label.model.params import ValueModelConfig, expected_shapes, tiny_config
+from recap_label.devtools.tiny_model import tiny_config
+from recap_label.model.params import ValueModelConfig, expected_shapes
 
 
 def _copy_step(tiny_step: Path, root: Path, name: str) -> Path:

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label import synth
-from recap_label.dataset import LeRobotDataset
+from recap_label.devtools import synth
+from recap_label.lerobot.dataset import LeRobotDataset
 from support import Cli, error_line, isolate_lerobot_home, tree_digest  # noqa: F401 (error_line is re-exported to the suite)
 
 CHAOS = os.environ.get("RECAP_CHAOS", "") not in ("", "0")

@@ -1,6 +1,6 @@
 """Run it twice at once: one proceeds, the other refuses naming the holder; stale locks recover.
 
-The slow side holds the lock with `RECAP_LABEL_SLOW_AT=<point>:<seconds>` (recap_label.faults).
+The slow side holds the lock with `RECAP_LABEL_SLOW_AT=<point>:<seconds>` (recap_label.store.faults).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label import synth
+from recap_label.devtools import synth
 
 from _rel import (  # noqa: F401
     LOOKAHEAD, CHAOS, labeled_world, Cli, cli, clone, cmd, count, home, labels_by_file, lineage, run_sub, sub_env, tally, tiny_spec, tree_digest,

@@ -22,8 +22,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label import lineage as lineage_mod
-from recap_label import synth
+from recap_label.store import lineage as lineage_mod
+from recap_label.devtools import synth
 
 from _rel import (  # noqa: F401
     LOOKAHEAD, CHAOS, labeled_world, SEED, Cli, cli, clone, count, error_line, file_state, home, labels_by_file, lineage, tally, tiny_spec,
@@ -179,7 +179,7 @@ def test_disk_full_and_permission_denied_during_retire(world, cli, home, monkeyp
 @pytest.mark.parametrize("command", ["label", "rollback"])
 @pytest.mark.parametrize("victim", [0, -1])
 def test_file_changed_between_staging_and_commit_is_refused(world, cli, home, monkeypatch, command, victim):
-    from recap_label import writeback
+    from recap_label.store import writeback
 
     w = world
     trial = clone(w["template"] if command == "label" else w["labeled"], w["base"] / f"chg-{command}-{victim}")
@@ -281,7 +281,7 @@ def test_file_changed_between_reading_and_staging_is_refused(world, tmp_path, ta
     """Transaction.stage_labels(signature=…) refuses a file rewritten after its labels were computed
     (labeling.py passes it once the proposed patch is applied)."""
     from recap_label.errors import UnsafeWriteError
-    from recap_label.writeback import Transaction, file_signature
+    from recap_label.store.writeback import Transaction, file_signature
 
     trial = clone(world["template"], tmp_path / "ds")
     target = sorted((trial / "data").rglob("*.parquet"))[1]

@@ -2,7 +2,7 @@
 random instants, then checked and finished.
 
 Crash points: `RECAP_LABEL_CRASH_AT=*:<n>` kills the n-th file operation of any kind (see
-recap_label.faults), for n = 1, 2, … until a run gets through untouched: every point of the
+recap_label.store.faults), for n = 1, 2, … until a run gets through untouched: every point of the
 command, in order. Random instants: a timer SIGKILLs the subprocess after a seeded delay drawn
 over the length of an uninterrupted run.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label import synth
+from recap_label.devtools import synth
 
 from _rel import (  # noqa: F401
     LOOKAHEAD, CHAOS, SEED, Cli, assert_intact, cli, clone, cmd, count, file_state, full_digest, hidden_leftovers, home,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from recap_label import synth
+from recap_label.devtools import synth
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "recap_label" / "assets"

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from recap_label import synth
+from recap_label.devtools import synth
 
 from _rel import CHAOS, cli, count, error_line, full_digest, home, labels_by_file, lineage, tally, tree_digest, values_file  # noqa: F401
 

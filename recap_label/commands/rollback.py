@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from recap_label.config import Settings
-from recap_label.copying import active_alias, cache_entry, point_link, register, remove_link
-from recap_label.dataset import LeRobotDataset, read_parquet_table
 from recap_label.errors import BadInput, UnsafeWriteError
-from recap_label.fsutil import io_error, sha256_file
-from recap_label.lineage import LINEAGE_FILE, now_iso, read_lineage, write_lineage
-from recap_label.lock import dataset_lock
-from recap_label.verify import verify_dataset
-from recap_label.writeback import Transaction, check_writable_target, recover, recover_commit
+from recap_label.invariants import verify_dataset
+from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
+from recap_label.lerobot.registry import active_alias, cache_entry, point_link, points_to, register, remove_link
+from recap_label.store.fsutil import UndoStack, io_error, sha256_file
+from recap_label.store.lineage import LabelRun, Lineage, RollbackRun, lineage_bytes, now_iso, read_lineage, write_lineage
+from recap_label.store.lock import dataset_lock
+from recap_label.store.paths import INFO_JSON, LINEAGE_FILE
+from recap_label.store.writeback import Transaction, check_writable_target, recover, recover_commit
 
 
 @dataclass
@@ -31,13 +32,9 @@ class RollbackOutcome:
         return {"dataset": str(self.dataset), "undone": self.undone, "files_restored": self.files_restored, "notes": self.notes}
 
 
-def list_runs(ds_root: Path) -> list[dict]:
-    record = read_lineage(ds_root) or {}
-    return record.get("runs", [])
-
-
-def active_label_runs(record: dict) -> list[dict]:
-    return [r for r in record.get("runs", []) if r.get("kind") == "label" and not r.get("rolled_back")]
+def list_runs(ds_root: Path) -> list[LabelRun | RollbackRun]:
+    record = read_lineage(ds_root)
+    return record.runs if record else []
 
 
 def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) -> RollbackOutcome:
@@ -53,8 +50,8 @@ def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) 
         if finished is not None:
             # the interrupted command was itself a rollback: finishing it is what was asked for;
             # undoing one more run on top would roll back further than the user requested
-            return RollbackOutcome(ds.root, list(finished.get("undid", [])), len(finished.get("files_restored", [])), [note] if note else [])
-        active = active_label_runs(record or {})
+            return RollbackOutcome(ds.root, list(finished.undid), len(finished.files_restored), [note] if note else [])
+        active = record.active_label_runs() if record else []
         if not active:
             raise BadInput(
                 f"nothing to roll back in {ds.root}: no label run is recorded; to retire this iteration copy instead, pass --iteration"
@@ -62,7 +59,7 @@ def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) 
         if to_run is None:
             undo = [active[-1]]
         else:
-            ids = [r["id"] for r in active]
+            ids = [r.id for r in active]
             if to_run == "copy":
                 undo = active
             elif to_run not in ids:
@@ -74,59 +71,44 @@ def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) 
         return _undo(ds, record, undo[::-1], note)
 
 
-def _completed_rollback(record: dict | None, journal: dict | None) -> dict | None:
+def _completed_rollback(record: Lineage | None, journal: dict | None) -> RollbackRun | None:
     """The rollback run whose interrupted commit recover() just completed, if any."""
     if not journal or not record:
         return None
-    for run in record.get("runs", []):
-        if run.get("id") == journal.get("run") and run.get("kind") == "rollback":
-            return run
-    return None
+    run = record.run(journal.get("run"))
+    return run if isinstance(run, RollbackRun) else None
 
 
-def last_written_hashes(record: dict) -> dict[str, tuple[str, str]]:
-    """For each data file recap-label rewrote: (the run that wrote it last, its sha256 then).
-
-    A file whose content differs now was rewritten by someone else since."""
-    out: dict[str, tuple[str, str]] = {}
-    for run in record.get("runs", []):
-        for rel, digest in (run.get("file_sha256_after") or {}).items():
-            out[rel] = (run["id"], digest)
-    return out
-
-
-def _undo(ds: LeRobotDataset, record: dict, newest_first: list[dict], note: str | None) -> RollbackOutcome:
-    newest = newest_first[0]
-    for rel, (writer, digest) in last_written_hashes(record).items():
+def _undo(ds: LeRobotDataset, record: Lineage, newest_first: list[LabelRun], note: str | None) -> RollbackOutcome:
+    for rel, (writer, digest) in record.last_written_hashes().items():
         path = ds.root / rel
         check_writable_target(ds.root, path)
         if not path.exists() or sha256_file(path) != digest:
             raise UnsafeWriteError(
                 f"{rel} changed since {writer} wrote it; refusing to roll back over someone else's changes (restore the file or make a new copy)"
             )
-    adv_col = newest["settings"]["adv_col"]
+    adv_col = newest_first[0].settings.adv_col
     labels: dict[str, list] = {}
     info_prior = None
     for run in newest_first:  # newest first: each run's prior state is the next one's input
-        prior = read_parquet_table(ds.root / run["prior_labels"], ["file", "label"])
+        prior = read_parquet_table(ds.root / run.prior_labels, ["file", "label"])
         files = np.asarray(prior["file"].to_numpy(zero_copy_only=False), dtype=object)
         values = np.asarray(prior["label"].to_numpy(zero_copy_only=False), dtype=object)
         for rel in dict.fromkeys(files.tolist()):
             labels[rel] = values[files == rel].tolist()
-        if run.get("info_json_prior"):
-            info_prior = (ds.root / run["info_json_prior"]).read_bytes()
-    rollback_id = f"run-{len(record.get('runs', [])) + 1:04d}"
+        if run.info_json_prior:
+            info_prior = (ds.root / run.info_json_prior).read_bytes()
+    rollback_id = record.next_run_id()
     txn = Transaction(ds.root, rollback_id)
     for rel, values in labels.items():
         txn.stage_labels(ds.root / rel, adv_col, values)
     if info_prior is not None:
-        txn.stage_bytes(ds.root / "meta" / "info.json", info_prior)
-    undone = [r["id"] for r in newest_first]
-    runs = [dict(r, rolled_back=rollback_id) if r["id"] in undone else r for r in record["runs"]]
-    hashes = {s.target.relative_to(ds.root).as_posix(): sha256_file(s.staged) for s in txn.staged if s.target.relative_to(ds.root).as_posix() in labels}
-    runs.append({"id": rollback_id, "kind": "rollback", "time": now_iso(), "undid": undone, "files_restored": sorted(labels),
-                 "file_sha256_after": hashes, "recovered": note})
-    txn.stage_json(ds.root / LINEAGE_FILE, {**record, "runs": runs})
+        txn.stage_bytes(ds.root / INFO_JSON, info_prior)
+    undone = [r.id for r in newest_first]
+    staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
+    run = RollbackRun(id=rollback_id, time=now_iso(), undid=undone, files_restored=sorted(labels),
+                      file_sha256_after={rel: sha256_file(staged[rel]) for rel in labels}, recovered=note)
+    txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(record.with_run(run)))
     txn.commit()
     return RollbackOutcome(ds.root, undone, len(labels), [note] if note else [])
 
@@ -148,7 +130,7 @@ def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireO
     record = read_lineage(ds.root)
     if record is None:
         raise BadInput(f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire")
-    parent = Path(record["parent"]) if record.get("parent") else None
+    parent = Path(record.parent) if record.parent else None
     if parent is not None:
         prior = LeRobotDataset.open(parent)
         report = verify_dataset(prior, settings)
@@ -162,32 +144,27 @@ def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireO
         entry = cache_entry(home, ds.root.name)
         alias = active_alias(home, ds.root.name)
         active_now = None
-        undo = []  # what puts the cache back as it was, should a later step fail
+        undo = UndoStack()  # what puts the cache back as it was, should a later step fail
         try:
-            if entry.is_symlink() and os.path.realpath(entry) == os.path.realpath(ds.root):
+            if points_to(entry, ds.root):
                 before = os.readlink(entry)
                 remove_link(entry)
-                undo.append(lambda: point_link(entry, before))
+                undo.push(lambda: point_link(entry, before))
                 unregistered.append(f"local/{ds.root.name}")
-            if alias.is_symlink() and os.path.realpath(alias) == os.path.realpath(ds.root):
+            if points_to(alias, ds.root):
                 before_alias = os.readlink(alias)
                 if parent is not None:
                     register(alias, parent)  # an atomic swap: on error nothing changed
-                    undo.append(lambda: point_link(alias, before_alias))
                     active_now = str(parent)
                 else:
                     remove_link(alias)
-                    undo.append(lambda: point_link(alias, before_alias))
                     unregistered.append(f"local/{alias.name}")
-            write_lineage(ds.root, {**record, "retired": now_iso()})
+                undo.push(lambda: point_link(alias, before_alias))
+            if not record.retired:
+                undo.push(lambda: (read_lineage(ds.root) or record).retired and write_lineage(ds.root, record))
+            write_lineage(ds.root, record.retired_now())
         except OSError as exc:
-            if not record.get("retired"):
-                undo.insert(0, lambda: (read_lineage(ds.root) or {}).get("retired") and write_lineage(ds.root, record))
-            for put_back in reversed(undo):
-                try:
-                    put_back()
-                except OSError:
-                    pass
+            undo.unwind()
             raise io_error(exc, f"retiring {ds.root.name}") from None
     if delete:
         shutil.rmtree(ds.root)

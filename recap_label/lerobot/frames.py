@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from recap_label.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.errors import DatasetError
 
 # LeRobot's default `tolerance_s` for matching a decoded frame's pts to a query timestamp.

@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recap_label import synth
+from recap_label.devtools import synth
+from recap_label.devtools.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
 
 OUT = Path("demo-out")
 
@@ -25,13 +26,12 @@ def run(*args: str, env: dict) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def label_args(dataset: str) -> list[str]:
     """Label with the tiny value model shipped with the package: pistar's exact architecture
     (SigLIP + Gemma3 critic) at toy size, a real Orbax checkpoint and a SentencePiece tokenizer."""
-    return ["label", dataset, "--checkpoint-dir", str(ASSETS / "tiny_value_ckpt"), "--tokenizer-path", str(ASSETS / "tiny_tokenizer.model"),
+    return ["label", dataset, "--checkpoint-dir", str(TINY_CHECKPOINT), "--tokenizer-path", str(TINY_TOKENIZER),
             "--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist", "--lookahead", "10", "--device", "cpu"]
 
 

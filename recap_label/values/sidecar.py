@@ -1,116 +1,29 @@
-"""Where V comes from: one small interface, three sources, and the resumable values sidecar.
+"""The values sidecar: V, A and the label of every labeled frame, and the resumable parts of an
+inference in progress.
 
-Sources: a dataset column (`--value-column`), a parquet file of values computed elsewhere
-(`--values`), or the value model (`--checkpoint-dir`, see recap_label.inference). Each
-yields (episode_index, frame_index, value) for the rollout episodes it is asked for.
-
-Sidecar: `meta/recap_label/values.parquet` keeps V, A and the label of every labeled frame,
-keyed by (episode_index, frame_index), with the source's provenance in its schema metadata.
-Model inference streams into `meta/recap_label/values-partial/` one episode at a time, so
-an interrupted run resumes from the episodes already done when the provenance matches.
+`meta/recap_label/values.parquet` is keyed by (episode_index, frame_index), with the source's
+provenance in its schema metadata; a later run whose source reuses that provenance relabels
+from it without inference. Model inference streams into `meta/recap_label/values-partial/`
+one episode at a time, so an interrupted run resumes from the episodes already done.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recap_label.dataset import LeRobotDataset, read_parquet_table
-from recap_label.errors import BadInput, DatasetError
-from recap_label.faults import crash_point
-from recap_label.fsutil import fsync_dir, sha256_file, write_file_atomic, write_json_atomic
-from recap_label.lineage import STATE_DIR
-
-SIDECAR = STATE_DIR / "values.parquet"
-PARTIAL_DIR = STATE_DIR / "values-partial"
-
-
-@dataclass
-class EpisodeValues:
-    episode_index: int
-    frame_index: np.ndarray
-    value: np.ndarray
-
-
-class ValueSource(Protocol):
-    """Anything that can produce V for the frames of given episodes."""
-
-    #: cheap sources are re-read every run; expensive ones (the model) use the sidecar
-    cheap: bool
-    #: how error messages name it, e.g. "values file runs/v.parquet"
-    name: str
-
-    def provenance(self) -> dict: ...
-
-    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
-
-
-class ColumnValues:
-    """V from a float column of the dataset itself (e.g. `value_label`, the Monte-Carlo target)."""
-
-    cheap = True
-
-    def __init__(self, column: str):
-        self.column = column
-        self.name = f"value column {column!r}"
-
-    def provenance(self) -> dict:
-        return {"source": "value-column", "column": self.column}
-
-    def episode_values(self, ds, episodes):
-        table = ds.read_columns(["episode_index", "frame_index", self.column])
-        col = table[self.column]
-        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise DatasetError(f"value column {self.column!r} has type {col.type}, not a float column; pass a numeric --value-column")
-        yield from _split_by_episode(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), col.to_numpy(zero_copy_only=False).astype(np.float64), episodes)
-
-
-class FileValues:
-    """V from a parquet file with columns episode_index, frame_index, value."""
-
-    cheap = True
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.name = f"values file {self.path}"
-        self._sha256: str | None = None
-
-    def provenance(self) -> dict:
-        if self._sha256 is None:  # hashed once per run, however often provenance is asked for
-            self._sha256 = sha256_file(self.path)
-        return {"source": "values-file", "path": str(self.path.absolute()), "sha256": self._sha256}
-
-    def episode_values(self, ds, episodes):
-        if not self.path.is_file():
-            raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
-        table = read_parquet_table(self.path, ["episode_index", "frame_index", "value"])
-        if not (pa.types.is_floating(table["value"].type) or pa.types.is_integer(table["value"].type)):
-            raise BadInput(f"values file {self.path}: column 'value' has type {table['value'].type}, not a number; write V as float")
-        ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
-        order = np.lexsort((fr, ep))
-        dup = np.flatnonzero((ep[order][1:] == ep[order][:-1]) & (fr[order][1:] == fr[order][:-1]))
-        if dup.size:
-            i = order[dup[0]]
-            raise BadInput(f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value per frame")
-        yield from _split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
-
-
-def _split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]) -> Iterator[EpisodeValues]:
-    order = np.lexsort((fr, ep))
-    ep, fr, val = ep[order], fr[order], val[order]
-    for e in episodes:
-        lo, hi = np.searchsorted(ep, e, "left"), np.searchsorted(ep, e, "right")
-        yield EpisodeValues(int(e), fr[lo:hi], val[lo:hi])
-
-
-# -- sidecar ----------------------------------------------------------------------------------
+from recap_label.errors import BadInput
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.store.faults import crash_point
+from recap_label.store.fsutil import fsync_dir, write_file_atomic, write_json_atomic
+from recap_label.store.paths import PARTIAL_DIR, SIDECAR
+from recap_label.values.sources import Caching, EpisodeValues, ValueSource, split_by_episode
 
 
 def read_sidecar(root: Path) -> tuple[dict, pa.Table] | None:
@@ -191,10 +104,10 @@ def _load_json(path: Path):
 def cached_values(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool) -> dict[int, EpisodeValues] | None:
     """V from the sidecar when it was made by the same source and covers every episode."""
     cached = None if recompute else read_sidecar(ds.root)
-    if cached is None or cached[0] != source.provenance():
+    if cached is None or not source.reuses(cached[0]):
         return None
     table = cached[1]
-    split = {ev.episode_index: ev for ev in _split_by_episode(
+    split = {ev.episode_index: ev for ev in split_by_episode(
         table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
     if all(split[e].frame_index.size == ds.episodes[e].length for e in episodes):
         return split
@@ -210,14 +123,14 @@ def gather_values(
     on_episode: Callable[[EpisodeValues], None] | None = None,
 ) -> tuple[dict[int, EpisodeValues], str]:
     """V for every frame of `episodes`; returns (values by episode, how they were obtained)."""
-    provenance = source.provenance()
-    if source.cheap:
+    if source.caching is Caching.READ_EACH_RUN:
         out = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
-        return out, provenance["source"]
+        return out, source.provenance()["source"]
     cached = cached_values(ds, source, episodes, recompute)
     if cached is not None:
         return cached, "sidecar (no inference)"
-    partial = PartialValues(ds.root, provenance, restart=recompute)
+    source.prepare()  # from here on the provenance is what inference really runs with
+    partial = PartialValues(ds.root, source.provenance(), restart=recompute)
     done = partial.done() & set(episodes)
     todo = [e for e in episodes if e not in done]
     try:

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from recap_label.errors import RecapError
-from recap_label.faults import crash_point
+from recap_label.errors import RecapError, first_line
+from recap_label.store.faults import crash_point
 
 TMP_MARK = ".recap-tmp-"
 
@@ -74,8 +74,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     except IsADirectoryError:
         raise RecapError(f"{path} is a folder, not a file; pass the file itself") from None
     except OSError as exc:
-        raise io_error(exc, f"reading {path}").__class__(os_error_message(exc, f"reading {path}")) from None
+        raise io_error(exc, f"reading {path}") from None
     return h.hexdigest()
+
+
+def find_symlinks(root: Path) -> list[Path]:
+    """Every symlink (file or folder) under root, links not followed."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        out += [Path(dirpath) / name for name in dirnames + filenames if os.path.islink(os.path.join(dirpath, name))]
+    return out
 
 
 def os_error_message(exc: OSError, action: str) -> str:
@@ -85,9 +93,29 @@ def os_error_message(exc: OSError, action: str) -> str:
         return f"disk full while {action}{where}; free space and run again (nothing was changed)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied while {action}{where}; fix the permissions and run again (nothing was changed)"
-    reason = (str(exc.strerror or exc).splitlines() or [type(exc).__name__])[0]
+    reason = exc.strerror or first_line(exc)
     return f"{reason} while {action}{where}; fix the cause and run again (nothing was changed)"
 
 
 def io_error(exc: OSError, action: str) -> RecapError:
     return RecapError(os_error_message(exc, action))
+
+
+class UndoStack:
+    """Steps that put things back, run newest first when a multi-step change fails part-way."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], object]] = []
+
+    def push(self, step: Callable[[], object]) -> None:
+        self._steps.append(step)
+
+    def unwind(self) -> bool:
+        """Run every step (an OSError in one does not stop the others); True when all succeeded."""
+        ok = True
+        while self._steps:
+            try:
+                self._steps.pop()()
+            except OSError:
+                ok = False
+        return ok

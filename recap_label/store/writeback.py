@@ -32,12 +32,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recap_label.errors import DatasetError, RecapError, UnsafeWriteError
-from recap_label.faults import crash_point
-from recap_label.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, os_error_message, write_json_atomic
-from recap_label.lineage import STATE_DIR
+from recap_label.errors import DatasetError, RecapError, UnsafeWriteError, first_line
+from recap_label.store.faults import crash_point
+from recap_label.store.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, os_error_message, write_json_atomic
+from recap_label.store.paths import JOURNAL
 
-JOURNAL = STATE_DIR / "journal.json"
 STAGE_MARK = ".recap-stage-"
 BACKUP_MARK = ".recap-old-"
 
@@ -88,14 +87,12 @@ class Transaction:
             staged.unlink(missing_ok=True)
             self.abort()
             if exc.errno is None:  # pyarrow's OSError for undecodable data (a damaged page), not a system error
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise DatasetError(f"cannot rewrite {target} ({first}); the file is damaged, restore it from the source dataset (nothing was written)") from None
+                raise DatasetError(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)") from None
             raise io_error(exc, f"writing {target}") from None
         except pa.ArrowException as exc:
             staged.unlink(missing_ok=True)
             self.abort()
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DatasetError(f"cannot rewrite {target} ({first}); the file is damaged, restore it from the source dataset (nothing was written)") from None
+            raise DatasetError(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)") from None
         except BaseException:
             staged.unlink(missing_ok=True)
             self.abort()
@@ -352,5 +349,3 @@ def check_writable_target(root: Path, path: Path) -> None:
             f"{path} shares its inode with another file (hard link); writing would change another dataset — make a standalone copy with `recap-label copy` first"
         )
 
-
-__all__ = ["Transaction", "recover", "recover_commit", "pending_commit", "rewrite_label_column", "check_writable_target"]

@@ -19,15 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from recap_label.config import Settings
-from recap_label.dataset import LeRobotDataset
 from recap_label.errors import DatasetError, DeviceError
-from recap_label.frames import iter_episode_frames
-from recap_label.fsutil import sha256_file
-from recap_label.values import EpisodeValues
-
-# pistar's camera slots; the model sees them in sorted order (JAX flattens dict keys sorted)
-SLOT_BASE, SLOT_RIGHT, SLOT_WRIST = "base_0_rgb", "right_wrist_0_rgb", "wrist_0_rgb"
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.frames import iter_episode_frames
+from recap_label.values.sources import EpisodeValues
 
 
 def _rank_device(spec: str) -> str:
@@ -52,35 +47,6 @@ def resolve_device(spec: str) -> torch.device:
             raise DeviceError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here; pick one of cuda:0..cuda:{torch.cuda.device_count() - 1}")
         return dev
     raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
-
-
-def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None]:
-    """slot -> dataset column (None = missing wrist: zero image, mask off), in model order."""
-    base = settings.base_image_col
-    wrist = settings.wrist_image_col
-    if base is None:
-        fallback = [k for k in ("image", "observation.image", "observation.images.base") if k in ds.features]
-        if not fallback:
-            cams = ", ".join(ds.camera_keys) or "none"
-            raise DatasetError(f"no base camera given; pass --base-image-col (cameras in {ds.root.name}: {cams})")
-        base = fallback[0]
-    if wrist is None:
-        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features), None)
-    slots = {SLOT_BASE: base, SLOT_WRIST: wrist}
-    if settings.right_wrist_image_col:
-        slots[SLOT_RIGHT] = settings.right_wrist_image_col
-    for slot, col in slots.items():
-        if col is not None and ds.feature_dtype(col) not in ("image", "video"):
-            cams = ", ".join(ds.camera_keys) or "none"
-            raise DatasetError(f"camera column {col!r} ({slot}) is not an image or video feature of {ds.root.name}; cameras there: {cams}")
-    return {slot: slots[slot] for slot in sorted(slots)}
-
-
-def default_workers() -> int:
-    """Decode workers: none on a 2-core machine (handing batches between processes costs more
-    than it gains there, measured), else up to 8, leaving a core for the main process."""
-    cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(8, cores - 1)
 
 
 @dataclass(frozen=True)
@@ -160,90 +126,44 @@ def _identity(x):
     return x
 
 
-class ModelValues:
-    """The value model as a value source (see values.ValueSource)."""
+class Engine:
+    """Batched inference of the value model on one device; the model loads on first use."""
 
-    cheap = False
-    name = "the value model"
-
-    def __init__(self, *, step_dir: Path, checkpoint_hash: str, use_ema: bool, tokenizer, tokenizer_path: Path,
-                 settings: Settings, device: torch.device, batch_size: int, num_workers: int, quiet: bool, precision: str,
-                 compile_model: bool = False):
-        self.step_dir, self.checkpoint_hash, self.use_ema = step_dir, checkpoint_hash, use_ema
-        self.tokenizer, self.tokenizer_path, self.settings = tokenizer, tokenizer_path, settings
-        self.device, self.batch_size, self.num_workers, self.quiet, self.precision = device, batch_size, num_workers, quiet, precision
-        self.compile_model = compile_model
-        self._tokenizer_sha = sha256_file(tokenizer_path)
-        self._slots: dict[str, str | None] | None = None
-        self._model: torch.nn.Module | None = None
-        self.stats: dict[str, float] = {}
-
-    @classmethod
-    def from_options(cls, *, checkpoint_dir: Path, step: str | None, use_ema: bool, tokenizer_path: Path | None, settings: Settings,
-                     device: str, batch_size: int | None, num_workers: int | None, compile_model: bool, quiet: bool,
-                     precision: str = "auto") -> "ModelValues":
-        """Validate everything up front; the weights are loaded only when inference is needed
-        (a rerun that only changes the rule relabels from the sidecar without them)."""
-        from recap_label.errors import TokenizerError
-        from recap_label.model.checkpoint import checkpoint_content_hash, resolve_step_dir, tree_names
+    def __init__(self, *, step_dir: Path, use_ema: bool, tokenizer_path: Path, model_cache: Path, device: str,
+                 batch_size: int | None, num_workers: int, precision: str, compile_model: bool, quiet: bool):
         from recap_label.model.preprocess import PromptTokenizer
 
-        dev = resolve_device(_rank_device(device))
-        if tokenizer_path is None:
-            raise TokenizerError("no tokenizer given; pass --tokenizer-path to the value model's SentencePiece tokenizer.model")
-        tokenizer = PromptTokenizer(tokenizer_path)
-        if precision not in ("auto", "bf16", "fp32"):
-            raise DeviceError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
-        if precision == "auto":
-            precision = "bf16" if dev.type == "cuda" else "fp32"
-        step_dir = resolve_step_dir(checkpoint_dir, step)
-        tree = "ema_params" if use_ema else "params"
-        if tree not in tree_names(step_dir):
-            from recap_label.errors import CheckpointError
-
-            hint = "pass --no-use-ema to use params" if use_ema else "this step has no params tree"
-            raise CheckpointError(f"checkpoint step {step_dir} has no {tree}; {hint}")
-        if batch_size is None:
-            batch_size = 64 if dev.type == "cuda" else 8
-        if batch_size < 1:
-            raise DeviceError(f"--batch-size must be >= 1, got {batch_size}")
-        if num_workers is None:
-            num_workers = default_workers()
-        return cls(step_dir=step_dir, checkpoint_hash=checkpoint_content_hash(step_dir), use_ema=use_ema, tokenizer=tokenizer,
-                   tokenizer_path=Path(tokenizer_path), settings=settings, device=dev, batch_size=batch_size,
-                   num_workers=num_workers, quiet=quiet, precision=precision, compile_model=compile_model)
+        self.step_dir, self.use_ema, self.model_cache = step_dir, use_ema, model_cache
+        self.device = resolve_device(_rank_device(device))
+        self.precision = ("bf16" if self.device.type == "cuda" else "fp32") if precision == "auto" else precision
+        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 8)
+        self.num_workers, self.compile_model, self.quiet = num_workers, compile_model, quiet
+        self.tokenizer = PromptTokenizer(tokenizer_path)
+        self._model: torch.nn.Module | None = None
+        self.stats: dict[str, float] = {}
 
     @property
     def model(self) -> torch.nn.Module:
         if self._model is None:
-            loaded = load_value_model(self.step_dir, None, use_ema=self.use_ema, cache_dir=self.settings.model_cache,
+            loaded = load_value_model(self.step_dir, None, use_ema=self.use_ema, cache_dir=self.model_cache,
                                       siglip_dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
             model = loaded.model.to(self.device)
             self._model = torch.compile(model) if self.compile_model else model
         return self._model
 
-    def provenance(self) -> dict:
-        return {
-            "source": "model", "checkpoint": str(self.step_dir.absolute()), "checkpoint_sha256": self.checkpoint_hash,
-            "ema": self.use_ema, "tokenizer_sha256": self._tokenizer_sha, "precision": self.precision, "cameras": self._slots,
-        }
+    def use_model(self, model: torch.nn.Module) -> None:
+        """Run `model` instead of the checkpoint's weights (the benchmark's full-size random critic)."""
+        self._model = model.to(self.device)
 
     @property
     def model_config(self):
         m = getattr(self.model, "_orig_mod", self.model)
         return m.config
 
-    def bind(self, ds: LeRobotDataset) -> None:
-        """Fix the camera slots for this dataset (part of the provenance)."""
-        self._slots = camera_slots(self.settings, ds)
-
-    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]:
-        if self._slots is None:
-            self.bind(ds)
+    def episode_values(self, ds: LeRobotDataset, episodes: list[int], columns: list[str | None]) -> Iterator[EpisodeValues]:
+        """V of every frame of `episodes`, one episode at a time; `columns` per camera slot in model order."""
         if not episodes:
             return
-        slots = self._slots
-        columns = list(slots.values())
         image_mask = torch.tensor([c is not None for c in columns], device=self.device)
         task_tokens = {}
         for index, text in ds.tasks.items():

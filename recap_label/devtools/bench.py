@@ -1,6 +1,6 @@
 """Benchmarks: decode, data pipeline, model, end to end, relabel, write-back, reference baseline.
 
-    python -m recap_label.bench [--device auto|cpu|cuda] [--quick] [--out bench-results.json]
+    python -m recap_label.devtools.bench [--device auto|cpu|cuda] [--quick] [--out bench-results.json]
                                 [--cache-dir .bench-cache]
 
 Generates (once, cached under --cache-dir, keyed by DATA_VERSION) a dataset shaped like the
@@ -40,12 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from recap_label.devtools.tiny_model import TINY_CHECKPOINT as TINY_CKPT, TINY_TOKENIZER
+
 # Bump when the generated data changes: the cache folder is keyed by it.
 DATA_VERSION = "ref1"
-REPO = Path(__file__).resolve().parents[1]
-ASSETS = Path(__file__).resolve().parent / "assets"
-TINY_CKPT = ASSETS / "tiny_value_ckpt"
-TINY_TOKENIZER = ASSETS / "tiny_tokenizer.model"
+REPO = Path(__file__).resolve().parents[2]
 HEAD, LEFT, RIGHT = "observation.images.head_camera", "observation.images.left_wrist_camera", "observation.images.right_wrist_camera"
 PNG_NOISE = 2
 
@@ -63,7 +62,7 @@ BF16_PEAK_TFLOPS = (
 
 def _noisy_frames():
     """A context in which synth draws every camera frame with +-PNG_NOISE deterministic noise."""
-    from recap_label import synth
+    from recap_label.devtools import synth
 
     original = synth.frame_rgb
 
@@ -86,7 +85,7 @@ def _noisy_frames():
 
 def dataset_specs(quick: bool):
     """{name: (DatasetSpec, noisy)}: the AV1 reference and the PNG variant (or tiny ones)."""
-    from recap_label import synth
+    from recap_label.devtools import synth
 
     if quick:
         av1 = synth.simple_spec("v2.1", episodes=2, length=40, demos=0, png_cameras=0, video_cameras=3, size=64)
@@ -101,7 +100,7 @@ def dataset_specs(quick: bool):
 
 def ensure_dataset(cache_dir: Path, name: str, quick: bool, log=print) -> tuple[Path, float | None]:
     """The cached dataset `name` (generated on first use); (path, seconds spent generating or None)."""
-    from recap_label import synth
+    from recap_label.devtools import synth
 
     spec, noisy = dataset_specs(quick)[name]
     key = f"{DATA_VERSION}-{'quick' if quick else 'full'}-{name}"
@@ -142,7 +141,7 @@ def write_values_file(root: Path, path: Path, seed: int = 0) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recap_label.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import LeRobotDataset
 
     t = LeRobotDataset.open(root).read_columns(["episode_index", "frame_index"])
     value = -np.random.default_rng(seed).random(t.num_rows)
@@ -288,8 +287,8 @@ def random_access_frame(path: Path, ts: float, tolerance_s: float = 1e-4) -> np.
 
 
 def bench_decode(av1: Path, repeat: int, quick: bool, rows: list[Row]) -> None:
-    from recap_label.dataset import LeRobotDataset
-    from recap_label.frames import iter_episode_frames
+    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.frames import iter_episode_frames
 
     ds = LeRobotDataset.open(av1)
     cams = ds.camera_keys
@@ -344,8 +343,8 @@ def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: i
     with a model that does nothing; (frames/s, frames)."""
     from torch.utils.data import DataLoader
 
-    from recap_label.dataset import LeRobotDataset
-    from recap_label.inference import EpisodeFrames, _identity
+    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.values.engine import EpisodeFrames, _identity
     from recap_label.model.preprocess import PromptTokenizer
 
     ds = LeRobotDataset.open(root)
@@ -365,7 +364,7 @@ def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: i
 
 
 def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, rows: list[Row]) -> None:
-    from recap_label.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import LeRobotDataset
 
     ds = LeRobotDataset.open(av1)
     episodes = sorted(ds.episodes)[:2]
@@ -391,7 +390,7 @@ def random_model(config, device, precision: str):
     import torch
 
     from recap_label.model.network import ValueModel
-    from recap_label.model.params import random_flat_params
+    from recap_label.devtools.tiny_model import random_flat_params
 
     flat = random_flat_params(config)
     model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
@@ -412,7 +411,8 @@ def model_inputs(config, batch: int, cameras: int, device):
 def bench_model(device, quick: bool, rows: list[Row], env: dict) -> None:
     import torch
 
-    from recap_label.model.params import ValueModelConfig, flops_per_frame, tiny_config
+    from recap_label.devtools.tiny_model import tiny_config
+    from recap_label.model.params import ValueModelConfig, flops_per_frame
     from recap_label.model.preprocess import to_model_input
 
     cuda = device.type == "cuda"
@@ -488,15 +488,17 @@ def label_settings(cache_dir: Path):
 
 def model_source(device: str, cache_dir: Path, full_model: bool):
     """The tiny checkpoint as a ModelValues source; with full_model the full-size random critic is swapped in."""
-    from recap_label.inference import ModelValues
+    import dataclasses
 
-    source = ModelValues.from_options(checkpoint_dir=TINY_CKPT, step=None, use_ema=True, tokenizer_path=TINY_TOKENIZER,
-                                      settings=label_settings(cache_dir), device=device, batch_size=None, num_workers=None,
-                                      compile_model=False, quiet=True)
+    from recap_label.values.model_source import ModelValues
+
+    settings = dataclasses.replace(label_settings(cache_dir), checkpoint_dir=TINY_CKPT, tokenizer_path=TINY_TOKENIZER, device=device, json=True)
+    source = ModelValues.from_settings(settings)
     if full_model:
         from recap_label.model.params import ValueModelConfig
 
-        source._model = random_model(ValueModelConfig(), source.device, source.precision)
+        engine = source.engine
+        engine.use_model(random_model(ValueModelConfig(), engine.device, engine.precision))
     return source
 
 
@@ -553,8 +555,8 @@ class GpuSampler:
 
 
 def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: Path, rows: list[Row]) -> None:
-    from recap_label.advantage import RuleSettings
-    from recap_label.labeling import run_label
+    from recap_label.rule import RuleSettings
+    from recap_label.commands.label import run_label
 
     cuda = device.type == "cuda"
     dev = str(device)
@@ -578,7 +580,7 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
     busy = f"GPU busy {100 * stats['infer_s'] / stats['wall_s']:.0f} % of inference wall (infer/wall)" if cuda else ""
     if cuda and util is not None:
         busy += f", nvml {util:.0f} %"
-    rows.append(Row("4 e2e", f"label (in-process run_label), {what}, {source.num_workers} worker(s), batch {source.batch_size}",
+    rows.append(Row("4 e2e", f"label (in-process run_label), {what}, {source.engine.num_workers} worker(s), batch {source.engine.batch_size}",
                     frames / walls, "frames/s",
                     f"{frames:,} frames in {walls:.1f} s; fetch wait {stats['fetch_wait_s']:.1f} s, infer {stats['infer_s']:.1f} s, "
                     f"write {t.get('stage', 0) + t.get('commit', 0):.2f} s (stage {t.get('stage', 0):.2f} + commit {t.get('commit', 0):.2f}); {busy}".rstrip("; "),
@@ -682,19 +684,20 @@ def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recap_label.advantage import RuleSettings, apply_rule
-    from recap_label.dataset import LeRobotDataset
-    from recap_label.labeling import read_dataset_columns
-    from recap_label.writeback import rewrite_label_column
+    from recap_label.lerobot.columns import read_label_columns
+    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.rule import RuleSettings, apply_rule
+    from recap_label.store.writeback import rewrite_label_column
 
     ds = LeRobotDataset.open(av1)
-    cols = read_dataset_columns(ds, label_settings(Path(".")))
+    s = label_settings(Path("."))
+    cols = read_label_columns(ds, human_col=s.human_col, adv_col=s.adv_col, reward_col=s.reward_col)
     value = -np.random.default_rng(1).random(cols.episode.size)
     ref_s, _, (ref_thr, _) = timed(lambda: reference_labels(cols.episode, cols.frame, cols.human, cols.reward, value), repeat)
     our_s, _, res = timed(lambda: apply_rule(cols.episode, cols.frame, cols.human, cols.reward, value, RuleSettings()), max(repeat, 3))
     same = np.isclose(ref_thr, res.thresholds["global"], rtol=0, atol=1e-6)
     rows.append(Row("7 baseline", "reference per-frame Python advantage loop + percentile", ref_s, "s", f"{cols.episode.size:,} frames"))
-    rows.append(Row("7 baseline", "advantage.apply_rule (vectorized)", our_s, "s",
+    rows.append(Row("7 baseline", "rule.apply_rule (vectorized)", our_s, "s",
                     f"{ref_s / our_s:,.0f}x faster; same threshold: {bool(same)}", "", bool(same)))
 
     # whole-file read / modify / write of every rollout file vs our column rewrite, PNG variant
@@ -776,7 +779,7 @@ def render(rows: list[Row], env: dict, notes: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recap_label.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m recap_label.devtools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model, end to end)")
     p.add_argument("--quick", action="store_true", help="tiny datasets and model, one repetition (CI smoke test)")
     p.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON results (default: bench-results.json)")
@@ -787,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from recap_label.inference import resolve_device
+    from recap_label.values.engine import resolve_device
 
     device = resolve_device(args.device)
     repeat = args.repeat or (1 if args.quick else 3)

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recap_label.errors import DatasetError
+from recap_label.errors import DatasetError, first_line
 
 SUPPORTED_VERSIONS = ("v2.1", "v3.0")
 INTEGER_COLUMNS = ("episode_index", "frame_index", "index", "task_index")  # int64 in every LeRobot dataset
@@ -106,7 +106,7 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
     except FileNotFoundError:
         raise DatasetError(f"data file {path} is missing; restore it from the source dataset") from None
     except (pa.ArrowException, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise DatasetError(f"cannot read parquet file {path} ({first}); it is damaged, restore it from the source dataset") from None
     for name in INTEGER_COLUMNS:
         if name in table.column_names and not pa.types.is_integer(table.schema.field(name).type):
@@ -311,7 +311,7 @@ class LeRobotDataset:
         try:
             return pq.read_schema(path)
         except (pa.ArrowException, OSError) as exc:
-            raise DatasetError(f"cannot read parquet file {path} ({str(exc).splitlines()[0]}); it is damaged, restore it from the source dataset") from None
+            raise DatasetError(f"cannot read parquet file {path} ({first_line(exc)}); it is damaged, restore it from the source dataset") from None
 
     # -- columns ---------------------------------------------------------------------------
 

@@ -20,11 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from recap_label.errors import LockedError, RecapError, UnsafeWriteError
-from recap_label.faults import crash_point
-from recap_label.fsutil import fsync_dir, io_error
-from recap_label.lineage import STATE_DIR
+from recap_label.store.faults import crash_point
+from recap_label.store.fsutil import fsync_dir, io_error
+from recap_label.store.paths import LOCK_FILE
 
-LOCK_NAME = "lock"
 GUARD_WAIT_S = 30.0
 
 
@@ -60,7 +59,7 @@ def process_alive(pid: int, start: str | None = None) -> bool:
 
 
 def lock_path(root: Path) -> Path:
-    return root / STATE_DIR / LOCK_NAME
+    return root / LOCK_FILE
 
 
 def read_holder(path: Path) -> dict | None:
@@ -69,6 +68,21 @@ def read_holder(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return holder if isinstance(holder, dict) else None
+
+
+def holder_alive(holder: dict) -> bool:
+    """Could the process named in a lock file still be running? (Another host: assume so.)"""
+    try:
+        pid = int(holder.get("pid", -1))
+    except (TypeError, ValueError):
+        pid = -1
+    return holder.get("host") != socket.gethostname() or process_alive(pid, holder.get("pid_start"))
+
+
+def live_holder(root: Path) -> dict | None:
+    """The lock holder of a dataset when it may still be running, else None."""
+    holder = read_holder(lock_path(root))
+    return holder if holder is not None and holder_alive(holder) else None
 
 
 @contextmanager
@@ -118,11 +132,7 @@ def _take(root: Path, path: Path, me: dict) -> None:
                 crash_point("lock-break")
                 path.unlink(missing_ok=True)
                 continue
-            try:
-                pid = int(holder.get("pid", -1))
-            except (TypeError, ValueError):
-                pid = -1
-            if holder.get("host") == me["host"] and not process_alive(pid, holder.get("pid_start")):
+            if not holder_alive(holder):
                 crash_point("lock-break")
                 path.unlink(missing_ok=True)  # stale: its process is gone
                 continue

@@ -15,12 +15,14 @@ frame intervention = 1) are not labeled at all.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from recap_label.dataset import group_episodes
 from recap_label.errors import BadInput
+from recap_label.lerobot.columns import EpisodeKinds, LabelColumns, episode_kinds
+from recap_label.lerobot.dataset import EpisodeGroups, group_episodes
 
 TAIL_RULES = ("zero", "last")
 SCOPES = ("global", "task")
@@ -62,25 +64,6 @@ def resolve_ratio(positive_ratio: float | None, top_percent: float | None) -> fl
             raise BadInput(f"--top-percent must be in (0, 100], got {top_percent}")
         return float(top_percent) / 100.0
     return 0.3
-
-
-@dataclass(frozen=True)
-class EpisodeKinds:
-    """Demo vs rollout, the rule's step 1: an episode is a rollout iff it has an autonomous frame."""
-
-    ids: np.ndarray  # episode ids, sorted
-    inverse: np.ndarray  # row -> position in ids
-    rollout: np.ndarray  # bool per episode id
-
-    @property
-    def rollout_rows(self) -> np.ndarray:
-        return self.rollout[self.inverse]
-
-
-def episode_kinds(episode: np.ndarray, human: np.ndarray) -> EpisodeKinds:
-    ids, inverse = np.unique(np.asarray(episode), return_inverse=True)
-    autonomous = np.bincount(inverse, weights=~np.asarray(human, dtype=bool), minlength=ids.size)
-    return EpisodeKinds(ids, inverse, autonomous > 0)
 
 
 @dataclass
@@ -129,14 +112,19 @@ def apply_rule(
     value: np.ndarray,
     settings: RuleSettings,
     task: np.ndarray | None = None,
+    *,
+    groups: EpisodeGroups | None = None,
+    kinds: EpisodeKinds | None = None,
 ) -> LabelResult:
-    """Label every row. `value` may be NaN on demo rows (they are never inferred)."""
-    groups = group_episodes(episode, frame)
+    """Label every row. `value` may be NaN on demo rows (they are never inferred).
+    `groups` / `kinds`: the episode grouping and demo/rollout split, when already computed."""
+    groups = group_episodes(episode, frame) if groups is None else groups
+    kinds = episode_kinds(episode, human) if kinds is None else kinds
     order = groups.order
     human_s = np.asarray(human, dtype=bool)[order]
     reward_s = np.asarray(reward, dtype=np.float32)[order]
     value_s = np.asarray(value, dtype=np.float64)[order]
-    rollout_s = episode_kinds(episode, human).rollout_rows[order]
+    rollout_s = kinds.rollout_rows[order]
 
     adv_s = np.full(reward_s.size, np.nan, dtype=np.float32)
     if rollout_s.any():
@@ -167,3 +155,70 @@ def apply_rule(
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
     return LabelResult(adv_s[inverse], rollout_s[inverse], positive_s[inverse], thresholds, pools)
+
+
+def apply_rule_to(cols: LabelColumns, value: np.ndarray, settings: RuleSettings) -> LabelResult:
+    """apply_rule on a dataset's columns, reusing their episode grouping."""
+    return apply_rule(cols.episode, cols.frame, cols.human, cols.reward, value, settings, task=cols.task, groups=cols.groups, kinds=cols.kinds)
+
+
+# -- what the rule guarantees, and the traps it has ------------------------------------------
+
+
+def demo_labels_digest(episode: np.ndarray, human: np.ndarray, labels: np.ndarray, kinds: EpisodeKinds | None = None) -> str:
+    """sha256 of the labels of demo episodes, in (episode, row) order: they must never change."""
+    kinds = episode_kinds(episode, human) if kinds is None else kinds
+    demo_rows = ~kinds.rollout_rows
+    order = np.argsort(episode[demo_rows], kind="stable")
+    h = hashlib.sha256()
+    for value in labels[demo_rows][order]:
+        h.update(("\x01" if value is None else str(value)).encode() + b"\0")
+    return h.hexdigest()
+
+
+def tail_trap_warning(cols: LabelColumns, result: LabelResult, lookahead: int) -> str | None:
+    """Warn when positives pile up in the last N frames of failed episodes (zero bootstrap trap)."""
+    groups = cols.groups
+    order = groups.order
+    failed = cols.reward[order][groups.stops - 1] <= -0.5  # per episode: the last reward says failure
+    if not failed.any():
+        return None
+    from_end = np.repeat(groups.stops, groups.lengths) - 1 - np.arange(order.size)
+    auto = (result.rollout & ~cols.human)[order]
+    tail = auto & np.repeat(failed, groups.lengths) & (from_end < lookahead)
+    pos = result.positive[order]
+    n_tail, n_auto = int(tail.sum()), int(auto.sum())
+    if n_tail < 10 or n_auto == 0:
+        return None
+    tail_rate = pos[tail].mean()
+    overall = pos[auto].mean()
+    if tail_rate > max(2 * overall, 0.5):
+        return (
+            f"{100 * tail_rate:.0f} % of the autonomous frames in the last {lookahead} frames of failed episodes are positive "
+            f"(overall {100 * overall:.0f} %): the zero tail bootstrap may be rewarding failures; compare with --tail-bootstrap last"
+        )
+    return None
+
+
+def tied_at_threshold(advantage: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> int:
+    """Positive frames whose advantage equals a threshold exactly, beyond the one the percentile
+    lands on: ties go positive (as in the reference), so the share can exceed the target by them."""
+    return int(sum(max(np.count_nonzero((advantage == np.float32(t)) & (labels == "positive")) - 1, 0) for t in thresholds))
+
+
+def label_transitions(before: np.ndarray, after: np.ndarray) -> dict[str, int]:
+    """"old->new": frames, over the rows whose label changes (a null label reads "null")."""
+    changed = before != after
+    shown = np.where(before[changed] == None, "null", before[changed]).astype(str)  # noqa: E711 (elementwise)
+    moves, counts = np.unique(shown + "->" + after[changed].astype(str), return_counts=True)
+    return dict(zip(moves.tolist(), counts.tolist()))
+
+
+def share_per_task(cols: LabelColumns, result: LabelResult) -> dict[str, float | None]:
+    """Positive share of the autonomous rollout frames of each task."""
+    auto = cols.rollout_rows & ~cols.human
+    out = {}
+    for t in np.unique(cols.task[auto]):
+        sel = auto & (cols.task == t)
+        out[str(int(t))] = float(result.positive[sel].mean()) if sel.any() else None
+    return out

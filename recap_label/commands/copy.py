@@ -1,0 +1,293 @@
+"""`copy`: the safe replacement for `cp -rL` + `ln -sfn`.
+
+Every symlink in the source (file or folder) is materialized into a real file, the copy
+is built in a hidden temporary sibling folder, verified byte for byte, and renamed into
+place only when complete; then it is registered in the LeRobot cache as `local/<name>`.
+The source is only ever read.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from recap_label.errors import BadInput, DatasetError, RecapError
+from recap_label.lerobot.columns import label_column_digest, label_counts
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.fingerprint import data_fingerprint
+from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
+from recap_label.store.faults import crash_point
+from recap_label.store.fsutil import UndoStack, fsync_dir, os_error_message, sha256_file
+from recap_label.store.lineage import Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
+from recap_label.store.lock import live_holder, process_alive
+from recap_label.store.paths import STATE_DIR
+from recap_label.store.writeback import pending_commit, stale_staged_files
+
+COPY_TMP_PREFIX = ".recap-copy-"
+CHUNK = 8 << 20
+
+
+@dataclass
+class CopyPlan:
+    src: Path
+    dest: Path
+    iteration: int
+    files: list[tuple[str, Path, int]]  # (relative path, real source path, size)
+    dirs: list[str]
+    total_bytes: int
+
+
+@dataclass
+class CopyResult:
+    src: Path
+    dest: Path
+    iteration: int
+    files: int
+    bytes: int
+    registered: Path | None
+    source_counts: dict[str, int] | None
+    copy_counts: dict[str, int] | None
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """True when a is b or lies inside b (after resolving symlinks)."""
+    a, b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    return a == b or b in a.parents
+
+
+def plan_copy(src: Path, dest: Path | None) -> CopyPlan:
+    """Walk SRC following symlinks; refuse loops, dangling links and overlapping paths."""
+    if dest is None:
+        dest, iteration = default_destination(src)
+    else:
+        dest = Path(dest).expanduser()
+        iteration = max(split_iteration_name(dest.name)[1], next_iteration(src.name, read_lineage(src)))
+    if dest.exists() and _inside(src, dest):
+        raise BadInput(f"source {src} is inside the destination {dest}; choose a DEST that does not contain the source")
+    if _inside(dest.parent, src):
+        raise BadInput(f"destination {dest} is inside the source {src}; choose a DEST outside the source")
+    if dest.exists() or dest.is_symlink():
+        raise BadInput(f"destination {dest} already exists; choose another DEST or remove it")
+    if not dest.parent.is_dir():
+        raise BadInput(f"destination folder {dest.parent} does not exist; create it first")
+
+    files: list[tuple[str, Path, int]] = []
+    dirs: list[str] = []
+    total = 0
+    root_real = os.path.realpath(src)
+
+    def walk(real_dir: str, rel: str, stack: tuple[str, ...]) -> None:
+        nonlocal total
+        try:
+            entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
+        except OSError as exc:
+            raise RecapError(os_error_message(exc, f"reading {real_dir}")) from None
+        for entry in entries:
+            rel_path = f"{rel}/{entry.name}" if rel else entry.name
+            if rel_path == STATE_DIR.as_posix():
+                continue  # the source's own recap-label state (runs, sidecar, lock): the copy starts fresh
+            shown = src / rel_path
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                raise BadInput(f"dangling symlink {shown} -> {os.readlink(entry.path)} in the source; fix or remove the link first")
+            real = os.path.realpath(entry.path)
+            st = os.stat(real)
+            if stat.S_ISDIR(st.st_mode):
+                if real in stack:
+                    raise BadInput(f"symlink loop at {shown} (points back to {real}); remove the looping link from the source")
+                dirs.append(rel_path)
+                walk(real, rel_path, stack + (real,))
+            elif stat.S_ISREG(st.st_mode):
+                files.append((rel_path, Path(real), st.st_size))
+                total += st.st_size
+            else:
+                raise BadInput(f"{shown} is not a regular file or folder; remove it from the source")
+
+    walk(root_real, "", (root_real,))
+    return CopyPlan(src, dest, iteration, files, dirs, total)
+
+
+def _copy_one(src: Path, dst: Path, on_bytes: Callable[[int], None]) -> str:
+    """Copy bytes into a new file (never a link), fsync it; return the source's sha256."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        while block := fin.read(CHUNK):
+            h.update(block)
+            fout.write(block)
+            on_bytes(len(block))
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest()
+
+
+def default_destination(src: Path) -> tuple[Path, int]:
+    """Next free iteration folder beside SRC, and its iteration number."""
+    base, _ = split_iteration_name(src.name)
+    n = next_iteration(src.name, read_lineage(src))
+    while (src.parent / iteration_name(base, n)).exists() or (src.parent / iteration_name(base, n)).is_symlink():
+        n += 1
+    return src.parent / iteration_name(base, n), n
+
+
+def clean_stale_copies(parent: Path) -> None:
+    """Remove temporary copy folders left by killed `copy` processes."""
+    for entry in parent.glob(f"{COPY_TMP_PREFIX}*"):
+        pid = entry.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def copy_dataset(
+    src_arg: str,
+    src: Path,
+    dest: Path | None,
+    *,
+    adv_col: str,
+    lerobot_home: Path,
+    do_register: bool = True,
+    replace_registration: bool = False,
+    progress: Callable[[int, int], Callable[[int], None]] | None = None,
+) -> CopyResult:
+    src_ds = LeRobotDataset.open(src)
+    src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
+    plan = plan_copy(src, dest)
+    entry = cache_entry(lerobot_home, plan.dest.name)
+    if do_register:
+        check_registration(entry, plan.dest, replace_registration)
+    free = shutil.disk_usage(plan.dest.parent).free
+    if plan.total_bytes > free:
+        raise RecapError(
+            f"not enough disk space for the copy: {plan.total_bytes / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free in {plan.dest.parent}; free space and run again (nothing was changed)"
+        )
+    check_source_quiet(src)
+    clean_stale_copies(plan.dest.parent)
+    tmp = plan.dest.parent / f"{COPY_TMP_PREFIX}{plan.dest.name}-{os.getpid()}"
+    advance = progress(plan.total_bytes, len(plan.files)) if progress else (lambda n: None)
+    undo = UndoStack()  # what takes every step back, newest first, should a later one fail
+    step = "copy"  # then "finish" (after the rename), then "register"
+    try:
+        _build_copy(plan, tmp, src_arg, src_ds, adv_col, advance, undo)
+        if do_register and not (entry.exists() or entry.is_symlink()):
+            # registered before the rename: a crash after the rename leaves a registered, complete
+            # copy (not an unregistered one that the next `copy` would skip as iteration N+1); a
+            # crash before it leaves a dangling entry to DEST that the next `copy` reuses
+            undo.push(_unregister_step(entry, plan.dest, only_dangling=True))
+            register(entry, plan.dest)
+            crash_point("copy-registered")
+        try:
+            os.rename(tmp, plan.dest)  # the commit point: DEST appears complete, or not at all
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and plan.dest.exists():
+                undo.unwind()
+                raise BadInput(f"destination {plan.dest} appeared while copying (another copy into it?); nothing was written to it, choose another DEST") from None
+            raise
+        undo.push(lambda: os.rename(plan.dest, tmp))  # an error from here on takes the copy back
+        crash_point("copy-renamed")
+        step = "finish"
+        fsync_dir(plan.dest.parent)
+        registered = None
+        if do_register:
+            step = "register"
+            if not points_to(entry, plan.dest):
+                undo.push(_unregister_step(entry, plan.dest, only_dangling=False))
+                register(entry, plan.dest)
+            alias = active_alias(lerobot_home, plan.dest.name)
+            if alias.is_symlink() or not alias.exists():
+                register(alias, plan.dest)
+            registered = entry
+    except OSError as exc:
+        action = f"registering {plan.dest.name} in {lerobot_home / 'local'}" if step == "register" else f"copying into {plan.dest.parent}"
+        message = os_error_message(exc, action)
+        if not undo.unwind():
+            left = {"finish": f"(the copy {plan.dest} is complete but may not survive a power cut; verify it)",
+                    "register": f"(the copy {plan.dest} is complete but not fully registered; register it by hand or delete it)"}
+            message = message.replace("(nothing was changed)", left.get(step, f"(a temporary folder may be left in {plan.dest.parent})"))
+        raise RecapError(message) from None
+    except BaseException:
+        undo.unwind()
+        raise
+    dest_ds = LeRobotDataset.open(plan.dest)
+    src_counts = label_counts(src_ds, adv_col)
+    dest_counts = label_counts(dest_ds, adv_col)
+    if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
+        raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
+    return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts)
+
+
+def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset, adv_col: str, advance, undo: UndoStack) -> None:
+    """Copy, verify and give a lineage record to the hidden folder `tmp`."""
+    tmp.mkdir()
+    undo.push(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    crash_point("copy-mkdir")
+    for rel in plan.dirs:
+        (tmp / rel).mkdir()
+    hashes: dict[str, str] = {}
+    for rel, real, _size in plan.files:
+        hashes[rel] = _copy_one(real, tmp / rel, advance)
+        crash_point("copy-file")
+    _verify_tree(tmp, plan, hashes)
+    crash_point("copy-verified")
+    parent = read_lineage(plan.src)
+    source = SourceRecord(
+        given=src_arg, path=str(plan.src.absolute()), realpath=os.path.realpath(plan.src), codebase_version=src_ds.version,
+        fingerprint=data_fingerprint(src_ds, hashes), label_column=adv_col, label_column_sha256=label_column_digest(src_ds, adv_col),
+    )
+    record = Lineage.new_copy(plan.iteration, str(plan.src.absolute()) if parent is not None else None, source,
+                              {"files": len(plan.files), "bytes": plan.total_bytes})
+    write_lineage(tmp, record)
+    crash_point("copy-lineage")
+    for rel in ["", *plan.dirs]:
+        fsync_dir(tmp / rel)
+
+
+def _unregister_step(entry: Path, dest: Path, *, only_dangling: bool):
+    """Undo a registration this copy made (never one made by someone else) and the cache
+    folders it created; `only_dangling`: only while DEST does not exist."""
+    made = [d for d in [entry.parent, entry.parent.parent] if not d.exists()]
+
+    def step() -> None:
+        if entry.is_symlink() and os.readlink(entry) == os.path.abspath(dest) and not (only_dangling and dest.exists()):
+            entry.unlink()
+        for d in made:  # deepest first, if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+    return step
+
+
+
+def check_source_quiet(src: Path) -> None:
+    """Refuse to copy a dataset that is being written, or whose last write was interrupted."""
+    root = Path(os.path.realpath(src))
+    holder = live_holder(root)
+    if holder is not None:
+        raise BadInput(
+            f"source {src} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); copy it when that has finished"
+        )
+    if pending_commit(root) is not None or stale_staged_files(root):
+        raise BadInput(
+            f"source {src} holds an interrupted write (a commit journal or staged files); run `recap-label verify {src}` to finish it, then copy"
+        )
+
+
+def _verify_tree(root: Path, plan: CopyPlan, hashes: dict[str, str]) -> None:
+    """No symlink anywhere; every file's bytes equal its source's."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                raise RecapError(f"copy verification failed: {p} is a symlink; report this bug")
+    for rel, real, size in plan.files:
+        target = root / rel
+        st = target.stat()
+        if st.st_size != size or sha256_file(target) != hashes[rel]:
+            raise RecapError(f"copy verification failed: {rel} differs from its source {real}; check the disk and copy again")
+        if os.path.samestat(st, os.stat(real)):
+            raise RecapError(f"copy verification failed: {rel} shares an inode with its source; report this bug")

@@ -1,0 +1,230 @@
+"""`label`: read the columns, get V, plan the new labels, commit them in one transaction.
+
+`plan_labels` is pure: from the columns and V it computes everything that would be written
+and reported (`LabelPlan`); `--dry-run` stops there. `commit_labels` stages the rewritten data
+files, the prior labels, the values sidecar and the new lineage record in one journaled commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from recap_label.config import Settings
+from recap_label.errors import BadInput, UnsafeWriteError
+from recap_label.lerobot.columns import LabelColumns, read_label_columns
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.rule import (
+    LabelResult,
+    RuleSettings,
+    apply_rule_to,
+    demo_labels_digest,
+    label_transitions,
+    share_per_task,
+    tail_trap_warning,
+)
+from recap_label.store.fsutil import sha256_file
+from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
+from recap_label.store.lock import dataset_lock
+from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, SIDECAR, info_prior_file, prior_labels_file
+from recap_label.store.writeback import Transaction, check_writable_target, pending_commit, recover
+from recap_label.summary import Breakdown, breakdown
+from recap_label.values import distributed
+from recap_label.values.sidecar import assemble_values, discard_partial, gather_values, sidecar_table
+from recap_label.values.sources import Caching, ValueSource
+
+
+@dataclass
+class LabelPlan:
+    """What a label run would write, and its report; computed without touching the disk."""
+
+    root: Path
+    run_id: str
+    settings: RunSettings
+    provenance: dict
+    values_from: str
+    cols: LabelColumns
+    value: np.ndarray
+    result: LabelResult
+    new_labels: np.ndarray
+    changed_files: list[tuple[Path, tuple[int, int]]]  # data files with a changed row, and their rows
+    add_feature: bool  # meta/info.json does not declare the label column yet
+    breakdown: Breakdown
+    transitions: dict[str, int]
+    share_per_task: dict[str, float | None]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LabelOutcome:
+    dataset: Path
+    run_id: str | None
+    dry_run: bool
+    values_from: str
+    thresholds: dict
+    pool_sizes: dict
+    breakdown: Breakdown
+    transitions: dict[str, int]
+    share_per_task: dict[str, float | None]
+    files_rewritten: int
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
+        return cls(
+            plan.root, None if dry_run else plan.run_id, dry_run, plan.values_from, plan.result.thresholds,
+            plan.result.pool_sizes, plan.breakdown, plan.transitions, plan.share_per_task, len(plan.changed_files),
+            plan.warnings, notes, timings,
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "dataset": str(self.dataset), "run": self.run_id, "dry_run": self.dry_run, "values_from": self.values_from,
+            "thresholds": self.thresholds, "pool_sizes": self.pool_sizes, "breakdown": self.breakdown.to_json(),
+            "transitions": self.transitions, "share_per_task": self.share_per_task, "files_rewritten": self.files_rewritten,
+            "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
+        }
+
+
+def plan_labels(
+    ds: LeRobotDataset, cols: LabelColumns, value: np.ndarray, rule: RuleSettings, settings: Settings,
+    *, provenance: dict, values_from: str, run_id: str,
+) -> LabelPlan:
+    """Apply the rule and work out every file, count and warning of the run (pure)."""
+    result = apply_rule_to(cols, value, rule)
+    new_labels = result.labels(cols.labels)
+    changed = cols.labels != new_labels  # only rollout rows can change
+    changed_files = [(path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if changed[lo:hi].any()]
+    run_settings = RunSettings(rule.lookahead, rule.positive_ratio, rule.tail_bootstrap, rule.threshold_scope,
+                               settings.human_col, settings.reward_col, settings.adv_col)
+    return LabelPlan(
+        root=ds.root, run_id=run_id, settings=run_settings, provenance=provenance, values_from=values_from,
+        cols=cols, value=value, result=result, new_labels=new_labels, changed_files=changed_files,
+        add_feature=settings.adv_col not in ds.features,
+        breakdown=breakdown(cols.episode, cols.human, new_labels, kinds=cols.kinds),
+        transitions=label_transitions(cols.labels, new_labels),
+        share_per_task=share_per_task(cols, result),
+        warnings=[w for w in [tail_trap_warning(cols, result, rule.lookahead)] if w],
+    )
+
+
+def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, recovered: str | None, started: float) -> tuple[LabelRun, dict[str, float]]:
+    """Stage the new data files, the prior labels, the sidecar and the lineage; commit them at once.
+    Returns the run recorded and the time spent staging and committing."""
+    t0 = time.perf_counter()
+    cols, adv_col = plan.cols, plan.settings.adv_col
+    txn = Transaction(ds.root, plan.run_id)
+    rewritten, prior_files, prior_labels = [], [], []
+    for path, (lo, hi) in plan.changed_files:
+        txn.stage_labels(path, adv_col, plan.new_labels[lo:hi], signature=cols.signatures.get(path))
+        rel = path.relative_to(ds.root).as_posix()
+        rewritten.append(rel)
+        prior_files += [rel] * (hi - lo)
+        prior_labels += list(cols.labels[lo:hi])
+    info_prior = None
+    if plan.add_feature:
+        info_prior = info_prior_file(plan.run_id)
+        info = dict(ds.info)
+        info["features"] = {**ds.features, adv_col: {"dtype": "string", "shape": [1], "names": None}}
+        txn.stage_bytes(ds.root / info_prior, (ds.root / INFO_JSON).read_bytes())
+        txn.stage_bytes(ds.root / INFO_JSON, (json.dumps(info, indent=4, ensure_ascii=False) + "\n").encode())
+    prior = prior_labels_file(plan.run_id)
+    txn.stage_table(ds.root / prior, pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())}))
+    sel = cols.rollout_rows
+    settings_json = plan.settings.to_json()
+    txn.stage_table(ds.root / SIDECAR, sidecar_table(cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel],
+                                                     plan.new_labels[sel], plan.provenance, settings_json))
+    staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
+    b = plan.breakdown
+    run = LabelRun(
+        id=plan.run_id, time=now_iso(), settings=plan.settings, value_source=plan.provenance, values_from=plan.values_from,
+        thresholds=plan.result.thresholds, pool_sizes=plan.result.pool_sizes, counts=b.to_json(),
+        share=b.autonomous_positive_share, share_per_task=plan.share_per_task, transitions=plan.transitions,
+        files_rewritten=rewritten, file_sha256_after={rel: sha256_file(staged[rel]) for rel in rewritten},
+        prior_labels=prior.as_posix(), info_json_prior=None if info_prior is None else info_prior.as_posix(),
+        demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, cols.labels, cols.kinds),
+        recovered=recovered, duration_s=round(time.perf_counter() - started, 3),
+    )
+    txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(lineage.with_run(run)))
+    t_stage = time.perf_counter()
+    txn.commit()
+    return run, {"stage": t_stage - t0, "commit": time.perf_counter() - t_stage}
+
+
+def check_safe_to_write(ds: LeRobotDataset, allow_original: bool) -> Lineage:
+    """The copy's lineage; refuses originals (unless allowed) and linked data files."""
+    record = read_lineage(ds.root)
+    if record is None and not allow_original:
+        raise UnsafeWriteError(
+            f"{ds.root} has no copy lineage: it looks like an original dataset; label a copy made with `recap-label copy`, or pass --allow-original"
+        )
+    for path in ds.data_files:
+        check_writable_target(ds.root, path)
+    return record or Lineage.for_original()
+
+
+def run_label(
+    ds_root: Path,
+    settings: Settings,
+    rule: RuleSettings,
+    source: ValueSource,
+    *,
+    dry_run: bool = False,
+    recompute: bool = False,
+    allow_original: bool = False,
+) -> LabelOutcome | None:
+    """The whole `label` command; None on a non-zero torchrun rank (rank 0 reports)."""
+    started = time.perf_counter()
+    dist = distributed.start()
+    if dist is not None and dist.rank != 0:
+        distributed.follow(ds_root, source, dist)
+        return None
+    try:
+        ds = LeRobotDataset.open(ds_root)
+        if dry_run:
+            if pending_commit(ds.root) is not None:
+                raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify` or `label` without --dry-run to complete it first")
+            lineage = read_lineage(ds.root) or Lineage.for_original()
+            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            timings["total"] = time.perf_counter() - started
+            return LabelOutcome.of(plan, dry_run=True, notes=[], timings=timings)
+        if read_lineage(ds.root) is None and not allow_original:
+            check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
+        with dataset_lock(ds.root, "label"):
+            note = recover(ds.root)
+            ds = LeRobotDataset.open(ds_root) if note else ds
+            lineage = check_safe_to_write(ds, allow_original)
+            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            _run, written = commit_labels(ds, plan, lineage, recovered=note, started=started)
+            if source.caching is Caching.SIDECAR:
+                discard_partial(ds.root)
+            timings.update(written)
+            timings["total"] = time.perf_counter() - started
+            return LabelOutcome.of(plan, dry_run=False, notes=[note] if note else [], timings=timings)
+    finally:
+        if dist is not None:
+            dist.release()
+
+
+def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, started: float) -> tuple[LabelPlan, dict[str, float]]:
+    """Read the columns, obtain V for the rollout episodes, plan the labels."""
+    cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
+    t_read = time.perf_counter()
+    source.bind(ds)
+    episodes = cols.rollout_episodes()
+    if dist is not None:
+        by_episode, values_from = distributed.lead(ds, source, episodes, recompute, dist)
+    else:
+        by_episode, values_from = gather_values(ds, source, episodes, recompute=recompute)
+    value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
+    t_values = time.perf_counter()
+    plan = plan_labels(ds, cols, value, rule, settings, provenance=source.provenance(), values_from=values_from, run_id=lineage.next_run_id())
+    t_rule = time.perf_counter()
+    return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}

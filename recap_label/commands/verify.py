@@ -1,0 +1,20 @@
+"""`verify`: the label breakdown and the invariants of a labeled copy, and optionally a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recap_label.config import Settings
+from recap_label.invariants import VerifyReport, verify_dataset
+from recap_label.lerobot.dataset import LeRobotDataset
+
+
+def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False, plot: Path | None = None) -> VerifyReport:
+    ds = LeRobotDataset.open(ds_root)
+    report = verify_dataset(ds, settings, with_episodes=with_episodes)
+    if plot is not None:
+        from recap_label.plotting import plot_labels
+
+        plot_labels(LeRobotDataset.open(report.dataset), settings.human_col, report.active_run, plot)
+        report.notes.append(f"plot written to {plot}")
+    return report

@@ -1,0 +1,177 @@
+"""The light per-row columns recap-label works on, read and validated once per command.
+
+`LabelColumns` holds episode, frame, task, intervention, reward and label of every row of a
+dataset (concatenated in file order), with the episode grouping and the demo/rollout split
+computed once and shared by the rule, the report and the checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recap_label.errors import DatasetError
+from recap_label.lerobot.dataset import EpisodeGroups, LeRobotDataset, group_episodes
+from recap_label.store.writeback import file_signature
+
+
+def scalar_column(column) -> np.ndarray:
+    """A shape-(1,) feature as a flat numpy array, whether stored as a scalar or a 1-element list."""
+    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        column = pc.list_flatten(column)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def human_mask(values: np.ndarray, column: str) -> np.ndarray:
+    """intervention as bool; anything other than 0/1 is bad input (pistar's _to_bool guessed)."""
+    arr = np.asarray(values)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise DatasetError(f"column {column!r} must be numeric 0/1, found {arr.dtype}; pass the right --human-col")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise DatasetError(f"column {column!r} holds NaN or inf; it must be 0 or 1 on every frame")
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        raise DatasetError(f"column {column!r} holds {arr[bad][0]!r}; it must be 0 or 1 on every frame (fix the data or pass the right --human-col)")
+    return arr.astype(bool)
+
+
+@dataclass(frozen=True)
+class EpisodeKinds:
+    """Demo vs rollout, the rule's step 1: an episode is a rollout iff it has an autonomous frame."""
+
+    ids: np.ndarray  # episode ids, sorted
+    inverse: np.ndarray  # row -> position in ids
+    rollout: np.ndarray  # bool per episode id
+
+    @property
+    def rollout_rows(self) -> np.ndarray:
+        return self.rollout[self.inverse]
+
+
+def episode_kinds(episode: np.ndarray, human: np.ndarray) -> EpisodeKinds:
+    ids, inverse = np.unique(np.asarray(episode), return_inverse=True)
+    autonomous = np.bincount(inverse, weights=~np.asarray(human, dtype=bool), minlength=ids.size)
+    return EpisodeKinds(ids, inverse, autonomous > 0)
+
+
+@dataclass
+class LabelColumns:
+    """Per-row columns of a whole dataset in file order; `reward` and `task` only when asked for."""
+
+    episode: np.ndarray
+    frame: np.ndarray
+    human: np.ndarray
+    labels: np.ndarray  # str objects; "none" everywhere when the label column is absent
+    task: np.ndarray | None = None
+    reward: np.ndarray | None = None
+    file_rows: list[tuple[Path, int]] = field(default_factory=list)  # (data file, rows) in order
+    signatures: dict[Path, list[int]] = field(default_factory=dict)  # as read: a later rewrite is refused
+    has_label_column: bool = True
+
+    @cached_property
+    def groups(self) -> EpisodeGroups:
+        return group_episodes(self.episode, self.frame)
+
+    @cached_property
+    def kinds(self) -> EpisodeKinds:
+        return episode_kinds(self.episode, self.human)
+
+    @property
+    def rollout_rows(self) -> np.ndarray:
+        return self.kinds.rollout_rows
+
+    def rollout_episodes(self) -> list[int]:
+        return [int(e) for e in self.kinds.ids[self.kinds.rollout]]
+
+    def file_slices(self):
+        """(data file, (lo, hi)) row ranges in concatenation order."""
+        lo = 0
+        for path, n in self.file_rows:
+            yield path, (lo, lo + n)
+            lo += n
+
+
+def _missing_column(ds: LeRobotDataset, col: str, flag: str) -> DatasetError:
+    return DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag} (the label column must exist, e.g. the 'none' placeholder)")
+
+
+def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, reward_col: str | None = None) -> LabelColumns:
+    """The columns of every data file, validated. With `reward_col` (label): reward, task, file
+    rows and signatures too, and the label column must exist; without (verify): labels read
+    "none" where the column is absent."""
+    if not ds.data_files:
+        raise DatasetError(f"{ds.root} has no episodes; nothing to label")
+    names = ds.schema(ds.data_files[0]).names
+    present = adv_col in names
+    if reward_col is not None:
+        for col, flag in ((reward_col, "--reward-col"), (human_col, "--human-col"), (adv_col, "--adv-col")):
+            if col not in names:
+                raise _missing_column(ds, col, flag)
+    cols = ["episode_index", "frame_index", "task_index", human_col] + ([reward_col] if reward_col else []) + ([adv_col] if present else [])
+    signatures = {p: file_signature(p) for p in ds.data_files} if reward_col else {}
+    tables = [ds.read_columns(cols, [p]) for p in ds.data_files]
+    try:
+        table = pa.concat_tables(tables)
+    except pa.ArrowInvalid:
+        table = ds.read_columns(cols)  # raises the DatasetError that names the disagreeing files
+    out = LabelColumns(
+        episode=table["episode_index"].to_numpy(),
+        frame=table["frame_index"].to_numpy(),
+        human=human_mask(scalar_column(table[human_col]), human_col),
+        labels=_labels(table, adv_col) if present else np.full(table.num_rows, "none", dtype=object),
+        task=table["task_index"].to_numpy(),
+        file_rows=[(p, t.num_rows) for p, t in zip(ds.data_files, tables)],
+        signatures=signatures,
+        has_label_column=present,
+    )
+    if reward_col is not None:
+        out.reward = _reward(table, reward_col)
+    out.groups  # noqa: B018 (validates: a duplicate frame is an error here, before any work)
+    return out
+
+
+def _labels(table: pa.Table, adv_col: str) -> np.ndarray:
+    col = table[adv_col]
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise DatasetError(f"label column {adv_col!r} has type {col.type}, not string; pass the right --adv-col")
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _reward(table: pa.Table, reward_col: str) -> np.ndarray:
+    col = table[reward_col]
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        raise DatasetError(f"reward column {reward_col!r} has type {col.type}; pass a numeric --reward-col")
+    reward = scalar_column(col).astype(np.float32)
+    bad = ~np.isfinite(reward)
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        raise DatasetError(
+            f"reward column {reward_col!r} holds {reward[i]} at episode {int(table['episode_index'][i].as_py())} frame {int(table['frame_index'][i].as_py())}; rewards must be finite"
+        )
+    return reward
+
+
+def label_counts(ds: LeRobotDataset, adv_col: str) -> dict[str, int] | None:
+    """Label value counts over the whole dataset, or None when the column is absent."""
+    if not ds.data_files or adv_col not in ds.schema(ds.data_files[0]).names:
+        return None
+    counts = pc.value_counts(ds.read_columns([adv_col])[adv_col]).to_pylist()
+    return {("null" if c["values"] is None else str(c["values"])): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
+
+
+def label_column_digest(ds: LeRobotDataset, adv_col: str) -> str | None:
+    """sha256 over the label column of every data file, in file order (None if absent)."""
+    if not ds.data_files or adv_col not in ds.schema(ds.data_files[0]).names:
+        return None
+    h = hashlib.sha256()
+    for path in ds.data_files:
+        values = ds.read_columns([adv_col], [path])[adv_col].to_pylist()
+        h.update(path.relative_to(ds.root).as_posix().encode())
+        h.update(b"\0".join(b"\x01" if v is None else v.encode() for v in values))
+    return h.hexdigest()

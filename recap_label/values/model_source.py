@@ -1,0 +1,151 @@
+"""The value model as a value source, without importing torch until inference really runs.
+
+Everything that can be checked cheaply is checked up front (tokenizer, checkpoint step and
+tree, batch size, device name); the device itself, the weights and the inference engine
+(values.engine, which imports torch) come in only when `prepare()` is called, i.e. when the
+values sidecar cannot be reused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from recap_label.config import Settings
+from recap_label.errors import CheckpointError, DatasetError, DeviceError, TokenizerError
+from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT
+from recap_label.store.fsutil import sha256_file
+from recap_label.values.sources import Caching, EpisodeValues
+
+PRECISIONS = ("auto", "bf16", "fp32")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None]:
+    """slot -> dataset column (None = missing wrist: zero image, mask off), in model order."""
+    base = settings.base_image_col
+    wrist = settings.wrist_image_col
+    if base is None:
+        fallback = [k for k in ("image", "observation.image", "observation.images.base") if k in ds.features]
+        if not fallback:
+            cams = ", ".join(ds.camera_keys) or "none"
+            raise DatasetError(f"no base camera given; pass --base-image-col (cameras in {ds.root.name}: {cams})")
+        base = fallback[0]
+    if wrist is None:
+        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features), None)
+    slots = {BASE_SLOT: base, WRIST_SLOT: wrist}
+    if settings.right_wrist_image_col:
+        slots[RIGHT_WRIST_SLOT] = settings.right_wrist_image_col
+    for slot, col in slots.items():
+        if col is not None and ds.feature_dtype(col) not in ("image", "video"):
+            cams = ", ".join(ds.camera_keys) or "none"
+            raise DatasetError(f"camera column {col!r} ({slot}) is not an image or video feature of {ds.root.name}; cameras there: {cams}")
+    # the model sees cameras in sorted slot order (JAX flattens dict keys sorted)
+    return {slot: slots[slot] for slot in sorted(slots)}
+
+
+def default_workers() -> int:
+    """Decode workers: none on a 2-core machine (handing batches between processes costs more
+    than it gains there, measured), else up to 8, leaving a core for the main process."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 1)
+
+
+class ModelValues:
+    """The value model as a value source (see values.sources.ValueSource)."""
+
+    caching = Caching.SIDECAR
+    name = "the value model"
+
+    def __init__(self, *, step_dir: Path, checkpoint_hash: str, use_ema: bool, tokenizer_path: Path, settings: Settings,
+                 device: str, batch_size: int | None, num_workers: int, precision: str, compile_model: bool = False):
+        self.step_dir, self.checkpoint_hash, self.use_ema = step_dir, checkpoint_hash, use_ema
+        self.tokenizer_path, self.settings = tokenizer_path, settings
+        self.device_spec, self.requested_batch_size, self.num_workers = device, batch_size, num_workers
+        self.requested_precision = precision
+        self.compile_model = compile_model
+        self._tokenizer_sha = sha256_file(tokenizer_path)
+        self._slots: dict[str, str | None] | None = None
+        self._engine = None  # values.engine.Engine, made by prepare()
+        self.stats: dict[str, float] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, use_ema: bool = True, compile_model: bool = False) -> "ModelValues":
+        """Validate everything that needs no torch; the weights load only when inference runs."""
+        from recap_label.model.checkpoint import checkpoint_content_hash, resolve_step_dir, tree_names
+        from recap_label.model.preprocess import PromptTokenizer
+
+        device = (settings.device or "auto").strip().lower()
+        if not _DEVICE_RE.match(device):
+            raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {settings.device!r}")
+        if settings.tokenizer_path is None:
+            raise TokenizerError("no tokenizer given; pass --tokenizer-path to the value model's SentencePiece tokenizer.model")
+        PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
+        precision = settings.precision
+        if precision not in PRECISIONS:
+            raise DeviceError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+        step_dir = resolve_step_dir(settings.checkpoint_dir, settings.checkpoint_step)
+        tree = "ema_params" if use_ema else "params"
+        if tree not in tree_names(step_dir):
+            hint = "pass --no-use-ema to use params" if use_ema else "this step has no params tree"
+            raise CheckpointError(f"checkpoint step {step_dir} has no {tree}; {hint}")
+        if settings.batch_size is not None and settings.batch_size < 1:
+            raise DeviceError(f"--batch-size must be >= 1, got {settings.batch_size}")
+        workers = default_workers() if settings.num_workers is None else settings.num_workers
+        if workers < 0:
+            raise DeviceError(f"--num-workers must be >= 0, got {workers}")
+        return cls(step_dir=step_dir, checkpoint_hash=checkpoint_content_hash(step_dir), use_ema=use_ema,
+                   tokenizer_path=Path(settings.tokenizer_path), settings=settings, device=device,
+                   batch_size=settings.batch_size, num_workers=workers, precision=precision, compile_model=compile_model)
+
+    @property
+    def precision(self) -> str:
+        """The SigLIP precision inference runs with ("auto" until the device is known)."""
+        return self._engine.precision if self._engine is not None else self.requested_precision
+
+    def bind(self, ds: LeRobotDataset) -> None:
+        """Fix the camera slots for this dataset (part of the provenance)."""
+        self._slots = camera_slots(self.settings, ds)
+
+    def provenance(self) -> dict:
+        return {
+            "source": "model", "checkpoint": str(self.step_dir.absolute()), "checkpoint_sha256": self.checkpoint_hash,
+            "ema": self.use_ema, "tokenizer_sha256": self._tokenizer_sha, "precision": self.precision, "cameras": self._slots,
+        }
+
+    def reuses(self, cached: dict) -> bool:
+        """Same checkpoint, weights, tokenizer and cameras; with --precision auto, values of
+        either precision are reused (name a precision to insist on it)."""
+        mine = self.provenance()
+        if self.requested_precision == "auto":
+            mine, cached = {**mine, "precision": None}, {**cached, "precision": None}
+        return cached == mine
+
+    def prepare(self) -> None:
+        """Resolve the device and build the inference engine (imports torch; loads no weights yet)."""
+        if self._engine is None:
+            from recap_label.values.engine import Engine
+
+            self._engine = Engine(
+                step_dir=self.step_dir, use_ema=self.use_ema, tokenizer_path=self.tokenizer_path,
+                model_cache=self.settings.model_cache, device=self.device_spec, batch_size=self.requested_batch_size,
+                num_workers=self.num_workers, precision=self.requested_precision, compile_model=self.compile_model,
+                quiet=self.settings.json,
+            )
+
+    @property
+    def engine(self):
+        self.prepare()
+        return self._engine
+
+    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]:
+        if self._slots is None:
+            self.bind(ds)
+        engine = self.engine
+        try:
+            yield from engine.episode_values(ds, episodes, list(self._slots.values()))
+        finally:
+            self.stats = engine.stats

@@ -1,0 +1,152 @@
+"""Where V comes from: the value-source protocol, its light sources, and the one factory.
+
+Sources: a dataset column (`--value-column`), a parquet file of values computed elsewhere
+(`--values`), or the value model (`--checkpoint-dir`, values.model_source). Each yields
+(episode_index, frame_index, value) for the rollout episodes it is asked for, and says how its
+values may be cached (`caching`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from recap_label.config import Settings
+from recap_label.errors import BadInput, DatasetError
+from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
+from recap_label.store.fsutil import sha256_file
+
+
+@dataclass
+class EpisodeValues:
+    episode_index: int
+    frame_index: np.ndarray
+    value: np.ndarray
+
+
+class Caching(enum.Enum):
+    """How a source's values may be reused across runs."""
+
+    #: read again every run (a column or a file: cheap, and the file may have been rewritten)
+    READ_EACH_RUN = "read each run"
+    #: computed once, kept in the values sidecar and reused while the provenance matches;
+    #: an inference in progress is resumable from per-episode parts (values.sidecar)
+    SIDECAR = "sidecar"
+
+
+class ValueSource(Protocol):
+    """Anything that can produce V for the frames of given episodes."""
+
+    #: how error messages name it, e.g. "values file runs/v.parquet"
+    name: str
+    caching: Caching
+
+    def bind(self, ds: LeRobotDataset) -> None:
+        """Fix what depends on the dataset (the model's camera columns); before provenance()."""
+
+    def provenance(self) -> dict:
+        """What the values were computed from (recorded in the run and the sidecar)."""
+
+    def reuses(self, cached: dict) -> bool:
+        """May values with provenance `cached` stand in for this source's?"""
+
+    def prepare(self) -> None:
+        """Get ready to compute values (the model: load it); called only when values are needed."""
+
+    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
+
+
+class _LightSource:
+    """Shared by the sources that read values: nothing to bind or prepare, no reuse."""
+
+    caching = Caching.READ_EACH_RUN
+
+    def bind(self, ds: LeRobotDataset) -> None:
+        pass
+
+    def prepare(self) -> None:
+        pass
+
+    def reuses(self, cached: dict) -> bool:
+        return cached == self.provenance()
+
+
+class ColumnValues(_LightSource):
+    """V from a float column of the dataset itself (e.g. `value_label`, the Monte-Carlo target)."""
+
+    def __init__(self, column: str):
+        self.column = column
+        self.name = f"value column {column!r}"
+
+    def provenance(self) -> dict:
+        return {"source": "value-column", "column": self.column}
+
+    def episode_values(self, ds, episodes):
+        table = ds.read_columns(["episode_index", "frame_index", self.column])
+        col = table[self.column]
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            raise DatasetError(f"value column {self.column!r} has type {col.type}, not a float column; pass a numeric --value-column")
+        yield from split_by_episode(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), col.to_numpy(zero_copy_only=False).astype(np.float64), episodes)
+
+
+class FileValues(_LightSource):
+    """V from a parquet file with columns episode_index, frame_index, value."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = f"values file {self.path}"
+        self._sha256: str | None = None
+
+    def provenance(self) -> dict:
+        if self._sha256 is None:  # hashed once per run, however often provenance is asked for
+            self._sha256 = sha256_file(self.path)
+        return {"source": "values-file", "path": str(self.path.absolute()), "sha256": self._sha256}
+
+    def episode_values(self, ds, episodes):
+        if not self.path.is_file():
+            raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
+        table = read_parquet_table(self.path, ["episode_index", "frame_index", "value"])
+        if not (pa.types.is_floating(table["value"].type) or pa.types.is_integer(table["value"].type)):
+            raise BadInput(f"values file {self.path}: column 'value' has type {table['value'].type}, not a number; write V as float")
+        ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
+        # split_by_episode sorts; a (episode, frame) pair given twice is ambiguous
+        order = np.lexsort((fr, ep))
+        dup = np.flatnonzero((ep[order][1:] == ep[order][:-1]) & (fr[order][1:] == fr[order][:-1]))
+        if dup.size:
+            i = order[dup[0]]
+            raise BadInput(f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value per frame")
+        yield from split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
+
+
+def split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]) -> Iterator[EpisodeValues]:
+    order = np.lexsort((fr, ep))
+    ep, fr, val = ep[order], fr[order], val[order]
+    for e in episodes:
+        lo, hi = np.searchsorted(ep, e, "left"), np.searchsorted(ep, e, "right")
+        yield EpisodeValues(int(e), fr[lo:hi], val[lo:hi])
+
+
+
+def value_source_from_options(settings: Settings, *, values_file: Path | None, value_column: str | None, use_ema: bool, compile_model: bool) -> ValueSource:
+    """The one value source the options name. A checkpoint from the config file or environment
+    is a default: an explicit --values or --value-column takes its place."""
+    checkpoint = settings.checkpoint_dir
+    checkpoint_flag = settings.sources.get("checkpoint_dir", "").startswith("flag")
+    given = [n for n, v in (("--checkpoint-dir", checkpoint if checkpoint_flag else None), ("--values", values_file), ("--value-column", value_column)) if v is not None]
+    if not given and checkpoint is not None:
+        given = ["--checkpoint-dir"]
+    if len(given) != 1:
+        which = "none was given" if not given else f"got {' and '.join(given)}"
+        raise BadInput(f"give exactly one value source: --checkpoint-dir, --values or --value-column ({which})")
+    if given == ["--values"]:
+        return FileValues(values_file)
+    if given == ["--value-column"]:
+        return ColumnValues(value_column)
+    from recap_label.values.model_source import ModelValues
+
+    return ModelValues.from_settings(settings, use_ema=use_ema, compile_model=compile_model)
