@@ -429,7 +429,7 @@ def rollback_cmd(
         if res.active_now:
             out.print(f"active iteration now: {res.active_now}")
         return
-    res = rollback_runs(root, settings, to)
+    res = rollback_runs(root, to)
     if settings.json:
         _print_json(res.to_json())
         return

@@ -23,7 +23,7 @@ from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.fingerprint import data_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import UndoStack, fsync_dir, os_error_message, sha256_file
+from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file
 from recap_label.store.lineage import Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
 from recap_label.store.lock import live_holder, process_alive
 from recap_label.store.paths import STATE_DIR
@@ -279,11 +279,8 @@ def check_source_quiet(src: Path) -> None:
 
 def _verify_tree(root: Path, plan: CopyPlan, hashes: dict[str, str]) -> None:
     """No symlink anywhere; every file's bytes equal its source's."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            if p.is_symlink():
-                raise RecapError(f"copy verification failed: {p} is a symlink; report this bug")
+    for p in find_symlinks(root)[:1]:
+        raise RecapError(f"copy verification failed: {p} is a symlink; report this bug")
     for rel, real, size in plan.files:
         target = root / rel
         st = target.stat()

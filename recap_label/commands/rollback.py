@@ -37,7 +37,7 @@ def list_runs(ds_root: Path) -> list[LabelRun | RollbackRun]:
     return record.runs if record else []
 
 
-def rollback_runs(ds_root: Path, settings: Settings, to_run: str | None = None) -> RollbackOutcome:
+def rollback_runs(ds_root: Path, to_run: str | None = None) -> RollbackOutcome:
     ds = LeRobotDataset.open(ds_root)
     if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
         raise BadInput(

@@ -448,6 +448,15 @@ class EpisodeGroups:
         return self.stops - self.starts
 
 
+def first_duplicate(episode_index: np.ndarray, frame_index: np.ndarray, order: np.ndarray | None = None) -> int | None:
+    """Row of the first (episode_index, frame_index) pair that occurs twice, else None.
+    `order`: the rows' lexsort by (episode, frame), when already computed."""
+    order = np.lexsort((frame_index, episode_index)) if order is None else order
+    eps, frames = np.asarray(episode_index)[order], np.asarray(frame_index)[order]
+    dup = np.flatnonzero((eps[1:] == eps[:-1]) & (frames[1:] == frames[:-1]))
+    return int(order[dup[0]]) if dup.size else None
+
+
 def group_episodes(episode_index: np.ndarray, frame_index: np.ndarray) -> EpisodeGroups:
     """Group rows by episode_index (never by file) and sort each group by frame_index.
 
@@ -456,13 +465,12 @@ def group_episodes(episode_index: np.ndarray, frame_index: np.ndarray) -> Episod
     episode_index = np.asarray(episode_index, dtype=np.int64)
     frame_index = np.asarray(frame_index, dtype=np.int64)
     order = np.lexsort((frame_index, episode_index))
-    eps, frames = episode_index[order], frame_index[order]
-    dup = np.flatnonzero((eps[1:] == eps[:-1]) & (frames[1:] == frames[:-1]))
-    if dup.size:
-        i = dup[0]
+    i = first_duplicate(episode_index, frame_index, order)
+    if i is not None:
         raise DatasetError(
-            f"episode {int(eps[i])} has frame_index {int(frames[i])} twice; the dataset is inconsistent, restore it from its source"
+            f"episode {int(episode_index[i])} has frame_index {int(frame_index[i])} twice; the dataset is inconsistent, restore it from its source"
         )
+    eps = episode_index[order]
     if eps.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return EpisodeGroups(order, empty, empty, empty)

@@ -129,7 +129,7 @@ def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, toleran
                         yield _rgb(previous[1])
                         want += 1
                     else:
-                        raise _missing_frame(ep.index, frame_ids[want], key, queries[want], pts, ref)
+                        raise _missing_frame(ep.index, frame_ids[want], key, queries[want], tolerance_s, ref)
                 if want >= queries.size:
                     break
                 if abs(pts - queries[want]) < tolerance_s:
@@ -150,8 +150,8 @@ def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, toleran
             )
 
 
-def _missing_frame(episode: int, frame: int, key: str, query: float, pts: float, ref) -> DatasetError:
+def _missing_frame(episode: int, frame: int, key: str, query: float, tolerance_s: float, ref) -> DatasetError:
     return DatasetError(
-        f"no frame within {TOLERANCE_S}s of t={query:.4f}s in {ref.path} for episode {episode} frame {int(frame)} ({key}); "
+        f"no frame within {tolerance_s}s of t={query:.4f}s in {ref.path} for episode {episode} frame {int(frame)} ({key}); "
         "the video does not match its timestamps, restore it from the source dataset"
     )

@@ -12,7 +12,8 @@ Points: `locked` (the dataset lock was just taken), `lock-break` (about to remov
 (the commit journal is written), `rename` (one staged file replaced its target), `done`
 (the journal is removed), `atomic-write` / `atomic-replace` (fsutil.write_file_atomic before
 and after its rename), `copy-mkdir`, `copy-file`, `copy-verified`, `copy-lineage`,
-`copy-registered`, `copy-renamed`, `register`.
+`copy-registered`, `copy-renamed`, `register` (a cache link was swapped), `episode-values`
+(one episode's values were written to the resume parts during inference).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Iterator
 from recap_label.config import Settings
 from recap_label.errors import CheckpointError, DatasetError, DeviceError, TokenizerError
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT
+from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, camera_slot_order
 from recap_label.store.fsutil import sha256_file
 from recap_label.values.sources import Caching, EpisodeValues
 
@@ -43,8 +43,7 @@ def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None
         if col is not None and ds.feature_dtype(col) not in ("image", "video"):
             cams = ", ".join(ds.camera_keys) or "none"
             raise DatasetError(f"camera column {col!r} ({slot}) is not an image or video feature of {ds.root.name}; cameras there: {cams}")
-    # the model sees cameras in sorted slot order (JAX flattens dict keys sorted)
-    return {slot: slots[slot] for slot in sorted(slots)}
+    return {slot: slots[slot] for slot in camera_slot_order(list(slots))}
 
 
 def default_workers() -> int:

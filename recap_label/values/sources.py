@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput, DatasetError
-from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
+from recap_label.lerobot.dataset import LeRobotDataset, first_duplicate, read_parquet_table
 from recap_label.store.fsutil import sha256_file
 
 
@@ -108,17 +108,15 @@ class FileValues(_LightSource):
         return {"source": "values-file", "path": str(self.path.absolute()), "sha256": self._sha256}
 
     def episode_values(self, ds, episodes):
-        if not self.path.is_file():
+        if not self.path.exists():
             raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
+        self.provenance()  # hashed before reading: a folder, or an unreadable file, is named as such
         table = read_parquet_table(self.path, ["episode_index", "frame_index", "value"])
         if not (pa.types.is_floating(table["value"].type) or pa.types.is_integer(table["value"].type)):
             raise BadInput(f"values file {self.path}: column 'value' has type {table['value'].type}, not a number; write V as float")
         ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
-        # split_by_episode sorts; a (episode, frame) pair given twice is ambiguous
-        order = np.lexsort((fr, ep))
-        dup = np.flatnonzero((ep[order][1:] == ep[order][:-1]) & (fr[order][1:] == fr[order][:-1]))
-        if dup.size:
-            i = order[dup[0]]
+        i = first_duplicate(ep, fr)  # a (episode, frame) pair given twice is ambiguous
+        if i is not None:
             raise BadInput(f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value per frame")
         yield from split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
 
