@@ -302,6 +302,10 @@ def label_cmd(
     wrist_image_col: Annotated[Optional[str], typer.Option("--wrist-image-col", "--wrist_image_col", help="Wrist camera column (slot wrist_0_rgb).", show_default=False)] = None,
     right_wrist_image_col: Annotated[Optional[str], typer.Option("--right-wrist-image-col", "--right_wrist_image_col", help="Optional third camera (slot right_wrist_0_rgb; pistar's critic was trained on two).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute and report what would change; write nothing.")] = False,
+    score_only: Annotated[bool, typer.Option("--score-only", help="Only score (infer V into the value parts); write no labels. With --shard: this process's share.")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: with --score-only, score shard I (1-based) of N, balanced by frames; the same split on any machine.", show_default=False)] = None,
+    episode_shard_index: Annotated[Optional[int], typer.Option("--episode_shard_index", "--episode-shard-index", help="pistar-world's spelling of --shard: the shard's 0-based index (with --episode_num_shards).", show_default=False)] = None,
+    episode_num_shards: Annotated[Optional[int], typer.Option("--episode_num_shards", "--episode-num-shards", help="pistar-world's spelling of --shard: the number of shards.", show_default=False)] = None,
     recompute: Annotated[bool, typer.Option("--recompute", help="Ignore cached values and run inference again.")] = False,
     allow_original: Annotated[bool, typer.Option("--allow-original", help="Allow labeling a dataset that is not a recap-label copy.")] = False,
     json_out: JsonOpt = None,
@@ -327,7 +331,24 @@ def label_cmd(
     )
     rule = RuleSettings(settings.lookahead, settings.positive_ratio, settings.tail_bootstrap, settings.threshold_scope)
     root = resolve_dataset_path(target, settings.lerobot_home)
+    shard_spec = parse_shard(shard, episode_shard_index, episode_num_shards)
+    if (score_only or shard_spec is not None) and (values is not None or value_column is not None):
+        flag = "--shard" if shard_spec is not None else "--score-only"
+        raise BadInput(f"{flag} needs --checkpoint-dir: values from --values or --value-column have nothing to score")
+    if shard_spec is not None and not score_only:
+        raise BadInput("--shard needs --score-only: each shard only scores its part; the labels are written once, by a final `label` without --shard")
+    if score_only and dry_run:
+        raise BadInput("--score-only and --dry-run do not go together: --score-only writes value parts, --dry-run writes nothing; run them one after the other")
     source = value_source_from_options(settings, values_file=values, value_column=value_column, use_ema=use_ema, compile_model=compile_model)
+    if score_only:
+        from recap_label.commands.label import score_only as run_scoring
+
+        scored = run_scoring(root, settings, source, shard=shard_spec, recompute=recompute)
+        if settings.json:
+            _print_json(scored.to_json())
+        else:
+            _render_scoring(scored)
+        return
     outcome = run_label(root, settings, rule, source, dry_run=dry_run, recompute=recompute, allow_original=allow_original)
     if outcome is None:  # a non-zero torchrun rank: rank 0 reports
         return
@@ -335,6 +356,45 @@ def label_cmd(
         _print_json(outcome.to_json())
         return
     _render_label(outcome)
+
+
+def parse_shard(shard: str | None, index0: int | None, count: int | None) -> tuple[int, int] | None:
+    """--shard I/N (1-based), or pistar-world's --episode_shard_index K --episode_num_shards N (0-based)."""
+    from recap_label.errors import BadInput
+
+    spec = None
+    if shard is not None:
+        import re
+
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+        if not m:
+            raise BadInput(f"--shard must be I/N with whole numbers, e.g. --shard 3/16, got {shard!r}")
+        spec = (int(m.group(1)), int(m.group(2)))
+    if index0 is not None or count is not None:
+        if index0 is None or count is None:
+            raise BadInput("--episode_shard_index and --episode_num_shards go together; or use --shard I/N")
+        old = (index0 + 1, count)
+        if spec is not None and spec != old:
+            raise BadInput(f"--shard {shard} and --episode_shard_index {index0} --episode_num_shards {count} disagree; give one of them")
+        spec = old
+    if spec is not None:
+        i, n = spec
+        if n < 1 or not 1 <= i <= n:
+            raise BadInput(f"--shard {i}/{n}: I must be between 1 and N (N >= 1); shards are numbered 1..N")
+    return spec
+
+
+def _render_scoring(s) -> None:
+    out = _stdout()
+    who = "scored" if s.shard is None else f"shard {s.shard[0]}/{s.shard[1]}: scored"
+    out.print(f"{who} {s.inferred} of {s.episodes} episode(s) ({s.frames:,} frames; {s.reused} already done) in {s.seconds:.1f} s")
+    out.print(f"value parts: {s.parts}")
+    if s.dropped:
+        out.print(f"note: {len(s.dropped)} damaged part(s) scored again (episodes {', '.join(map(str, s.dropped))})")
+    if s.missing_shards:
+        out.print(f"shards still to finish: {', '.join(map(str, s.missing_shards))}")
+    elif s.shard is not None:
+        out.print("every shard is done: run `recap-label label` without --shard to write the labels")
 
 
 def _render_label(o) -> None:

@@ -19,6 +19,7 @@ from recap_label.store.lineage import LabelRun, read_lineage
 from recap_label.store.lock import dataset_lock
 from recap_label.store.writeback import pending_commit, recover, stale_staged_files
 from recap_label.summary import Breakdown, breakdown
+from recap_label.values.parts import PartialValues, all_provenances
 from recap_label.values.sidecar import read_sidecar
 
 
@@ -66,6 +67,7 @@ def finish_interrupted(ds: LeRobotDataset) -> tuple[LeRobotDataset, list[str], C
 
 def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool = False) -> VerifyReport:
     ds, notes, busy = finish_interrupted(ds)
+    notes += scoring_notes(ds.root)
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
     b = breakdown(cols.episode, cols.human, cols.labels, with_episodes, kinds=cols.kinds)
     report = VerifyReport(ds.root, b, notes=notes)
@@ -123,3 +125,20 @@ def _tied_at_threshold(ds: LeRobotDataset, run: LabelRun) -> int:
     adv = side[1]["advantage"].to_numpy(zero_copy_only=False)
     labels = np.asarray(side[1]["label"].to_numpy(zero_copy_only=False), dtype=object)
     return tied_at_threshold(adv, labels, thresholds)
+
+
+def scoring_notes(root: Path) -> list[str]:
+    """Value parts of sharded scoring that has not been labeled yet: which shards are missing."""
+    notes = []
+    for prov in all_provenances(root):
+        parts = PartialValues(root, prov)
+        split = parts.split()
+        if split is None:
+            continue
+        missing = parts.shards_not_done()
+        n = split["num_shards"]
+        if missing:
+            notes.append(f"value parts: shards {', '.join(map(str, missing))} of {n} missing (scoring running or interrupted); labels are written once all are done")
+        else:
+            notes.append(f"value parts: all {n} shards scored; run `recap-label label` without --shard to write the labels")
+    return notes

@@ -93,7 +93,7 @@ def _label_subprocess(dest: Path, *extra: str, env_extra: dict | None = None, to
 def test_interrupted_inference_resumes(cli, dataset, tmp_path):
     r = _label_subprocess(dataset, env_extra={"RECAP_LABEL_CRASH_AT": "episode-values:2"})
     assert r.returncode == -9, r.stderr
-    parts = sorted((dataset / "meta" / "recap_label" / "values-partial").glob("episode-*.parquet"))
+    parts = sorted((dataset / "meta" / "recap_label" / "values-partial").glob("*/episode-*.parquet"))
     assert len(parts) == 2
     out = json.loads(cli("label", dataset, *model_args("--json")).stdout)
     assert "resumed: 2 of 3 episodes" in out["values_from"]

@@ -30,12 +30,13 @@ from recap_label.rule import (
 )
 from recap_label.store.fsutil import sha256_file
 from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
-from recap_label.store.lock import dataset_lock
+from recap_label.store.lock import dataset_lock, live_holder
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, SIDECAR, info_prior_file, prior_labels_file
 from recap_label.store.writeback import Transaction, check_writable_target, pending_commit, recover
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values import distributed
-from recap_label.values.sidecar import assemble_values, discard_partial, gather_values, sidecar_table
+from recap_label.values.parts import PartialValues, discard_partial, live_scorers, registered_scorer
+from recap_label.values.sidecar import assemble_values, gather_values, read_parts, sidecar_table
 from recap_label.values.sources import Caching, ValueSource
 
 
@@ -198,10 +199,12 @@ def run_label(
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
         with dataset_lock(ds.root, "label"):
+            _refuse_live_scorers(ds.root)
             note = recover(ds.root)
             ds = LeRobotDataset.open(ds_root) if note else ds
             lineage = check_safe_to_write(ds, allow_original)
             plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            _refuse_live_scorers(ds.root)  # one may have started while V was gathered
             _run, written = commit_labels(ds, plan, lineage, recovered=note, started=started)
             if source.caching is Caching.SIDECAR:
                 discard_partial(ds.root)
@@ -220,11 +223,83 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     source.bind(ds)
     episodes = cols.rollout_episodes()
     if dist is not None:
-        by_episode, values_from = distributed.lead(ds, source, episodes, recompute, dist)
+        by_episode, values_from, provenance = distributed.lead(ds, source, episodes, recompute, dist)
     else:
-        by_episode, values_from = gather_values(ds, source, episodes, recompute=recompute)
+        by_episode, values_from, provenance = gather_values(ds, source, episodes, recompute=recompute)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
-    plan = plan_labels(ds, cols, value, rule, settings, provenance=source.provenance(), values_from=values_from, run_id=lineage.next_run_id())
+    plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id())
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
+
+
+def _refuse_live_scorers(root: Path) -> None:
+    scorers = live_scorers(root)
+    if scorers:
+        who = "; ".join(f"{s.get('what')} (pid {s.get('pid')} on {s.get('host')})" for s in scorers)
+        raise BadInput(f"{root.name} is being scored by {len(scorers)} process(es): {who}; label when they have finished")
+
+
+# -- scoring only: one shard of a cluster array, or everything before a dry run ----------------
+
+
+@dataclass
+class ScoreOutcome:
+    dataset: Path
+    shard: tuple[int, int] | None
+    episodes: int  # rollout episodes this process is responsible for
+    inferred: int  # of them, scored now
+    reused: int  # already scored (resumed)
+    frames: int
+    parts: Path
+    missing_shards: list[int]
+    dropped: list[int] = field(default_factory=list)  # damaged parts scored again
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "dataset": str(self.dataset), "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
+            "episodes": self.episodes, "inferred": self.inferred, "reused": self.reused, "frames": self.frames,
+            "parts": str(self.parts), "missing_shards": self.missing_shards, "dropped": self.dropped, "seconds": round(self.seconds, 3),
+        }
+
+
+def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard: tuple[int, int] | None, recompute: bool = False) -> ScoreOutcome:
+    """Score this process's share of the rollout episodes into the value parts; write no labels.
+
+    Takes no lock (many shards run at once); refuses while a label or rollback holds the lock or
+    a commit is pending, and registers itself so that a label commit waits for it."""
+    started = time.perf_counter()
+    if source.caching is not Caching.SIDECAR:
+        raise BadInput("--score-only needs --checkpoint-dir: values from a column or a file have nothing to score")
+    ds = LeRobotDataset.open(ds_root)
+    cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
+    source.bind(ds)
+    lengths = {e: ds.episodes[e].length for e in cols.rollout_episodes()}
+    what = "scoring" if shard is None else f"scoring shard {shard[0]}/{shard[1]}"
+    with registered_scorer(ds.root, what):
+        if pending_commit(ds.root) is not None:
+            raise BadInput(f"{ds.root.name} has an interrupted commit; finish it with `recap-label label` (or `verify`) first, then score")
+        holder = live_holder(ds.root)
+        if holder is not None:
+            raise BadInput(f"{ds.root.name} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); score when it has finished")
+        source.prepare()
+        parts = PartialValues(ds.root, source.provenance()).ensure()
+        if shard is None:
+            mine = sorted(lengths)
+        else:
+            index, n = shard
+            assignment = distributed.assign_by_frames(lengths, n)
+            parts.claim_split(n, assignment)
+            mine = assignment[index - 1]
+        if recompute:
+            parts.drop(mine)
+        have = read_parts(parts, {e: lengths[e] for e in mine})
+        todo = [e for e in mine if e not in have]
+        for ev in source.episode_values(ds, todo):
+            parts.add(ev)
+        if shard is not None:
+            parts.mark_shard_done(*shard)
+        missing = parts.shards_not_done()
+    return ScoreOutcome(ds.root, shard, len(mine), len(todo), len(have), int(sum(lengths[e] for e in mine)), parts.dir, missing,
+                        parts.dropped, time.perf_counter() - started)

@@ -27,7 +27,7 @@ from recap_label.store.paths import LOCK_FILE
 GUARD_WAIT_S = 30.0
 
 
-def _start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     """The kernel's start time of `pid` (clock ticks since boot), or None when unknown."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -54,7 +54,7 @@ def process_alive(pid: int, start: str | None = None) -> bool:
     except OSError:
         return True
     # the pid was reused by a process started after the holder
-    now = _start_time(pid)
+    now = process_start_time(pid)
     return start is None or now is None or now == start
 
 
@@ -155,7 +155,7 @@ def dataset_lock(root: Path, command: str):
     """Hold the dataset's write lock for the duration of the block."""
     path = lock_path(root)
     me = {
-        "pid": os.getpid(), "pid_start": _start_time(os.getpid()), "host": socket.gethostname(),
+        "pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "host": socket.gethostname(),
         "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     for folder in (root / "meta", path.parent):

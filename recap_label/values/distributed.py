@@ -14,7 +14,8 @@ from pathlib import Path
 
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.values.sidecar import PartialValues, cached_values, gather_values
+from recap_label.values.parts import PartialValues
+from recap_label.values.sidecar import gather_values, read_parts, read_sidecar
 from recap_label.values.sources import Caching, EpisodeValues, ValueSource
 
 
@@ -85,7 +86,7 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
             if source.provenance() != plan["provenance"]:
                 error = f"rank {dist.rank} was started with different settings than rank 0"
             else:
-                partial = PartialValues(ds.root, plan["provenance"], restart=False)
+                partial = PartialValues(ds.root, plan["provenance"]).ensure()
                 for ev in source.episode_values(ds, plan["assign"][dist.rank]):
                     partial.add(ev)
     except RecapError as exc:
@@ -99,17 +100,21 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
         raise RecapError(f"rank {dist.rank}: {error}")
 
 
-def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist) -> tuple[dict[int, EpisodeValues], str]:
+def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist) -> tuple[dict[int, EpisodeValues], str, dict]:
     """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all."""
-    if source.caching is Caching.READ_EACH_RUN or cached_values(ds, source, episodes, recompute) is not None:
+    cached = None if recompute else read_sidecar(ds.root)
+    if source.caching is Caching.READ_EACH_RUN or (cached is not None and source.reuses(cached[0])):
         dist.broadcast({"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": source.provenance()})
         dist.gather(None)
         return gather_values(ds, source, episodes, recompute=False)
     source.prepare()
     provenance = source.provenance()
-    partial = PartialValues(ds.root, provenance, restart=recompute)
-    done = partial.done()
-    assign = assign_by_frames({e: ds.episodes[e].length for e in episodes if e not in done}, dist.world)
+    partial = PartialValues(ds.root, provenance).ensure()
+    lengths = {e: ds.episodes[e].length for e in episodes}
+    if recompute:
+        partial.drop(episodes)
+    done = set(read_parts(partial, lengths))
+    assign = assign_by_frames({e: n for e, n in lengths.items() if e not in done}, dist.world)
     dist.broadcast({"ok": True, "assign": assign, "provenance": provenance})
     error = None
     try:
@@ -123,4 +128,4 @@ def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute
         r, e = failed[0]
         raise RecapError(f"rank {r}: {e}" if r else e)
     sizes = ", ".join(f"rank {r}: {len(a)}" for r, a in enumerate(assign))
-    return {e: partial.read(e) for e in episodes}, f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)"
+    return read_parts(partial, lengths), f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)", provenance

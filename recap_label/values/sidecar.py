@@ -3,16 +3,15 @@ inference in progress.
 
 `meta/recap_label/values.parquet` is keyed by (episode_index, frame_index), with the source's
 provenance in its schema metadata; a later run whose source reuses that provenance relabels
-from it without inference. Model inference streams into `meta/recap_label/values-partial/`
-one episode at a time, so an interrupted run resumes from the episodes already done.
+from it without inference. Model inference streams into per-episode parts (values.parts), so
+an interrupted run resumes from the episodes already done, and shards scored elsewhere are
+picked up whole.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +19,8 @@ import pyarrow.parquet as pq
 
 from recap_label.errors import BadInput
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import fsync_dir, write_file_atomic, write_json_atomic
-from recap_label.store.paths import PARTIAL_DIR, SIDECAR
+from recap_label.store.paths import SIDECAR
+from recap_label.values.parts import PartialValues, all_provenances, provenance_difference
 from recap_label.values.sources import Caching, EpisodeValues, ValueSource, split_by_episode
 
 
@@ -52,61 +50,8 @@ def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, adv
     return table.replace_schema_metadata(meta)
 
 
-class PartialValues:
-    """Per-episode value parts of an inference in progress (resume after a crash)."""
-
-    def __init__(self, root: Path, provenance: dict, restart: bool):
-        self.root = root
-        self.dir = root / PARTIAL_DIR
-        self.provenance = provenance
-        stamp = self.dir / "provenance.json"
-        same = stamp.exists() and _load_json(stamp) == provenance
-        if restart or not same:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not stamp.exists():
-            write_json_atomic(stamp, provenance)
-
-    def _part(self, episode: int) -> Path:
-        return self.dir / f"episode-{episode:06d}.parquet"
-
-    def done(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in self.dir.glob("episode-*.parquet")}
-
-    def add(self, ev: EpisodeValues) -> None:
-        table = pa.table({"frame_index": pa.array(ev.frame_index, pa.int64()), "value": pa.array(ev.value, pa.float64())})
-        write_file_atomic(self._part(ev.episode_index), lambda p: pq.write_table(table, p))
-        crash_point("episode-values")
-
-    def read(self, episode: int) -> EpisodeValues:
-        t = pq.read_table(self._part(episode))
-        return EpisodeValues(episode, t["frame_index"].to_numpy(), t["value"].to_numpy())
-
-    def discard(self) -> None:
-        discard_partial(self.root)
-
-
-def discard_partial(root: Path) -> None:
-    """Drop the in-progress parts once their values are committed to the sidecar."""
-    folder = root / PARTIAL_DIR
-    if folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        fsync_dir(folder.parent)
-
-
-def _load_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def cached_values(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool) -> dict[int, EpisodeValues] | None:
-    """V from the sidecar when it was made by the same source and covers every episode."""
-    cached = None if recompute else read_sidecar(ds.root)
-    if cached is None or not source.reuses(cached[0]):
-        return None
-    table = cached[1]
+def cached_values(ds: LeRobotDataset, table: pa.Table, episodes: list[int]) -> dict[int, EpisodeValues] | None:
+    """V from the sidecar table when it covers every frame of every episode."""
     split = {ev.episode_index: ev for ev in split_by_episode(
         table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
     if all(split[e].frame_index.size == ds.episodes[e].length for e in episodes):
@@ -120,31 +65,79 @@ def gather_values(
     episodes: list[int],
     *,
     recompute: bool,
-    on_episode: Callable[[EpisodeValues], None] | None = None,
-) -> tuple[dict[int, EpisodeValues], str]:
-    """V for every frame of `episodes`; returns (values by episode, how they were obtained)."""
+) -> tuple[dict[int, EpisodeValues], str, dict]:
+    """V for every frame of `episodes`: (values by episode, how they were obtained, the
+    provenance of the values used). In order: the source itself (a column or file), the values
+    sidecar, complete value parts (resumed runs, finished shards), then inference of what is left."""
     if source.caching is Caching.READ_EACH_RUN:
         out = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
-        return out, source.provenance()["source"]
-    cached = cached_values(ds, source, episodes, recompute)
-    if cached is not None:
-        return cached, "sidecar (no inference)"
+        return out, source.provenance()["source"], source.provenance()
+    cached = None if recompute else read_sidecar(ds.root)
+    if cached is not None and source.reuses(cached[0]):
+        values = cached_values(ds, cached[1], episodes)
+        if values is not None:
+            return values, "sidecar (no inference)", cached[0]
+    lengths = {e: ds.episodes[e].length for e in episodes}
+    found = None if recompute else PartialValues.find(ds.root, source)
+    have: dict[int, EpisodeValues] = {}
+    if found is not None:
+        have = read_parts(found, lengths)
+        missing = found.missing_shards(set(have))
+        if missing and found.split() is not None:
+            n = found.split()["num_shards"]
+            raise BadInput(
+                f"shards {', '.join(map(str, missing))} of {n} have not finished scoring {ds.root.name}; run them "
+                f"(`recap-label label … --shard I/{n} --score-only`), then label again"
+            )
+        if len(have) == len(episodes):
+            shards = found.split()
+            how = f"scored parts ({shards['num_shards']} shards, no inference)" if shards else "scored parts (no inference)"
+            return have, how, found.provenance
+    elif not recompute:
+        _refuse_foreign_shards(ds.root, source)
     source.prepare()  # from here on the provenance is what inference really runs with
-    partial = PartialValues(ds.root, source.provenance(), restart=recompute)
-    done = partial.done() & set(episodes)
-    todo = [e for e in episodes if e not in done]
+    partial = PartialValues(ds.root, source.provenance()).ensure()
+    if recompute:
+        partial.drop(episodes)
+        have = {}
+    elif found is None or found.dir != partial.dir:
+        have = read_parts(partial, lengths)
+    todo = [e for e in episodes if e not in have]
     try:
         for ev in source.episode_values(ds, todo):
             partial.add(ev)
-            if on_episode:
-                on_episode(ev)
     except BaseException:
-        if not partial.done():
-            partial.discard()  # nothing to resume from: leave no trace
+        partial.remove_if_empty()  # nothing to resume from: leave no trace
         raise
-    out = {e: partial.read(e) for e in episodes}
-    how = "inference" if not done else f"inference (resumed: {len(done)} of {len(episodes)} episodes were already done)"
-    return out, how
+    out = read_parts(partial, lengths)
+    lost = [e for e in episodes if e not in out]
+    if lost:
+        raise BadInput(f"the values of episode {lost[0]} could not be read back from {partial.dir}; check the disk and run again")
+    how = "inference" if not have else f"inference (resumed: {len(have)} of {len(episodes)} episodes were already done)"
+    return out, how, partial.provenance
+
+
+def read_parts(parts: PartialValues, lengths: dict[int, int]) -> dict[int, EpisodeValues]:
+    """The parts that read back whole, for the given episodes and lengths."""
+    done = parts.done()
+    out = {}
+    for e, n in lengths.items():
+        if e in done:
+            ev = parts.read(e, n)
+            if ev is not None:
+                out[e] = ev
+    return out
+
+
+def _refuse_foreign_shards(root, source: ValueSource) -> None:
+    """Shard parts scored with other settings are not silently thrown away or ignored."""
+    for prov in all_provenances(root):
+        other = PartialValues(root, prov)
+        if other.split() is not None:
+            raise BadInput(
+                f"{root.name} holds shard parts scored with other settings: {provenance_difference(source.provenance(), prov)}; "
+                "score the shards with these settings, or pass --recompute to ignore them"
+            )
 
 
 def assemble_values(rows_episode: np.ndarray, rows_frame: np.ndarray, rollout_rows: np.ndarray, by_episode: dict[int, EpisodeValues], source_name: str) -> np.ndarray:
