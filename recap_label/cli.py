@@ -210,13 +210,15 @@ def verify_cmd(
     dataset: DatasetArg,
     episodes: Annotated[bool, typer.Option("--episodes", help="Add a per-episode table.")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: advantage histogram with the threshold, V over time for a few episodes.", show_default=False)] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Finish an interrupted commit first (complete or undo it); without it verify only reads.")] = False,
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
     json_out: JsonOpt = None,
 ):
     """Print the adv_ind breakdown by intervention and check the labeled copy's invariants.
 
-    Exit 0 when every invariant holds, 1 when one fails, 2 on bad input.
+    Only reads: an interrupted commit is reported, and finished with --repair (or by the next
+    label or rollback). Exit 0 when every invariant holds, 1 when one fails, 2 on bad input.
 
     Example:  recap-label verify local/vial_rollout_v1_v21_vlm_label --episodes
     """
@@ -224,7 +226,7 @@ def verify_cmd(
     from recap_label.lerobot.dataset import resolve_dataset_path
 
     settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
-    report = run_verify(resolve_dataset_path(dataset, settings.lerobot_home), settings, with_episodes=episodes, plot=plot)
+    report = run_verify(resolve_dataset_path(dataset, settings.lerobot_home), settings, with_episodes=episodes, plot=plot, repair=repair)
     if settings.json:
         _print_json(report.to_json(episodes))
     else:

@@ -16,7 +16,7 @@ from recap_label.lerobot.fingerprint import source_unchanged
 from recap_label.rule import demo_labels_digest, tied_at_threshold
 from recap_label.store.fsutil import find_symlinks
 from recap_label.store.lineage import LabelRun, read_lineage
-from recap_label.store.lock import dataset_lock
+from recap_label.store.lock import dataset_lock, live_holder
 from recap_label.store.writeback import pending_commit, recover, stale_staged_files
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values.parts import PartialValues, all_provenances
@@ -53,20 +53,48 @@ class VerifyReport:
         }
 
 
-def finish_interrupted(ds: LeRobotDataset) -> tuple[LeRobotDataset, list[str], Check | None]:
-    """Complete or undo an interrupted commit before reading (unless its writer is still running)."""
+def repair_interrupted(ds: LeRobotDataset) -> tuple[LeRobotDataset, list[str], Check | None]:
+    """`verify --repair`: complete or undo an interrupted commit (unless its writer still runs)."""
     if pending_commit(ds.root) is None and not stale_staged_files(ds.root):
         return ds, [], None
     try:
-        with dataset_lock(ds.root, "verify"):
+        with dataset_lock(ds.root, "verify --repair"):
             note = recover(ds.root)
     except LockedError as exc:
         return ds, [], Check("no write in progress", "fail", exc.message)
     return LeRobotDataset.open(ds.root), [f"found an interrupted write: {note}"] if note else [], None
 
 
-def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool = False) -> VerifyReport:
-    ds, notes, busy = finish_interrupted(ds)
+def interrupted_state(ds: LeRobotDataset) -> tuple[list[str], list[Check]]:
+    """Read-only: a live writer, a pending commit, staged leftovers, as facts with what to do."""
+    notes, checks = [], []
+    holder = live_holder(ds.root)
+    journal = pending_commit(ds.root)
+    if holder is not None:
+        checks.append(Check("no write in progress", "fail",
+                            f"`recap-label {holder.get('command')}` (pid {holder.get('pid')} on {holder.get('host')}) is writing it since {holder.get('started')}; verify again when it has finished"))
+    elif journal is not None:
+        n = len(journal["entries"])
+        what = "completes it" if journal["mode"] == "redo" else "puts the old files back"
+        checks.append(Check("no interrupted commit", "fail",
+                            f"{journal['run']} was interrupted while committing {n} file(s) ({journal['mode']}); `recap-label verify --repair {ds.root}` "
+                            f"(or the next label or rollback) {what}"))
+    else:
+        stale = stale_staged_files(ds.root)
+        if stale:
+            notes.append(f"{len(stale)} staged file(s) of an interrupted run are left (the data is unchanged by it); `verify --repair` removes them")
+    return notes, checks
+
+
+def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool = False, repair: bool = False) -> VerifyReport:
+    """The breakdown and the invariants. Read-only, unless `repair` finishes an interrupted commit."""
+    if repair:
+        ds, notes, busy = repair_interrupted(ds)
+        more, state = interrupted_state(ds)
+        notes += more
+    else:
+        busy = None
+        notes, state = interrupted_state(ds)
     notes += scoring_notes(ds.root)
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
     b = breakdown(cols.episode, cols.human, cols.labels, with_episodes, kinds=cols.kinds)
@@ -74,6 +102,7 @@ def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool =
     checks = report.checks
     if busy is not None:
         checks.append(busy)
+    checks += state
 
     links = find_symlinks(ds.root)
     checks.append(

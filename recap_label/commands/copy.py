@@ -273,7 +273,7 @@ def check_source_quiet(src: Path) -> None:
         )
     if pending_commit(root) is not None or stale_staged_files(root):
         raise BadInput(
-            f"source {src} holds an interrupted write (a commit journal or staged files); run `recap-label verify {src}` to finish it, then copy"
+            f"source {src} holds an interrupted write (a commit journal or staged files); run `recap-label verify --repair {src}` to finish it, then copy"
         )
 
 

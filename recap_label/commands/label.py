@@ -191,7 +191,7 @@ def run_label(
         ds = LeRobotDataset.open(ds_root)
         if dry_run:
             if pending_commit(ds.root) is not None:
-                raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify` or `label` without --dry-run to complete it first")
+                raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without --dry-run to complete it first")
             lineage = read_lineage(ds.root) or Lineage.for_original()
             plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
             timings["total"] = time.perf_counter() - started

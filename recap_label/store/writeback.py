@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,10 @@ BACKUP_MARK = ".recap-old-"
 
 
 def file_signature(path: Path) -> list[int]:
+    """What changes when anyone writes the file: size, mtime, inode and ctime (which, unlike
+    mtime, no user call can set back, so a same-size in-place write is seen too)."""
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 @dataclass
@@ -165,7 +168,7 @@ class Transaction:
             if not all(e.get("backup") or e.get("new") for e in entries):
                 # no undo link for some file (no hard links here): only forward is safe, the journal stays
                 raise RecapError(
-                    f"{what}; the commit journal was kept: once the cause is fixed, run the command again or `recap-label verify {self.root}`, which completes the commit"
+                    f"{what}; the commit journal was kept: once the cause is fixed, run the command again or `recap-label verify --repair {self.root}`, which completes the commit"
                 ) from None
             try:
                 write_json_atomic(journal, {"run": self.run_id, "mode": "undo", "entries": entries})
@@ -173,7 +176,7 @@ class Transaction:
                 _finish(self.root)
             except OSError:
                 raise RecapError(
-                    f"{what}; the commit could not be undone either: once the cause is fixed, run `recap-label verify {self.root}`, which finishes it (every file is entirely old or new)"
+                    f"{what}; the commit could not be undone either: once the cause is fixed, run `recap-label verify --repair {self.root}`, which finishes it (every file is entirely old or new)"
                 ) from None
             self.staged.clear()
             self.abort()
@@ -254,13 +257,69 @@ def _undo(root: Path, entries: list[dict]) -> None:
 
 
 def pending_commit(root: Path) -> dict | None:
+    """The journal of an interrupted commit, validated (see `check_journal`), or None."""
     path = root / JOURNAL
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        journal = json.loads(path.read_text())
     except (OSError, ValueError):
         raise RecapError(f"commit journal {path} is unreadable; restore the dataset from its source or a backup") from None
+    check_journal(root, journal)
+    return journal
+
+
+_RUN_RE = re.compile(r"^run-\d{4,}$")
+_STATE_TARGETS = re.compile(r"^meta/recap_label/(lineage\.json|values\.parquet|runs/run-\d{4,}/(prior_labels\.parquet|info\.json\.prior))$")
+
+
+def check_journal(root: Path, journal) -> None:
+    """Refuse a journal this tool did not write, before anything is touched: every path relative,
+    normalised and inside the dataset (symlinks resolved); staged and backup names of the shapes
+    staging makes, beside their target; targets of the kinds a commit rewrites."""
+    where = root / JOURNAL
+
+    def bad(what: str) -> DatasetError:
+        return DatasetError(
+            f"commit journal {where} is not one recap-label wrote ({what}); nothing was changed — restore the dataset from its source, "
+            "or remove the journal if you are sure no recap-label commit was interrupted"
+        )
+
+    if not isinstance(journal, dict):
+        raise bad("not an object")
+    run = journal.get("run")
+    if not isinstance(run, str) or not _RUN_RE.match(run):
+        raise bad(f"'run' is {run!r}, not a run id")
+    if journal.get("mode") not in ("redo", "undo"):
+        raise bad(f"'mode' is {journal.get('mode')!r}")
+    entries = journal.get("entries")
+    if not isinstance(entries, list):
+        raise bad("'entries' is not a list")
+    real_root = os.path.realpath(root)
+    for i, e in enumerate(entries, 1):
+        if not isinstance(e, dict) or not isinstance(e.get("target"), str) or not isinstance(e.get("staged"), str):
+            raise bad(f"entry {i} lacks a 'target' or 'staged' path")
+        if not isinstance(e.get("backup", ""), str) or not isinstance(e.get("new", False), bool):
+            raise bad(f"entry {i} has a malformed 'backup' or 'new'")
+        target = _checked_path(e["target"], real_root, root, bad, i)
+        if not (_STATE_TARGETS.match(target.as_posix()) or target.as_posix() == "meta/info.json"
+                or (target.parts[0] == "data" and target.suffix == ".parquet")):
+            raise bad(f"entry {i} targets {target}, which a commit never rewrites")
+        for key, mark in (("staged", STAGE_MARK), ("backup", BACKUP_MARK)):
+            if key in e:
+                p = _checked_path(e[key], real_root, root, bad, i)
+                if p != target.with_name(f"{mark}{run}-{target.name}"):
+                    raise bad(f"entry {i} {key} {p} is not the {key} name of {target}")
+
+
+def _checked_path(rel: str, real_root: str, root: Path, bad, i: int) -> Path:
+    p = Path(rel)
+    if not rel or p.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/")) or "\\" in rel:
+        raise bad(f"entry {i} path {rel!r} is not a plain relative path")
+    real = os.path.realpath(root / p.parent)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise bad(f"entry {i} path {rel!r} leads outside the dataset")
+    return p
 
 
 def stale_staged_files(root: Path) -> list[Path]:

@@ -121,7 +121,7 @@ def _check_label_trial(cli, w: dict, trial: Path, what: str, verify_first: bool)
     if verify_first:
         pending = (trial / "meta" / "recap_label" / "journal.json").exists() or any(
             p.name.startswith((".recap-stage-", ".recap-tmp-", ".recap-old-")) for p in trial.rglob(".recap-*"))
-        v = cli("verify", trial, "--json", code=None)
+        v = cli("verify", trial, "--repair", "--json", code=None)
         assert v.exit_code in (0, 1), (what, v.exit_code, v.stderr)
         assert ("found an interrupted write" in v.stdout) == pending, (what, v.stdout[-600:])
         assert_intact(trial, w["state"], [w["old"], w["new"]], what)
@@ -189,7 +189,7 @@ def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: boo
     assert_intact(trial, r["state"], [r["l1"], r["l2"]], what)
     if verify_side:  # on a clone: verify finishes an interrupted commit, which would spare `rollback` its test
         side = clone(trial, trial.with_name(trial.name + "-side"))
-        v = cli("verify", side, "--json", code=None)
+        v = cli("verify", side, "--repair", "--json", code=None)
         assert v.exit_code in (0, 1), (what, v.exit_code, v.stderr)
         runs = lineage(side)["runs"]
         done = any(run["kind"] == "rollback" for run in runs)
@@ -200,7 +200,7 @@ def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: boo
         run["kind"] == "rollback" for run in lineage(trial)["runs"])
     if committed:
         assert labels_by_file(trial) == r["l1"], what
-        cli("verify", trial)  # clears what the killed process left (lock, undo links)
+        cli("verify", trial, "--repair")  # clears what the killed process left (lock, undo links)
     else:
         # the next rollback finishes the interrupted one (journal) or does it anew: never one run more
         cli("rollback", trial)
