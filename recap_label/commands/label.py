@@ -85,6 +85,14 @@ class LabelOutcome:
             plan.warnings, notes, timings,
         )
 
+    @classmethod
+    def of_run(cls, root: Path, run: LabelRun, *, notes: list[str]) -> "LabelOutcome":
+        """The outcome of a run already recorded (a retry that found it landed)."""
+        counts = dict(run.counts)
+        b = Breakdown(**{k: counts[k] for k in ("frames", "labels", "intervention", "autonomous", "autonomous_positive_share", "demo_episodes", "rollout_episodes")})
+        return cls(root, run.id, False, run.values_from, run.thresholds, run.pool_sizes, b, run.transitions, run.share_per_task,
+                   len(run.files_rewritten), [], notes, {})
+
     def to_json(self) -> dict:
         return {
             "dataset": str(self.dataset), "run": self.run_id, "dry_run": self.dry_run, "values_from": self.values_from,
@@ -198,11 +206,20 @@ def run_label(
             return LabelOutcome.of(plan, dry_run=True, notes=[], timings=timings)
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
-        with dataset_lock(ds.root, "label"):
+        with dataset_lock(ds.root, "label") as lock:
             _refuse_live_scorers(ds.root)
             note = recover(ds.root)
             ds = LeRobotDataset.open(ds_root) if note else ds
             lineage = check_safe_to_write(ds, allow_original)
+            args = {"rule": rule.__dict__, "columns": [settings.human_col, settings.reward_col, settings.adv_col],
+                    "source": source.provenance(), "allow_original": allow_original, "recompute": recompute}
+            landed = lineage.run(lock.interrupted_run("label", args) or "")
+            if isinstance(landed, LabelRun):
+                # the same command was killed after its commit landed: finish it, do not label twice
+                if source.caching is Caching.SIDECAR:
+                    discard_partial(ds.root)
+                return LabelOutcome.of_run(ds.root, landed, notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n])
+            lock.declare("label", args, lineage.next_run_id())
             plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
             _refuse_live_scorers(ds.root)  # one may have started while V was gathered
             _run, written = commit_labels(ds, plan, lineage, recovered=note, started=started)

@@ -43,14 +43,17 @@ def rollback_runs(ds_root: Path, to_run: str | None = None) -> RollbackOutcome:
         raise BadInput(
             f"nothing to roll back in {ds.root}: it has no copy lineage (not a copy made by `recap-label copy`, so no label run of recap-label is recorded)"
         )
-    with dataset_lock(ds.root, "rollback"):
+    with dataset_lock(ds.root, "rollback") as lock:
         note, completed = recover_commit(ds.root)
         record = read_lineage(ds.root)
-        finished = _completed_rollback(record, completed)
+        args = {"to": to_run}
+        landed = record.run(lock.interrupted_run("rollback", args) or "") if record else None
+        finished = _completed_rollback(record, completed) or (landed if isinstance(landed, RollbackRun) else None)
         if finished is not None:
-            # the interrupted command was itself a rollback: finishing it is what was asked for;
-            # undoing one more run on top would roll back further than the user requested
-            return RollbackOutcome(ds.root, list(finished.undid), len(finished.files_restored), [note] if note else [])
+            # the interrupted command was this rollback (its commit landed, or recovery just
+            # completed it): finishing it is what was asked for; one more would go too far
+            notes = [n for n in [note, f"finished the interrupted {finished.id} (its commit had landed)" if not note else None] if n]
+            return RollbackOutcome(ds.root, list(finished.undid), len(finished.files_restored), notes)
         active = record.active_label_runs() if record else []
         if not active:
             raise BadInput(
@@ -68,6 +71,7 @@ def rollback_runs(ds_root: Path, to_run: str | None = None) -> RollbackOutcome:
                 undo = active[ids.index(to_run) + 1 :]
                 if not undo:
                     raise BadInput(f"--to {to_run}: that is already the latest label run; nothing to roll back")
+        lock.declare("rollback", args, record.next_run_id())
         return _undo(ds, record, undo[::-1], note)
 
 

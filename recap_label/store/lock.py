@@ -15,13 +15,14 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from recap_label.errors import LockedError, RecapError, UnsafeWriteError
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import fsync_dir, io_error
+from recap_label.store.fsutil import fsync_dir, io_error, os_error_message, write_json_atomic
 from recap_label.store.paths import LOCK_FILE
 
 GUARD_WAIT_S = 30.0
@@ -120,8 +121,10 @@ def _locked_message(root: Path, path: Path, holder: dict) -> str:
     )
 
 
-def _take(root: Path, path: Path, me: dict) -> None:
-    """Create the lock file holding `me`, clearing a stale one; call with the guard held."""
+def _take(root: Path, path: Path, me: dict) -> dict | None:
+    """Create the lock file holding `me`, clearing a stale one; call with the guard held.
+    Returns the stale holder it cleared (a killed command, and what it was doing), if any."""
+    stale = None
     for _attempt in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -135,6 +138,7 @@ def _take(root: Path, path: Path, me: dict) -> None:
             if not holder_alive(holder):
                 crash_point("lock-break")
                 path.unlink(missing_ok=True)  # stale: its process is gone
+                stale = holder
                 continue
             raise LockedError(_locked_message(root, path, holder)) from None
         try:
@@ -146,8 +150,33 @@ def _take(root: Path, path: Path, me: dict) -> None:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return
+        return stale
     raise LockedError(f"could not take the lock {path}; run again")
+
+
+def _normal(args: dict) -> dict:
+    return json.loads(json.dumps(args, sort_keys=True, default=str))
+
+
+class HeldLock:
+    """The lock while it is held: `declare` records what the command is about to do (its intent:
+    arguments and the run id it will record) in the lock file itself, so the lock's removal,
+    the command's last step, also ends the intent. `previous` is the stale holder this lock
+    replaced: a command killed before it finished, and its intent."""
+
+    def __init__(self, path: Path, me: dict, previous: dict | None):
+        self.path, self.me, self.previous = path, me, previous
+
+    def declare(self, command: str, args: dict, run: str) -> None:
+        self.me = {**self.me, "intent": {"command": command, "args": _normal(args), "run": run}}
+        write_json_atomic(self.path, self.me)
+
+    def interrupted_run(self, command: str, args: dict) -> str | None:
+        """The run id of the same command with the same arguments that was killed holding this lock."""
+        intent = (self.previous or {}).get("intent")
+        if isinstance(intent, dict) and intent.get("command") == command and intent.get("args") == _normal(args):
+            return intent.get("run")
+        return None
 
 
 @contextmanager
@@ -171,7 +200,7 @@ def dataset_lock(root: Path, command: str):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 created = missing[-1] if missing else created
             with _guard(path.parent):
-                _take(root, path, me)
+                previous = _take(root, path, me)
             break
         except FileNotFoundError:
             if attempt == 2:
@@ -179,13 +208,19 @@ def dataset_lock(root: Path, command: str):
             # the folder was removed by the previous holder between our mkdir and our lock: again
         except OSError as exc:
             raise io_error(exc, f"taking the lock {path}") from None
+    held = HeldLock(path, me, previous)
     try:
         crash_point("locked")
-        yield
+        yield held
     finally:
         holder = read_holder(path)
         if holder and holder.get("pid") == me["pid"]:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                # the work is done; a lock left behind is cleared as stale by the next command
+                sys.stderr.write(f"warning: {os_error_message(exc, f'removing the lock {path}').split(' (nothing was changed)')[0]}; "
+                                 "the command itself finished, and the next run clears the lock as stale\n")
         if created is not None:
             _remove_if_empty(path.parent, created)
 

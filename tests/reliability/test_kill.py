@@ -195,16 +195,17 @@ def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: boo
         done = any(run["kind"] == "rollback" for run in runs)
         assert labels_by_file(side) == (r["l1"] if done else r["l2"]), what  # labels agree with the record
         shutil.rmtree(side)
-    # killed after its commit point (journal gone, rollback recorded): the rollback is done
-    committed = not (trial / "meta" / "recap_label" / "journal.json").exists() and any(
-        run["kind"] == "rollback" for run in lineage(trial)["runs"])
-    if committed:
-        assert labels_by_file(trial) == r["l1"], what
-        cli("verify", trial, "--repair")  # clears what the killed process left (lock, undo links)
-    else:
-        # the next rollback finishes the interrupted one (journal) or does it anew: never one run more
+    lock = trial / "meta" / "recap_label" / "lock"
+    finished = not lock.exists() and any(run["kind"] == "rollback" for run in lineage(trial)["runs"])
+    if not finished:
+        # the same command line again, wherever the kill landed (even after its commit point,
+        # while the lock still records what it was doing): it finishes the interrupted rollback
+        # (journal or intent in the lock) or does it anew, never one run more
         cli("rollback", trial)
+    # else killed after its very last step (the lock's removal): it had finished; a rerun would
+    # be a second rollback, which is what the user would be asking for
     assert labels_by_file(trial) == r["l1"], what
+    assert not lock.exists(), what
     runs = lineage(trial)["runs"]
     assert [run["kind"] for run in runs] == ["label", "label", "rollback"], (what, runs)
     assert runs[1].get("rolled_back") and not runs[0].get("rolled_back"), what
