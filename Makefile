@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.recap-installed
 DEVICE ?= auto
 
-.PHONY: install test demo bench chaos clean
+.PHONY: install test test-fast demo bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the whole suite (what CI runs)
 test: install
 	$(BIN)/python -m pytest
+
+# everything but the `slow` tests (the kill/fault/fuzz sweeps, inference kills, torchrun, bench):
+# under a minute on two cores; still one kill, one fault and one corruption case of the sweeps
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
 	$(BIN)/python -m recap_label.devtools.demo

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from recap_label.devtools import bench
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0

@@ -9,7 +9,7 @@ import pytest
 from recap_label.config import resolve_settings
 from recap_label.errors import ConfigError
 
-from support import error_line
+from support import error_line, run_sub, sub_env
 
 
 def test_defaults(tmp_path):
@@ -92,11 +92,12 @@ def test_module_entry_point_and_light_imports():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "recap_label", "--version"], capture_output=True, text=True, check=True)
+    r = run_sub(["--version"])
+    assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("recap-label ")
     code = (
         "import sys, recap_label.cli, recap_label.commands.verify, recap_label.commands.copy, recap_label.commands.rollback, recap_label.report, recap_label.values.sources, recap_label.values.model_source;"
         "heavy=[m for m in ('torch','transformers','av') if m in sys.modules]; print(heavy)"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=sub_env())
     assert r.stdout.strip() == "[]"

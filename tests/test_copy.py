@@ -14,9 +14,8 @@ import pytest
 
 from recap_label.commands import copy as copying
 from recap_label.store.fsutil import find_symlinks
-from support import lineage_json as read_lineage
-
 from support import FIXTURES, error_line, tree_digest, writable_copy
+from support import lineage_json as read_lineage
 
 
 @pytest.fixture

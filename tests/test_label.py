@@ -15,9 +15,8 @@ import pytest
 
 from recap_label.devtools import synth
 from recap_label.lerobot.dataset import LeRobotDataset
+from support import SPECIMENS, error_line, file_state, labels_by_file, run_sub, specimen_id, tree_digest, values_file, writable_copy
 from support import lineage_json as read_lineage
-
-from support import SPECIMENS, error_line, specimen_id, tree_digest, writable_copy
 
 
 def make_copy(cli, tmp_path: Path, spec: synth.DatasetSpec, name: str = "ds") -> Path:
@@ -26,37 +25,11 @@ def make_copy(cli, tmp_path: Path, spec: synth.DatasetSpec, name: str = "ds") ->
     return tmp_path / f"{name}_vlm_label"
 
 
-def random_values(dest: Path, seed: int = 0) -> Path:
-    """A values file with distinct random V for every frame (no ties at the threshold)."""
-    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index"])
-    path = dest.parent / f"values-{dest.name}-{seed}.parquet"
-    pq.write_table(table.append_column("value", pa.array(np.random.default_rng(seed).uniform(-1, 0, table.num_rows))), path)
-    return path
-
-
 def small_spec(version="v2.1", **kw) -> synth.DatasetSpec:
     kw.setdefault("png_cameras", 1)
     kw.setdefault("video_cameras", 0)
     kw.setdefault("size", 16)
     return synth.simple_spec(version, episodes=kw.pop("episodes", 5), length=kw.pop("length", 40), demos=1, **kw)
-
-
-def file_state(root: Path, adv_col="adv_ind") -> dict[str, dict]:
-    """Per data file: schema (with metadata), row groups, labels, and a digest of every other column."""
-    out = {}
-    for path in sorted((root / "data").rglob("*.parquet")):
-        pf = pq.ParquetFile(path)
-        table = pf.read()
-        others = table.drop_columns([adv_col])
-        out[path.relative_to(root).as_posix()] = {
-            "schema": pf.schema_arrow,
-            "metadata": pf.schema_arrow.metadata,
-            "row_groups": [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)],
-            "labels": table[adv_col].to_pylist(),
-            "label_type": table.schema.field(adv_col).type,
-            "others": others,
-        }
-    return out
 
 
 def assert_only_labels_changed(before: dict, after: dict) -> None:
@@ -73,12 +46,12 @@ def assert_only_labels_changed(before: dict, after: dict) -> None:
 @pytest.mark.parametrize("version", ["v2.1", "v3.0"])
 def test_label_verify_rollback_round_trip(cli, lerobot_home, tmp_path, version):
     dest = make_copy(cli, tmp_path, small_spec(version, rows_per_file=90 if version == "v3.0" else None))
-    original = file_state(dest)
+    original = file_state(dest, hidden=True)
     info_before = (dest / "meta" / "info.json").read_bytes()
 
-    values = random_values(dest)
+    values = values_file(dest)
     out = json.loads(cli("label", dest, "--values", values, "--lookahead", "5", "--json").stdout)
-    first = file_state(dest)
+    first = file_state(dest, hidden=True)
     assert_only_labels_changed(original, first)
     b = out["breakdown"]
     assert b["autonomous"]["none"] == 0 and b["intervention"]["negative"] == 0
@@ -89,16 +62,16 @@ def test_label_verify_rollback_round_trip(cli, lerobot_home, tmp_path, version):
     # idempotent: the same run again changes nothing
     again = json.loads(cli("label", dest, "--values", values, "--lookahead", "5", "--json").stdout)
     assert again["files_rewritten"] == 0 and again["transitions"] == {}
-    assert file_state(dest).keys() == first.keys()
+    assert file_state(dest, hidden=True).keys() == first.keys()
 
     # a second, different run, then roll back twice: byte-identical label columns each time
     cli("label", dest, "--values", values, "--positive-ratio", "0.5", "--lookahead", "5")
-    second = file_state(dest)
+    second = file_state(dest, hidden=True)
     assert any(second[k]["labels"] != first[k]["labels"] for k in first)
     cli("rollback", dest)
-    assert {k: v["labels"] for k, v in file_state(dest).items()} == {k: v["labels"] for k, v in first.items()}
+    assert {k: v["labels"] for k, v in file_state(dest, hidden=True).items()} == {k: v["labels"] for k, v in first.items()}
     cli("rollback", dest, "--to", "copy")
-    restored = file_state(dest)
+    restored = file_state(dest, hidden=True)
     assert {k: v["labels"] for k, v in restored.items()} == {k: v["labels"] for k, v in original.items()}
     assert_only_labels_changed(original, restored)
     runs = json.loads(cli("rollback", dest, "--list", "--json").stdout)
@@ -111,9 +84,9 @@ def test_write_back_keeps_lerobot_specimens_intact(cli, lerobot_home, tmp_path, 
     src = writable_copy(root, tmp_path / "spec")
     cli("copy", src, "--json")
     dest = tmp_path / "spec_vlm_label"
-    before = file_state(dest)
+    before = file_state(dest, hidden=True)
     cli("label", dest, "--value-column", "reward_label", "--lookahead", "2")
-    after = file_state(dest)
+    after = file_state(dest, hidden=True)
     assert_only_labels_changed(before, after)
     # images still decode through the dataset layer after the rewrite
     from recap_label.lerobot.frames import episode_frames
@@ -126,10 +99,7 @@ def test_reference_counts_on_a_generated_dataset(cli, lerobot_home, tmp_path):
     spec = synth.reference_spec("v3.0", cameras={})
     assert (spec.total_frames, spec.intervention_frames) == (21286, 6968)
     dest = make_copy(cli, tmp_path, spec, "vial")
-    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index"])
-    rng = np.random.default_rng(7)
-    values = tmp_path / "values.parquet"
-    pq.write_table(table.append_column("value", pa.array(rng.uniform(-1, 0, table.num_rows))), values)
+    values = values_file(dest, tmp_path / "values.parquet", seed=7)
     out = json.loads(cli("label", dest, "--values", values, "--json").stdout)
     b = out["breakdown"]
     assert b["labels"] == {"positive": 11264, "negative": 10022, "none": 0}
@@ -273,40 +243,33 @@ def test_retire_iteration(cli, lerobot_home, tmp_path):
 # -- crashes: SIGKILL at every file operation of the write phase -----------------------------------
 
 
-def _labels_by_file(root: Path) -> dict[str, list]:
-    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist() for p in sorted((root / "data").rglob("*.parquet")) if not p.name.startswith(".")}
-
-
 def _run_label(dest: Path, crash: str | None, *extra: str) -> subprocess.CompletedProcess:
     values = dest.parent / "crash-values.parquet"
     if not values.exists():
-        random_values(dest).rename(values)
-    env = {k: v for k, v in os.environ.items() if k != "RECAP_LABEL_CRASH_AT"}
-    if crash:
-        env["RECAP_LABEL_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "recap_label", "label", str(dest), "--values", str(values), "--lookahead", "5", *extra],
-                          capture_output=True, text=True, env=env)
+        values_file(dest, values)
+    return run_sub(["label", dest, "--values", values, "--lookahead", "5", *extra], crash=crash)
 
 
+@pytest.mark.slow
 def test_sigkill_during_write_phase_is_all_old_or_all_new(cli, lerobot_home, tmp_path):
     spec = small_spec(png_cameras=0, episodes=4)
     reference = make_copy(cli, tmp_path, spec, "ref")
-    old = _labels_by_file(reference)
+    old = labels_by_file(reference)
     assert _run_label(reference, None).returncode == 0
-    new = _labels_by_file(reference)
+    new = labels_by_file(reference)
     points = [f"stage:{k}" for k in range(1, 6)] + ["journal:1"] + [f"rename:{k}" for k in range(1, 6)] + ["done:1"]
     for n, point in enumerate(points):
         dest = make_copy(cli, tmp_path, spec, f"k{n}")
         r = _run_label(dest, point)
         assert r.returncode == -9, (point, r.stderr)
-        for rel, labels in _labels_by_file(dest).items():  # every file readable, entirely old or new
+        for rel, labels in labels_by_file(dest).items():  # every file readable, entirely old or new
             assert labels in (old[rel], new[rel]), (point, rel)
         schema = pq.read_schema(next((dest / "data").rglob("*.parquet")))
         assert b"huggingface" in schema.metadata
         v = cli("verify", dest, "--json", code=None)
         assert v.exit_code in (0, 1)
         assert _run_label(dest, None).returncode == 0, point
-        assert _labels_by_file(dest) == new, point
+        assert labels_by_file(dest) == new, point
         assert cli("verify", dest).exit_code == 0
 
 
@@ -317,7 +280,7 @@ def test_info_json_gains_the_label_feature_and_rollback_restores_it(cli, lerobot
     del info["features"]["adv_ind"]
     info_path.write_text(json.dumps(info, indent=4))
     before = info_path.read_bytes()
-    cli("label", dest, "--values", random_values(dest))
+    cli("label", dest, "--values", values_file(dest))
     after = json.loads(info_path.read_text())
     assert after["features"]["adv_ind"] == {"dtype": "string", "shape": [1], "names": None}
     assert list(after) == list(info)  # key order kept
@@ -346,11 +309,12 @@ def test_tail_bootstrap_trap_warning():
     assert tail_trap_warning(cols, fine, N) is None
 
 
+@pytest.mark.slow  # matplotlib's import alone is most of its 2-3 s
 def test_verify_plot(cli, lerobot_home, tmp_path):
     dest = make_copy(cli, tmp_path, small_spec(png_cameras=0))
     r = cli("verify", dest, "--plot", tmp_path / "p.png", code=2)
     assert "no values sidecar" in error_line(r)
-    cli("label", dest, "--values", random_values(dest))
+    cli("label", dest, "--values", values_file(dest))
     r = cli("verify", dest, "--plot", tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "plot written" in r.stdout
@@ -358,12 +322,12 @@ def test_verify_plot(cli, lerobot_home, tmp_path):
 
 def test_copy_of_a_labeled_copy_starts_fresh(cli, lerobot_home, tmp_path):
     v1 = make_copy(cli, tmp_path, small_spec(png_cameras=0), "it")
-    cli("label", v1, "--values", random_values(v1))
-    labels_v1 = _labels_by_file(v1)
+    cli("label", v1, "--values", values_file(v1))
+    labels_v1 = labels_by_file(v1)
     out = json.loads(cli("copy", v1, "--json").stdout)
     v2 = Path(out["dest"])
     assert v2.name == "it_vlm_label_v2" and out["iteration"] == 2
     state = v2 / "meta" / "recap_label"
     assert sorted(p.name for p in state.iterdir()) == ["lineage.json"]  # no runs, sidecar or lock of v1
     assert read_lineage(v2)["runs"] == [] and read_lineage(v2)["parent"] == str(v1.absolute())
-    assert _labels_by_file(v2) == labels_v1  # the labels themselves are data: copied
+    assert labels_by_file(v2) == labels_v1  # the labels themselves are data: copied

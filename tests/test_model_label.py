@@ -18,16 +18,7 @@ from recap_label.devtools import synth
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.frames import episode_frames
 
-from support import error_line, tree_digest
-
-REPO = Path(__file__).resolve().parents[1]
-CKPT = REPO / "recap_label" / "assets" / "tiny_value_ckpt"
-TOKENIZER = REPO / "recap_label" / "assets" / "tiny_tokenizer.model"
-CAMS = ["--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist"]
-
-
-def model_args(*extra: str, ckpt: Path = CKPT, tokenizer: Path = TOKENIZER) -> list[str]:
-    return ["--checkpoint-dir", str(ckpt), "--tokenizer-path", str(tokenizer), *CAMS, "--lookahead", "8", "--num-workers", "0", *extra]
+from support import TINY_CHECKPOINT, TINY_TOKENIZER, error_line, model_args, sub_env, tree_digest
 
 
 @pytest.fixture
@@ -52,12 +43,12 @@ def test_values_equal_a_direct_forward_pass(cli, dataset, tmp_path):
     from recap_label.model.preprocess import PromptTokenizer, letterbox, to_model_input
 
     ds = LeRobotDataset.open(dataset)
-    model = load_value_model(CKPT, None, use_ema=True, cache_dir=None, siglip_dtype=torch.float32).model
+    model = load_value_model(TINY_CHECKPOINT, None, use_ema=True, cache_dir=None, siglip_dtype=torch.float32).model
     size = model.config.image_size
     base = letterbox(episode_frames(ds, 1, "observation.images.base"), size)
     wrist = letterbox(episode_frames(ds, 1, "observation.images.wrist"), size)
     images = torch.from_numpy(np.stack([base, wrist], axis=1))  # sorted slots: base_0_rgb, wrist_0_rgb
-    tokens, _, _ = PromptTokenizer(TOKENIZER).tokenize(ds.tasks[int(ds.episode_rows(1, ["task_index"])["task_index"][0].as_py())])
+    tokens, _, _ = PromptTokenizer(TINY_TOKENIZER).tokenize(ds.tasks[int(ds.episode_rows(1, ["task_index"])["task_index"][0].as_py())])
     tok = torch.from_numpy(np.repeat(tokens[None].astype(np.int64), len(base), 0))
     with torch.inference_mode():
         want = model(to_model_input(images), torch.ones(len(base), 2, dtype=torch.bool), tok, tok != 0).numpy()
@@ -82,16 +73,16 @@ def test_rule_only_rerun_uses_the_sidecar_and_ema_is_default(cli, dataset):
     assert first["run"] == "run-0001"
 
 
-def _label_subprocess(dest: Path, *extra: str, env_extra: dict | None = None, torchrun: int = 0) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_CRASH")}
-    env.update(env_extra or {})
+def _label_subprocess(dest: Path, *extra: str, crash: str | None = None, torchrun: int = 0) -> subprocess.CompletedProcess:
+    env = sub_env(crash=crash, model_cache=os.environ["RECAP_LABEL_MODEL_CACHE"])  # the `lerobot_home` fixture's cache and home
     head = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(torchrun), "--master-port", "29533"] if torchrun else [sys.executable]
     cmd = [*head, "-m", "recap_label", "label", str(dest), *model_args(*extra)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_interrupted_inference_resumes(cli, dataset, tmp_path):
-    r = _label_subprocess(dataset, env_extra={"RECAP_LABEL_CRASH_AT": "episode-values:2"})
+    r = _label_subprocess(dataset, crash="episode-values:2")
     assert r.returncode == -9, r.stderr
     parts = sorted((dataset / "meta" / "recap_label" / "values-partial").glob("*/episode-*.parquet"))
     assert len(parts) == 2
@@ -103,6 +94,7 @@ def test_interrupted_inference_resumes(cli, dataset, tmp_path):
     np.testing.assert_allclose(sidecar(dataset)["value"].to_numpy(), resumed, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_ranks_give_the_same_labels(cli, lerobot_home, tmp_path, dataset):
     twin = tmp_path / "twin"
     shutil.copytree(dataset, twin)
@@ -146,7 +138,7 @@ def test_model_bad_inputs(cli, dataset, tmp_path, monkeypatch):
     expect(model_args(ckpt=tmp_path / "nope"), "checkpoint directory not found")
     (tmp_path / "empty_ckpt" / "step_00000009.orbax-checkpoint-tmp-123").mkdir(parents=True)
     expect(model_args(ckpt=tmp_path / "empty_ckpt"), "no complete")
-    stripped = _strip_param(CKPT, tmp_path / "stripped", "value_head/linear2/bias")
+    stripped = _strip_param(TINY_CHECKPOINT, tmp_path / "stripped", "value_head/linear2/bias")
     expect(model_args(ckpt=stripped), "value_head/linear2/bias")
     expect(model_args(tokenizer=tmp_path / "missing.model"), "tokenizer")
     (tmp_path / "bad.model").write_bytes(b"this is not sentencepiece")
@@ -195,7 +187,7 @@ def test_truncated_video_is_one_error_line(cli, dataset):
 
 def test_checkpoint_without_ema_params(cli, dataset, tmp_path):
     ckpt = tmp_path / "no_ema"
-    shutil.copytree(CKPT, ckpt)
+    shutil.copytree(TINY_CHECKPOINT, ckpt)
     meta_path = next(ckpt.glob("step_*")) / "_METADATA"
     meta = json.loads(meta_path.read_text())
     meta["tree_metadata"] = {k: v for k, v in meta["tree_metadata"].items() if not k.startswith("('ema_params'")}

@@ -21,6 +21,7 @@ from PIL import Image
 
 from recap_label.devtools import synth
 from recap_label.devtools.synth import CameraSpec, DatasetSpec, EpisodeSpec
+from support import FIXTURES
 
 FPS = 10
 PNG_CAMERA = "observation.images.base"
@@ -43,7 +44,6 @@ DEFAULT_COLUMNS = ["timestamp", "frame_index", "episode_index", "index", "task_i
 RECAP_COLUMNS = ["observation.state", "action", "reward_label", "value_label", "reward", "intervention", "adv_ind"]
 
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lerobot"
 FIXTURE_DATA_FILE = {
     "v2.1": "v2.1/video_av1/data/chunk-000/episode_000000.parquet",
     "v3.0": "v3.0/video_av1/data/chunk-000/file-000.parquet",

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from recap_label.devtools.tiny_model import random_flat_params, tiny_config
+from recap_label.devtools.tiny_model import TINY_CHECKPOINT, random_flat_params, tiny_config
 
-OUTPUT = Path(__file__).resolve().parents[2] / "recap_label" / "assets" / "tiny_value_ckpt"
+OUTPUT = TINY_CHECKPOINT
 TINY_VOCAB = 400  # recap_label/assets/tiny_tokenizer.model
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-OUTPUT = Path(__file__).resolve().parents[2] / "recap_label" / "assets" / "tiny_tokenizer.model"
+from recap_label.devtools.tiny_model import TINY_TOKENIZER
+
+OUTPUT = TINY_TOKENIZER
 VOCAB_SIZE = 400
 
 _VERBS = ["pick up", "put", "place", "move", "open", "close", "push", "pull", "stack", "grasp", "insert", "pour"]

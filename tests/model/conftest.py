@@ -1,18 +1,13 @@
+"""Fixtures of the value-model tests: the tiny checkpoint's step folder, its tokenizer and its parameters."""
+
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TINY_CKPT_ROOT = REPO / "recap_label" / "assets" / "tiny_value_ckpt"
-TINY_STEP = TINY_CKPT_ROOT / "step_00000002"
-TINY_TOKENIZER = REPO / "recap_label" / "assets" / "tiny_tokenizer.model"
-
-# Test helpers (numpy_reference) import by module name whatever pytest's import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import TINY_STEP, TINY_TOKENIZER
 
 
 @pytest.fixture(scope="session")

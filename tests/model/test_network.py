@@ -191,7 +191,21 @@ def test_wrong_shape_names_parameter_and_shapes(ema_flat):
     assert "\n" not in message
 
 
-def test_extra_parameters_are_ignored(ema_flat):
+def test_extra_parameters_are_ignored(ema_flat, tokenizer_path):
+    """Names outside the architecture (optimizer state, ...) change nothing: same config, same
+    weights, same values; they are neither read nor consumed."""
     flat = dict(ema_flat)
     flat["optimizer/mu/whatever"] = np.zeros(3, np.float32)
-    ValueModel.from_flat_params(flat)
+    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.float32)
+    plain = ValueModel.from_flat_params(ema_flat, siglip_dtype=torch.float32)
+    assert model.config == plain.config == tiny_config(vocab_size=400)
+    got, want = model.state_dict(), plain.state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    inputs = _torch_inputs(*_frames(tokenizer_path, model.config.image_size))
+    with torch.no_grad():
+        torch.testing.assert_close(model(*inputs), plain(*inputs), rtol=0, atol=0)
+    assert np.array_equal(flat["optimizer/mu/whatever"], np.zeros(3, np.float32))  # the input is left as it was
+    consumed = dict(flat)
+    ValueModel.from_flat_params(consumed, consume=True)
+    assert list(consumed) == ["optimizer/mu/whatever"]  # consume=True pops exactly the parameters it converts

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from recap_label.model.preprocess import (
     letterbox_size,
     to_model_input,
 )
+from support import TEST_ASSETS
 
-JAX_FIXTURE = Path(__file__).resolve().parents[1] / "assets" / "jax_letterbox.npz"
+JAX_FIXTURE = TEST_ASSETS / "jax_letterbox.npz"
 
 
 # --------------------------------------------------------------------------- tokenizer

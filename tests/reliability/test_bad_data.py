@@ -10,12 +10,10 @@ changed, exit 0/1/2.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,7 +21,7 @@ import pytest
 from recap_label.devtools import synth
 from recap_label.errors import DatasetError
 
-from _rel import CHAOS, SEED, Cli, cli, count, error_line, home, tally, tiny_spec, tree_digest, values_file  # noqa: F401
+from support import CHAOS, SEED, count, error_line, tiny_spec, tree_digest, values_file
 
 V21_FILE = "data/chunk-000/episode_000002.parquet"
 V30_FILE = "data/chunk-000/file-000.parquet"
@@ -236,9 +234,23 @@ def _setup(pristine, tmp_path, version, mutate) -> tuple[Path, Path]:
 NEEDS_PATCH: dict[str, str] = {}  # case -> why it is expected to fail until the code is fixed
 
 
-@pytest.mark.parametrize(
-    "case", [pytest.param(c, marks=pytest.mark.xfail(reason=NEEDS_PATCH[c], strict=True)) if c in NEEDS_PATCH else c for c in CASES], ids=list(CASES)
-)
+# the fast tier's sample of CASES, one of each kind of damage; the others are `slow`
+FAST_CASES = {
+    "data parquet truncated", "info.json not json", "episodes.jsonl length disagrees with data", "tasks.jsonl missing",
+    "meta/episodes points at a missing file", "intervention as string", "NaN reward", "values file truncated",
+}
+assert FAST_CASES <= CASES.keys()
+
+
+def _case_params():
+    for c in CASES:
+        marks = [] if c in FAST_CASES else [pytest.mark.slow]
+        if c in NEEDS_PATCH:
+            marks.append(pytest.mark.xfail(reason=NEEDS_PATCH[c], strict=True))
+        yield pytest.param(c, marks=marks, id=c)
+
+
+@pytest.mark.parametrize("case", list(_case_params()))
 def test_bad_input_is_one_error_line_and_changes_nothing(pristine, cli, home, tmp_path, case):
     version, mutate, commands, needle = CASES[case]
     ds, values = _setup(pristine, tmp_path, version, mutate)
@@ -255,7 +267,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(pristine, cli, home, tm
     count("bad input cases")
 
 
-def test_video_shorter_than_its_episode_and_damaged_video(tmp_path, tally):
+def test_video_shorter_than_its_episode_and_damaged_video(tmp_path):
     """Frame decoding (recap_label.lerobot.frames): a clear DatasetError, never a PyAV exception."""
     from recap_label.lerobot.dataset import LeRobotDataset
     from recap_label.lerobot.frames import episode_frames
@@ -299,7 +311,13 @@ def _random_corruptions(n: int, seed: int):
 N_RANDOM = 120 if CHAOS else 10
 
 
-@pytest.mark.parametrize("k,rel,kind,where,bits", list(_random_corruptions(N_RANDOM, SEED)), ids=lambda v: str(v)[:24])
+def _corruption_params():
+    """The seeded sweep: the first case in the fast tier, the rest `slow`."""
+    for case in _random_corruptions(N_RANDOM, SEED):
+        yield pytest.param(*case, marks=() if case[0] == 0 else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("k,rel,kind,where,bits", list(_corruption_params()), ids=lambda v: str(v)[:24])
 def test_random_corruption_never_tracebacks(pristine, cli, home, tmp_path, k, rel, kind, where, bits):
     ds = tmp_path / "ds"
     shutil.copytree(pristine["v2.1"], ds)

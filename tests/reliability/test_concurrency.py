@@ -1,12 +1,13 @@
 """Run it twice at once: one proceeds, the other refuses naming the holder; stale locks recover.
 
 The slow side holds the lock with `RECAP_LABEL_SLOW_AT=<point>:<seconds>` (recap_label.store.faults).
+Each race costs a few subprocesses and held locks: the fast tier keeps the label+label race and the
+in-process reused-pid case; the rest are `slow`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -16,17 +17,9 @@ import pytest
 
 from recap_label.devtools import synth
 
-from _rel import (  # noqa: F401
-    LOOKAHEAD, CHAOS, labeled_world, Cli, cli, clone, cmd, count, home, labels_by_file, lineage, run_sub, sub_env, tally, tiny_spec, tree_digest,
-    values_file,
-)
+from support import CHAOS, LOOKAHEAD, clone, cmd, count, labels_by_file, lineage_json, run_sub, sub_env, tiny_spec, tree_digest
 
 ROUNDS = 6 if CHAOS else 1
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return labeled_world(tmp_path_factory.mktemp("concurrency"))
 
 
 def _start(args, slow=None, home=None) -> subprocess.Popen:
@@ -55,8 +48,8 @@ def _wait_for(path: Path, timeout=20.0) -> None:
 LABEL = lambda d, w: ["label", d, "--values", w["values"], *LOOKAHEAD]  # noqa: E731
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
-@pytest.mark.parametrize("pair", ["label+label", "label+rollback"])
+@pytest.mark.parametrize("round_", [pytest.param(r, marks=() if r == 0 else pytest.mark.slow) for r in range(ROUNDS)])
+@pytest.mark.parametrize("pair", ["label+label", pytest.param("label+rollback", marks=pytest.mark.slow)])
 def test_two_writers_started_together_exactly_one_proceeds(world, cli, home, pair, round_):
     w = world
     ds = clone(w["labeled"] if pair == "label+rollback" else w["template"], w["base"] / f"pair-{pair}-{round_}")
@@ -73,7 +66,7 @@ def test_two_writers_started_together_exactly_one_proceeds(world, cli, home, pai
     line = _one_error_line(err)
     assert f"is locked by `recap-label {winner[1][0]}` (pid {winner[0].pid} " in line, line
     # the winner's work is whole; the loser changed nothing
-    runs = lineage(ds)["runs"]
+    runs = lineage_json(ds)["runs"]
     if pair == "label+label":
         assert labels_by_file(ds) == w["new"] and [r["kind"] for r in runs] == ["label"]
     elif winner[1][0] == "rollback":
@@ -85,6 +78,7 @@ def test_two_writers_started_together_exactly_one_proceeds(world, cli, home, pai
     count("concurrent pairs raced")
 
 
+@pytest.mark.slow
 def test_verify_and_rollback_while_label_is_staging(world, cli, home):
     """While a label run stages its files: rollback refuses naming it, verify says a write is in
     progress (exit 1) and touches nothing; afterwards everything is whole."""
@@ -110,6 +104,7 @@ def test_verify_and_rollback_while_label_is_staging(world, cli, home):
     count("concurrent pairs raced", 2)
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_killed_holder_is_recovered(world, cli, home):
     w = world
     ds = clone(w["template"], w["base"] / "stale")
@@ -142,6 +137,7 @@ def test_stale_lock_of_a_reused_pid_is_recovered(world, cli, home):
     count("stale locks recovered")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_two_processes_breaking_the_same_stale_lock(world, cli, home, round_):
     """Both find the same dead holder at once; before the folder lock, both removed it and both
@@ -161,12 +157,13 @@ def test_two_processes_breaking_the_same_stale_lock(world, cli, home, round_):
     winner = [p for p, (rc, _) in zip(procs, results) if rc == 0][0]
     (err,) = [e for rc, e in results if rc == 2]
     assert f"(pid {winner.pid} " in _one_error_line(err)
-    assert [r["kind"] for r in lineage(ds)["runs"]] == ["label"]
+    assert [r["kind"] for r in lineage_json(ds)["runs"]] == ["label"]
     assert labels_by_file(ds) == w["new"] and not lock.exists()
     count("stale locks recovered")
     count("concurrent pairs raced")
 
 
+@pytest.mark.slow
 def test_two_copies_into_the_same_destination(cli, home, tmp_path):
     src = synth.write_dataset(tmp_path / "vial", tiny_spec("v2.1", episodes=3, length=12))
     h = tmp_path / "h"

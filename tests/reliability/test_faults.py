@@ -16,19 +16,15 @@ import datetime as _dt
 import errno
 import io
 import os
+import random
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from recap_label.store import lineage as lineage_mod
-from recap_label.devtools import synth
 
-from _rel import (  # noqa: F401
-    LOOKAHEAD, CHAOS, labeled_world, SEED, Cli, cli, clone, count, error_line, file_state, home, labels_by_file, lineage, tally, tiny_spec,
-    tree_digest, values_file,
-)
+from support import CHAOS, LOOKAHEAD, SEED, clone, count, error_line, labels_by_file, lineage_json, tree_digest
 
 
 class Injector:
@@ -70,8 +66,9 @@ def _plan(n_calls: int, seed: int) -> list[tuple[int, int]]:
     return [(n, errs[(n + seed) % 2]) for n in range(1, n_calls + 1)]
 
 
-def _sweep(cli, make, run, snapshot, expect_done, what: str) -> int:
-    """make(k) -> trial; run(trial) -> CLI result; snapshot(trial) -> digest; expect_done(trial) asserts the full result."""
+def _sweep(cli, make, run, snapshot, expect_done, what: str, plan=None) -> int:
+    """make(k) -> trial; run(trial) -> CLI result; snapshot(trial) -> digest; expect_done(trial) asserts the full result.
+    plan(n_calls) -> the (n, errno) faults to inject; by default _plan's sweep."""
     trial = make(0)
     with pytest.MonkeyPatch.context() as mp:
         inj = Injector().install(mp)
@@ -80,7 +77,7 @@ def _sweep(cli, make, run, snapshot, expect_done, what: str) -> int:
     n_calls = inj.calls
     assert n_calls > 5, n_calls
     tried = 0
-    for k, (n, err) in enumerate(_plan(n_calls, SEED), 1):
+    for k, (n, err) in enumerate(plan(n_calls) if plan else _plan(n_calls, SEED), 1):
         trial = make(k)
         before = snapshot(trial)
         with pytest.MonkeyPatch.context() as mp:
@@ -101,35 +98,47 @@ def _sweep(cli, make, run, snapshot, expect_done, what: str) -> int:
     return tried
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return labeled_world(tmp_path_factory.mktemp("faults"))
-
-
-def test_disk_full_and_permission_denied_during_label(world, cli, home):
-    w = world
-    make = lambda k: clone(w["template"], w["base"] / f"fl-{k}")  # noqa: E731
+def _label_sweep(cli, w: dict, name: str, plan=None) -> int:
+    make = lambda k: clone(w["template"], w["base"] / f"{name}-{k}")  # noqa: E731
 
     def done(trial):
         assert labels_by_file(trial) == w["new"]
         assert cli("verify", trial, code=None).exit_code == 0
 
-    _sweep(cli, make, lambda t: cli("label", t, "--values", w["values"], *LOOKAHEAD, code=None), tree_digest, done, "label")
+    tried = _sweep(cli, make, lambda t: cli("label", t, "--values", w["values"], *LOOKAHEAD, code=None), tree_digest, done, "label", plan)
     assert tree_digest(w["src"]) == w["src_digest"]
+    return tried
 
 
+def test_disk_full_and_permission_denied_at_two_calls_of_label(world, cli, home):
+    """The fast tier's sample of the sweep below: disk full at the middle write-side call of `label`,
+    permission denied at a seeded one."""
+
+    def plan(n_calls):
+        return [((n_calls + 1) // 2, errno.ENOSPC), (random.Random(SEED).randint(1, n_calls), errno.EACCES)]
+
+    assert _label_sweep(cli, world, "fl-sample", plan) == 2
+
+
+@pytest.mark.slow
+def test_disk_full_and_permission_denied_during_label(world, cli, home):
+    _label_sweep(cli, world, "fl")
+
+
+@pytest.mark.slow
 def test_disk_full_and_permission_denied_during_rollback(world, cli, home):
     w = world
     make = lambda k: clone(w["labeled"], w["base"] / f"fr-{k}")  # noqa: E731
 
     def done(trial):
         assert labels_by_file(trial) == w["old"]
-        assert [r["kind"] for r in lineage(trial)["runs"]] == ["label", "rollback"]
+        assert [r["kind"] for r in lineage_json(trial)["runs"]] == ["label", "rollback"]
 
     _sweep(cli, make, lambda t: cli("rollback", t, code=None), tree_digest, done, "rollback")
     assert tree_digest(w["src"]) == w["src_digest"]
 
 
+@pytest.mark.slow
 def test_disk_full_and_permission_denied_during_copy(world, cli, home, monkeypatch):
     w = world
 
@@ -152,6 +161,7 @@ def test_disk_full_and_permission_denied_during_copy(world, cli, home, monkeypat
     _sweep(cli, make, run, lambda src: tree_digest(src.parent), done, "copy")
 
 
+@pytest.mark.slow
 def test_disk_full_and_permission_denied_during_retire(world, cli, home, monkeypatch):
     w = world
 
@@ -256,7 +266,7 @@ def test_clock_jumps_change_nothing(world, cli, home, monkeypatch):
         assert labels_by_file(trial) == labels_by_file(steady), step
         count("faults injected: clock jumps")
     assert labels_by_file(trial) == w["old"]
-    runs = lineage(trial)["runs"]
+    runs = lineage_json(trial)["runs"]
     assert [r["id"] for r in runs] == ["run-0001", "run-0002", "run-0003", "run-0004"]
     assert runs[2]["undid"] == ["run-0002"] and runs[3]["undid"] == ["run-0001"]
     assert cli("verify", trial, code=None).exit_code == 0
@@ -277,7 +287,7 @@ def test_torn_lock_is_cleared_whatever_the_clock_says(world, cli, home, monkeypa
         count("faults injected: clock jumps")
 
 
-def test_file_changed_between_reading_and_staging_is_refused(world, tmp_path, tally):
+def test_file_changed_between_reading_and_staging_is_refused(world, tmp_path):
     """Transaction.stage_labels(signature=…) refuses a file rewritten after its labels were computed
     (labeling.py passes it once the proposed patch is applied)."""
     from recap_label.errors import UnsafeWriteError

@@ -3,17 +3,22 @@ random instants, then checked and finished.
 
 Crash points: `RECAP_LABEL_CRASH_AT=*:<n>` kills the n-th file operation of any kind (see
 recap_label.store.faults), for n = 1, 2, … until a run gets through untouched: every point of the
-command, in order. Random instants: a timer SIGKILLs the subprocess after a seeded delay drawn
-over the length of an uninterrupted run.
+command, in order. Random instants: SIGKILL after a seeded delay drawn between the command's first
+file operation and its end, both measured just before; a trial whose command finished first (or
+died before its first write) is run again with an earlier (later) delay, so the kills land
+mid-run; how many did is asserted and tallied.
 
 After every kill: the original is byte-identical; every data parquet of the copy reads, with its
 schema, metadata, row groups and non-label columns unchanged, and each file's labels entirely old
 or entirely new; `verify` reports (exit 0/1, no traceback); the next `label` / `rollback` / `copy`
 finishes the job, and the result equals an uninterrupted run's.
+
+The sweeps are `slow`; `test_label_killed_in_the_middle_of_its_commit` is the fast tier's kill.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -21,18 +26,23 @@ import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from recap_label.devtools import synth
 
-from _rel import (  # noqa: F401
-    LOOKAHEAD, CHAOS, SEED, Cli, assert_intact, cli, clone, cmd, count, file_state, full_digest, hidden_leftovers, home,
-    labels_by_file, lineage, run_sub, sub_env, tally, tiny_spec, tree_digest, values_file,
+from support import (
+    CHAOS, LOOKAHEAD, SEED, Cli, assert_intact, clone, cmd, count, file_state, full_digest, hidden_leftovers, labels_by_file,
+    lineage_json, run_sub, sub_env, tiny_spec, tree_digest, values_file,
 )
 
 TIMER_KILLS = 40 if CHAOS else 5
+# random instants: tries per trial (bisecting the delay), and the share of trials whose kill must
+# land mid-run (after the command's first write, before its end)
+ATTEMPTS = 10
+MID_RUN_SHARE = 0.8
 
 
 def _in_env(monkeypatch, home: Path):
@@ -59,30 +69,101 @@ def _sweep_points(make_trial, args_of, home_of=lambda d: None) -> list[tuple[int
     return killed
 
 
-def _timer_kills(make_trial, args_of, home_of, duration: float, kills: int, seed: int) -> list[tuple[float, Path, int]]:
-    rng = random.Random(seed)
-    delays = [rng.uniform(0.0, duration * 1.05) for _ in range(kills)]
+@dataclass
+class Attempt:
+    """One run of a random-instant trial."""
 
-    def one(k_delay):
-        k, delay = k_delay
-        trial = make_trial(k)
-        proc = subprocess.Popen(cmd(*args_of(trial)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sub_env(home_of(trial)))
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-        assert "Traceback" not in err, err
-        assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, err)
-        return delay, trial, proc.returncode
+    trial: Path
+    delay: float  # seconds after the start when SIGKILL was due
+    rc: int  # -SIGKILL: killed; 0: it finished before the delay
+    wrote: bool  # the run had changed something on disk (snapshot differs)
+    seconds: float  # from the start to its end (killed or finished)
+
+    @property
+    def killed(self) -> bool:
+        return self.rc == -signal.SIGKILL
+
+    @property
+    def mid_run(self) -> bool:
+        return self.killed and self.wrote
+
+    @property
+    def outcome(self) -> str:
+        return "killed mid-run" if self.mid_run else "killed before its first write" if self.killed else "finished first"
+
+
+def _timing(make_trial, args_of, home_of) -> tuple[float, float]:
+    """(seconds to the command's first file operation, seconds of a whole run), measured now, two
+    runs at a time as the trials run."""
+
+    def timed(name_crash) -> float:
+        name, crash = name_crash
+        trial = make_trial(name)
+        t0 = time.perf_counter()
+        proc = run_sub(args_of(trial), home=home_of(trial), crash=crash)
+        seconds = time.perf_counter() - t0
+        assert proc.returncode == (-signal.SIGKILL if crash else 0), (crash, proc.returncode, proc.stderr)
+        return seconds
 
     with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(one, enumerate(delays)))
+        first = sum(pool.map(timed, [("time-first-1", "*:1"), ("time-first-2", "*:1")])) / 2
+        whole = sum(pool.map(timed, [("time-whole-1", None), ("time-whole-2", None)])) / 2
+    return first, max(whole, first)
 
 
-def _timed(args, home=None) -> float:
-    t0 = time.perf_counter()
-    proc = run_sub(args, home=home)
-    assert proc.returncode == 0, proc.stderr
-    return time.perf_counter() - t0
+def _timer_kills(make_trial, args_of, home_of, snapshot, kills: int, seed: int, what: str) -> list[Attempt]:
+    """`kills` trials, each SIGKILLed at a seeded instant between the first file operation and the end
+    of an uninterrupted run (measured now). A trial that finished first is run again (a fresh clone)
+    with an earlier delay, one killed before it wrote anything with a later one, bisecting, up to
+    ATTEMPTS runs: the run's end and its first write move with the machine's load, the bisection
+    follows them. snapshot(trial) -> digest tells whether a run wrote anything.
+    Returns every attempt (each one is a trial to check); asserts the share killed mid-run."""
+    first, whole = _timing(make_trial, args_of, home_of)
+    rng = random.Random(seed)
+    delays = [rng.uniform(first, whole) for _ in range(kills)]
+
+    def one(k_delay) -> list[Attempt]:
+        k, delay = k_delay
+        early, late = first * 0.5, None  # delays known to be too early / too late for this trial
+        attempts: list[Attempt] = []
+        for a in range(ATTEMPTS):
+            trial = make_trial(f"{k}.{a}")
+            before = snapshot(trial)
+            proc = subprocess.Popen(cmd(*args_of(trial)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sub_env(home_of(trial)))
+            t0 = time.perf_counter()
+            try:
+                proc.wait(timeout=delay)  # it finished before the kill was due
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate()
+            seconds = time.perf_counter() - t0
+            assert "Traceback" not in err, err
+            assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, err)
+            att = Attempt(trial, delay, proc.returncode, snapshot(trial) != before, seconds)
+            attempts.append(att)
+            if att.mid_run:
+                break
+            if att.killed:
+                early = delay
+            else:
+                late = min(delay, seconds)
+            delay = (early + late) / 2 if late is not None else delay + max(whole - first, 0.05)
+        return attempts
+
+    with ThreadPoolExecutor(2) as pool:
+        trials = list(pool.map(one, enumerate(delays)))
+    mid = sum(t[-1].mid_run for t in trials)
+    attempts = [a for t in trials for a in t]
+    count(f"random-instant kills that landed mid-run: {what}", mid)
+    count(f"random-instant trials: {what}", len(trials))
+    for outcome in ("finished first", "killed before its first write"):
+        n = sum(a.outcome == outcome for a in attempts)
+        if n:
+            count(f"random-instant runs {outcome} (tried again): {what}", n)
+    print(f"\n{what}: {mid} of {len(trials)} random-instant kills landed mid-run "
+          f"(first write at {first:.2f}s, whole run {whole:.2f}s; runs: {[(round(a.delay, 3), a.outcome) for a in attempts]})")
+    assert mid >= math.ceil(MID_RUN_SHARE * len(trials)), (what, first, whole, [[(a.delay, a.outcome) for a in t] for t in trials])
+    return attempts
 
 
 # -- label -------------------------------------------------------------------------------------------
@@ -105,9 +186,9 @@ def label_world(tmp_path_factory):
             template = base / f"copy{tag}"
             values = values_file(template, base / f"values{tag}.parquet")
             ref = clone(template, base / f"ref{tag}")
-            duration = _timed(["label", ref, "--values", values, *LOOKAHEAD])
+            Cli()("label", ref, "--values", values, *LOOKAHEAD)
             worlds[version] = dict(
-                base=base, src=src, src_digest=full_digest(src), template=template, values=values, duration=duration,
+                base=base, src=src, src_digest=full_digest(src), template=template, values=values,
                 state=file_state(template), old=labels_by_file(template), new=labels_by_file(ref),
             )
     return worlds
@@ -133,6 +214,22 @@ def _check_label_trial(cli, w: dict, trial: Path, what: str, verify_first: bool)
     assert not (trial / "meta" / "recap_label" / "lock").exists(), what
 
 
+def test_label_killed_in_the_middle_of_its_commit(label_world, cli, home):
+    """The fast tier's kill: SIGKILL right after the second staged file replaced its target (journal
+    written, the data files part old, part new); verify reports it and finishes the commit, and the
+    next label has nothing left to do but agree."""
+    w = label_world["v2.1"]
+    trial = clone(w["template"], w["base"] / "mid-commit")
+    proc = run_sub(["label", trial, "--values", w["values"], *LOOKAHEAD], crash="rename:2")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (trial / "meta" / "recap_label" / "journal.json").exists()
+    labels = labels_by_file(trial)
+    assert labels != w["old"] and labels != w["new"], "the kill did not land mid-commit"
+    _check_label_trial(cli, w, trial, "label rename:2", verify_first=True)
+    count("kill points tried: label mid-commit")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["v2.1", "v3.0"] if CHAOS else ["v2.1"])
 def test_label_killed_at_every_crash_point(label_world, cli, home, version):
     w = label_world[version]
@@ -148,16 +245,17 @@ def test_label_killed_at_every_crash_point(label_world, cli, home, version):
     count("kill points tried: label crash points", len(killed))
 
 
+@pytest.mark.slow
 def test_label_killed_at_random_instants(label_world, cli, home):
     w = label_world["v2.1"]
     results = _timer_kills(
         lambda k: clone(w["template"], w["base"] / f"lt-{k}"),
         lambda d: ["label", d, "--values", w["values"], *LOOKAHEAD], lambda d: None,
-        w["duration"], TIMER_KILLS, SEED + 1,
+        tree_digest, TIMER_KILLS, SEED + 1, "label",
     )
-    for k, (delay, trial, rc) in enumerate(results):
-        _check_label_trial(cli, w, trial, f"label killed after {delay:.3f}s (rc {rc})", verify_first=k % 2 == 0)
-        shutil.rmtree(trial)
+    for k, a in enumerate(results):
+        _check_label_trial(cli, w, a.trial, f"label killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})", verify_first=k % 2 == 0)
+        shutil.rmtree(a.trial)
     count("kill points tried: label random instants", len(results))
 
 
@@ -179,9 +277,9 @@ def rollback_world(label_world, tmp_path_factory):
         l2 = labels_by_file(template)
         assert l1 != l2
         ref = clone(template, base / "ref")
-        duration = _timed(["rollback", ref])
+        c("rollback", ref)
         assert labels_by_file(ref) == l1
-    return dict(base=base, src=w["src"], src_digest=w["src_digest"], template=template, state=file_state(template), l1=l1, l2=l2, duration=duration)
+    return dict(base=base, src=w["src"], src_digest=w["src_digest"], template=template, state=file_state(template), l1=l1, l2=l2)
 
 
 def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: bool) -> None:
@@ -191,12 +289,12 @@ def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: boo
         side = clone(trial, trial.with_name(trial.name + "-side"))
         v = cli("verify", side, "--repair", "--json", code=None)
         assert v.exit_code in (0, 1), (what, v.exit_code, v.stderr)
-        runs = lineage(side)["runs"]
+        runs = lineage_json(side)["runs"]
         done = any(run["kind"] == "rollback" for run in runs)
         assert labels_by_file(side) == (r["l1"] if done else r["l2"]), what  # labels agree with the record
         shutil.rmtree(side)
     lock = trial / "meta" / "recap_label" / "lock"
-    finished = not lock.exists() and any(run["kind"] == "rollback" for run in lineage(trial)["runs"])
+    finished = not lock.exists() and any(run["kind"] == "rollback" for run in lineage_json(trial)["runs"])
     if not finished:
         # the same command line again, wherever the kill landed (even after its commit point,
         # while the lock still records what it was doing): it finishes the interrupted rollback
@@ -206,13 +304,14 @@ def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: boo
     # be a second rollback, which is what the user would be asking for
     assert labels_by_file(trial) == r["l1"], what
     assert not lock.exists(), what
-    runs = lineage(trial)["runs"]
+    runs = lineage_json(trial)["runs"]
     assert [run["kind"] for run in runs] == ["label", "label", "rollback"], (what, runs)
     assert runs[1].get("rolled_back") and not runs[0].get("rolled_back"), what
     assert cli("verify", trial, code=None).exit_code == 0, what
     assert hidden_leftovers(trial) == [], what
 
 
+@pytest.mark.slow
 def test_rollback_killed_at_every_crash_point(rollback_world, cli, home):
     r = rollback_world
     killed = _sweep_points(lambda n: clone(r["template"], r["base"] / f"rp-{n}"), lambda d: ["rollback", d])
@@ -223,13 +322,14 @@ def test_rollback_killed_at_every_crash_point(rollback_world, cli, home):
     count("kill points tried: rollback crash points", len(killed))
 
 
+@pytest.mark.slow
 def test_rollback_killed_at_random_instants(rollback_world, cli, home):
     r = rollback_world
     results = _timer_kills(lambda k: clone(r["template"], r["base"] / f"rt-{k}"), lambda d: ["rollback", d], lambda d: None,
-                           r["duration"], TIMER_KILLS, SEED + 2)
-    for k, (delay, trial, rc) in enumerate(results):
-        _check_rollback_trial(cli, r, trial, f"rollback killed after {delay:.3f}s (rc {rc})", verify_side=k % 2 == 0)
-        shutil.rmtree(trial)
+                           tree_digest, TIMER_KILLS, SEED + 2, "rollback")
+    for k, a in enumerate(results):
+        _check_rollback_trial(cli, r, a.trial, f"rollback killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})", verify_side=k % 2 == 0)
+        shutil.rmtree(a.trial)
     count("kill points tried: rollback random instants", len(results))
 
 
@@ -243,10 +343,11 @@ def copy_world(tmp_path_factory):
     ref_parent = base / "ref"
     ref_parent.mkdir()
     clone(src, ref_parent / "ds")
-    duration = _timed(["copy", ref_parent / "ds"], home=ref_parent / "home")
+    proc = run_sub(["copy", ref_parent / "ds"], home=ref_parent / "home")
+    assert proc.returncode == 0, proc.stderr
     ref = ref_parent / "ds_vlm_label"
     skip = {"meta/recap_label/lineage.json"}
-    return dict(base=base, src=src, src_digest=full_digest(src), ref_digest=tree_digest(ref, skip), skip=skip, duration=duration)
+    return dict(base=base, src=src, src_digest=full_digest(src), ref_digest=tree_digest(ref, skip), skip=skip)
 
 
 def _make_copy_trial(c: dict, name: str) -> Path:
@@ -282,6 +383,7 @@ def _check_copy_trial(cli, monkeypatch, c: dict, src: Path, what: str) -> None:
     assert full_digest(src) == c["src_digest"], what
 
 
+@pytest.mark.slow
 def test_copy_killed_at_every_crash_point(copy_world, cli, home, monkeypatch):
     c = copy_world
     killed = _sweep_points(lambda n: _make_copy_trial(c, f"cp-{n}"), lambda d: ["copy", d], lambda d: d.parent / "home")
@@ -292,19 +394,21 @@ def test_copy_killed_at_every_crash_point(copy_world, cli, home, monkeypatch):
     count("kill points tried: copy crash points", len(killed))
 
 
+@pytest.mark.slow
 def test_copy_killed_at_random_instants(copy_world, cli, home, monkeypatch):
     c = copy_world
     results = _timer_kills(lambda k: _make_copy_trial(c, f"ct-{k}"), lambda d: ["copy", d], lambda d: d.parent / "home",
-                           c["duration"], TIMER_KILLS, SEED + 3)
-    for delay, src, rc in results:
-        _check_copy_trial(cli, monkeypatch, c, src, f"copy killed after {delay:.3f}s (rc {rc})")
-        shutil.rmtree(src.parent)
+                           lambda src: tree_digest(src.parent), TIMER_KILLS, SEED + 3, "copy")
+    for a in results:
+        _check_copy_trial(cli, monkeypatch, c, a.trial, f"copy killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})")
+        shutil.rmtree(a.trial.parent)
     count("kill points tried: copy random instants", len(results))
 
 
 # -- rollback --iteration (retire) -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path):
     spec = tiny_spec("v2.1", episodes=3, length=12)
 
@@ -327,7 +431,7 @@ def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path):
         cli("rollback", v2, "--iteration")
         assert os.path.realpath(alias) == str(v1.resolve()), n
         assert not os.path.lexists(h / "local" / "vial_vlm_label_v2"), n
-        assert lineage(v2).get("retired"), n
+        assert lineage_json(v2).get("retired"), n
         assert cli("verify", v1, code=None).exit_code == 0 and cli("verify", v2, code=None).exit_code == 0, n
         assert hidden_leftovers(v2) == [] and hidden_leftovers(v1) == [], n
     count("kill points tried: rollback --iteration crash points", len(killed))

@@ -5,13 +5,12 @@ directly, with a full content hash of the source trees before and after."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from recap_label.devtools import synth
 
-from _rel import CHAOS, cli, count, error_line, full_digest, home, labels_by_file, lineage, tally, tree_digest, values_file  # noqa: F401
+from support import CHAOS, count, error_line, full_digest, labels_by_file, lineage_json, tree_digest, values_file
 
 
 def _source_state(v30, v21) -> dict:
@@ -38,7 +37,7 @@ def _cycle(cli, dest, values_args, tmp_path) -> None:
     cli("rollback", dest)
     assert labels_by_file(dest) == original
     assert cli("verify", dest, code=None).exit_code == 0
-    assert [r["kind"] for r in lineage(dest)["runs"]] == ["label", "label", "rollback", "rollback"]
+    assert [r["kind"] for r in lineage_json(dest)["runs"]] == ["label", "label", "rollback", "rollback"]
 
 
 @pytest.mark.parametrize("cameras", [0, 1] if CHAOS else [1])
