@@ -170,6 +170,8 @@ def copy_cmd(
     from recap_label.report import counts_side_by_side
 
     out = _stdout()
+    if result.finished_interrupted:
+        out.print(f"note: finished an interrupted copy of {result.src}: {result.dest} was complete; its registration is done now")
     out.print(f"copied {result.files} files ({result.bytes / 1e6:,.1f} MB) → {result.dest}  (iteration {result.iteration})")
     out.print("verified: no symlinks, every file byte-identical to its source")
     if result.registered:

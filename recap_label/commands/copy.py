@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -23,13 +24,14 @@ from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.fingerprint import data_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file
-from recap_label.store.lineage import Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
+from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, write_json_atomic
+from recap_label.store.lineage import LABEL_SUFFIX, Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
 from recap_label.store.lock import live_holder, process_alive
-from recap_label.store.paths import STATE_DIR
+from recap_label.store.paths import COPY_PENDING, STATE_DIR
 from recap_label.store.writeback import pending_commit, stale_staged_files
 
 COPY_TMP_PREFIX = ".recap-copy-"
+PENDING_MARK = COPY_PENDING
 CHUNK = 8 << 20
 
 
@@ -53,6 +55,7 @@ class CopyResult:
     registered: Path | None
     source_counts: dict[str, int] | None
     copy_counts: dict[str, int] | None
+    finished_interrupted: bool = False  # this run only finished a killed copy's registration
 
 
 def _inside(a: Path, b: Path) -> bool:
@@ -155,6 +158,10 @@ def copy_dataset(
 ) -> CopyResult:
     src_ds = LeRobotDataset.open(src)
     src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
+    unfinished = find_unfinished_copy(src, dest)
+    if unfinished is not None:
+        # the same copy was killed after its rename, while registering: finish that one
+        return _finish_copy(src_ds, unfinished, adv_col=adv_col, lerobot_home=lerobot_home, do_register=do_register)
     plan = plan_copy(src, dest)
     entry = cache_entry(lerobot_home, plan.dest.name)
     if do_register:
@@ -195,11 +202,9 @@ def copy_dataset(
             step = "register"
             if not points_to(entry, plan.dest):
                 undo.push(_unregister_step(entry, plan.dest, only_dangling=False))
-                register(entry, plan.dest)
-            alias = active_alias(lerobot_home, plan.dest.name)
-            if alias.is_symlink() or not alias.exists():
-                register(alias, plan.dest)
-            registered = entry
+            registered = _register_copy(plan.dest, lerobot_home)
+        (plan.dest / PENDING_MARK).unlink()  # the copy's last step: it is finished
+        fsync_dir((plan.dest / PENDING_MARK).parent)
     except OSError as exc:
         action = f"registering {plan.dest.name} in {lerobot_home / 'local'}" if step == "register" else f"copying into {plan.dest.parent}"
         message = os_error_message(exc, action)
@@ -240,9 +245,57 @@ def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset,
     record = Lineage.new_copy(plan.iteration, str(plan.src.absolute()) if parent is not None else None, source,
                               {"files": len(plan.files), "bytes": plan.total_bytes})
     write_lineage(tmp, record)
+    # until registration is done: lets a retry of the same copy recognise and finish this one
+    write_json_atomic(tmp / PENDING_MARK, {"source_realpath": os.path.realpath(plan.src), "pid": os.getpid()})
     crash_point("copy-lineage")
     for rel in ["", *plan.dirs]:
         fsync_dir(tmp / rel)
+
+
+def _register_copy(dest: Path, lerobot_home: Path) -> Path:
+    """local/<dest-name> → DEST, and the `_active` alias when it is free or a link."""
+    entry = cache_entry(lerobot_home, dest.name)
+    if not points_to(entry, dest):
+        register(entry, dest)
+    alias = active_alias(lerobot_home, dest.name)
+    if alias.is_symlink() or not alias.exists():
+        register(alias, dest)
+    return entry
+
+
+def find_unfinished_copy(src: Path, dest: Path | None) -> Path | None:
+    """A copy of SRC that was renamed into place but not registered (its copy was killed):
+    DEST when given, else an iteration folder beside SRC, that carries the pending mark for SRC."""
+    real = os.path.realpath(src)
+    if dest is not None:
+        candidates = [Path(dest).expanduser()]
+    else:
+        base, _ = split_iteration_name(src.name)
+        candidates = sorted(src.parent.glob(f"{base}{LABEL_SUFFIX}*"))
+    for folder in candidates:
+        mark = folder / PENDING_MARK
+        try:
+            info = json.loads(mark.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("source_realpath") == real and not process_alive(int(info.get("pid", -1) or -1)):
+            return folder
+    return None
+
+
+def _finish_copy(src_ds: LeRobotDataset, dest: Path, *, adv_col: str, lerobot_home: Path, do_register: bool) -> CopyResult:
+    record = read_lineage(dest)
+    try:
+        registered = _register_copy(dest, lerobot_home) if do_register else None
+        (dest / PENDING_MARK).unlink(missing_ok=True)
+        fsync_dir((dest / PENDING_MARK).parent)
+    except OSError as exc:
+        raise RecapError(os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
+            "(nothing was changed)", f"(the copy {dest} is complete; run the same copy command again to finish its registration)")) from None
+    counts = label_counts(src_ds, adv_col)
+    stats = record.copy if record else {}
+    return CopyResult(src_ds.root, dest, record.iteration if record else 1, int(stats.get("files", 0)), int(stats.get("bytes", 0)),
+                      registered, counts, label_counts(LeRobotDataset.open(dest), adv_col), finished_interrupted=True)
 
 
 def _unregister_step(entry: Path, dest: Path, *, only_dangling: bool):

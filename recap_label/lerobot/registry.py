@@ -13,6 +13,9 @@ from recap_label.errors import BadInput
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import fsync_dir
 from recap_label.store.lineage import split_iteration_name
+from recap_label.store.lock import process_alive
+
+LINK_MARK = ".recap-link-"
 
 
 def cache_entry(lerobot_home: Path, name: str) -> Path:
@@ -48,7 +51,8 @@ def register(entry: Path, dest: Path) -> None:
 
 def point_link(link: Path, target: str) -> None:
     """Make `link` a symlink to `target` with an atomic swap through a temporary link."""
-    tmp = link.with_name(f".{link.name}.recap-link-{os.getpid()}")
+    tmp = link.with_name(f".{link.name}{LINK_MARK}{os.getpid()}")
+    clean_stale_links(link.parent)
     tmp.unlink(missing_ok=True)
     try:
         os.symlink(target, tmp)
@@ -58,6 +62,17 @@ def point_link(link: Path, target: str) -> None:
         raise
     crash_point("register")
     _fsync_quietly(link.parent)
+
+
+def clean_stale_links(folder: Path) -> None:
+    """Remove temporary links that killed processes left in `folder`."""
+    for tmp in folder.glob(f".*{LINK_MARK}*"):
+        pid = tmp.name.rsplit(LINK_MARK, 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def remove_link(link: Path) -> None:
