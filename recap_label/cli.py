@@ -457,9 +457,21 @@ def rollback_cmd(
     from recap_label.lerobot.dataset import resolve_dataset_path
 
     settings = settings_of(ctx, json=json_out)
-    root = resolve_dataset_path(dataset, settings.lerobot_home)
     if delete and not iteration:
         raise BadInput("--delete only applies with --iteration")
+    if iteration:  # resolved inside: an interrupted retirement may have removed local/<name> already
+        res = retire_iteration(dataset, settings, delete)
+        if settings.json:
+            _print_json(res.to_json())
+            return
+        out = _stdout()
+        out.print(f"retired {res.dataset}" + (" (deleted)" if res.deleted else " (folder kept)"))
+        for name in res.unregistered:
+            out.print(f"unregistered {name}")
+        if res.active_now:
+            out.print(f"active iteration now: {res.active_now}")
+        return
+    root = resolve_dataset_path(dataset, settings.lerobot_home)
     if list_runs:
         from recap_label.lerobot.dataset import LeRobotDataset
 
@@ -480,18 +492,6 @@ def rollback_cmd(
             status = f"rolled back by {r.rolled_back}" if r.rolled_back else "active"
             t.add_row(r.id, r.time, r.kind, r.value_source.get("source", ""), share, status)
         _stdout().print(t)
-        return
-    if iteration:
-        res = retire_iteration(root, settings, delete)
-        if settings.json:
-            _print_json(res.to_json())
-            return
-        out = _stdout()
-        out.print(f"retired {res.dataset}" + (" (deleted)" if res.deleted else " (folder kept)"))
-        for name in res.unregistered:
-            out.print(f"unregistered {name}")
-        if res.active_now:
-            out.print(f"active iteration now: {res.active_now}")
         return
     res = rollback_runs(root, to)
     if settings.json:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +13,12 @@ from recap_label.config import Settings
 from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.invariants import verify_dataset
 from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
-from recap_label.lerobot.registry import active_alias, cache_entry, point_link, points_to, register, remove_link
-from recap_label.store.fsutil import UndoStack, io_error, sha256_file
+from recap_label.lerobot.registry import active_alias, cache_entry, clean_stale_links, point_link, points_to, register, remove_link
+from recap_label.errors import RecapError
+from recap_label.lerobot.dataset import resolve_dataset_path
+from recap_label.store.faults import crash_point
+from recap_label.store.fsutil import UndoStack, io_error, os_error_message, remove_tree, sha256_file, write_json_atomic
+from recap_label.store.lock import process_alive
 from recap_label.store.lineage import LabelRun, Lineage, RollbackRun, lineage_bytes, now_iso, read_lineage, write_lineage
 from recap_label.store.lock import dataset_lock
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE
@@ -128,9 +132,42 @@ class RetireOutcome:
         return {"dataset": str(self.dataset), "unregistered": self.unregistered, "active_now": self.active_now, "deleted": self.deleted}
 
 
-def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireOutcome:
-    """Make the prior iteration the one the LeRobot cache resolves; keep (or delete) this copy."""
-    ds = LeRobotDataset.open(Path(os.path.realpath(ds_root)))  # local/<name> is itself a cache symlink
+RETIRE_MARK = ".recap-retire-"  # <home>/local/.recap-retire-<name>.json: a retirement in progress
+DELETING_MARK = ".recap-deleting-"  # <parent>/.recap-deleting-<name>: a folder being deleted
+
+
+def _retire_intent_path(home: Path, name: str) -> Path:
+    return home / "local" / f"{RETIRE_MARK}{name}.json"
+
+
+def _find_retire_intent(home: Path, arg: str) -> dict | None:
+    """The recorded retirement of the copy `arg` names (local/<name> or its path), if one was interrupted."""
+    name = arg[len("local/"):] if arg.startswith("local/") else Path(arg).name
+    try:
+        intent = json.loads(_retire_intent_path(home, name).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(intent, dict) or not isinstance(intent.get("dataset"), str):
+        return None
+    if not arg.startswith("local/") and os.path.abspath(Path(arg).expanduser()) not in (intent["dataset"], intent.get("given")):
+        return None
+    return intent
+
+
+def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOutcome:
+    """Make the prior iteration the one the LeRobot cache resolves; keep (or delete) this copy.
+
+    Journaled: the intent (which links change to what, whether the folder goes) is recorded in
+    the LeRobot home first, every step is idempotent, and the intent goes last, so the same
+    command run again after a kill anywhere completes the retirement, also when `local/<name>`
+    or the folder itself is already gone."""
+    home = settings.lerobot_home
+    if (home / "local").is_dir():
+        clean_stale_links(home / "local")  # what a killed retirement may have left
+    intent = _find_retire_intent(home, ds_arg)
+    if intent is not None and not process_alive(int(intent.get("pid", -1))):
+        return _retire_steps(home, intent, delete or bool(intent.get("delete")))
+    ds = LeRobotDataset.open(Path(os.path.realpath(resolve_dataset_path(ds_arg, home))))  # local/<name> is itself a link
     record = read_lineage(ds.root)
     if record is None:
         raise BadInput(f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire")
@@ -141,36 +178,98 @@ def retire_iteration(ds_root: Path, settings: Settings, delete: bool) -> RetireO
         if not report.ok:
             failed = next(c for c in report.checks if c.status == "fail")
             raise BadInput(f"the prior iteration {parent} fails verification ({failed.name}: {failed.detail}); fix it before retiring {ds.root.name}")
-    home = settings.lerobot_home
-    unregistered = []
     with dataset_lock(ds.root, "rollback --iteration"):
         recover(ds.root)
-        entry = cache_entry(home, ds.root.name)
         alias = active_alias(home, ds.root.name)
-        active_now = None
-        undo = UndoStack()  # what puts the cache back as it was, should a later step fail
+        intent = {
+            "dataset": str(ds.root), "given": os.path.abspath(Path(ds_arg).expanduser()) if not ds_arg.startswith("local/") else None,
+            "name": ds.root.name, "parent": None if parent is None else str(parent), "delete": delete, "pid": os.getpid(),
+            "entry": f"local/{ds.root.name}" if points_to(cache_entry(home, ds.root.name), ds.root) else None,
+            "alias": f"local/{alias.name}" if points_to(alias, ds.root) else None,
+        }
         try:
-            if points_to(entry, ds.root):
-                before = os.readlink(entry)
-                remove_link(entry)
-                undo.push(lambda: point_link(entry, before))
-                unregistered.append(f"local/{ds.root.name}")
-            if points_to(alias, ds.root):
-                before_alias = os.readlink(alias)
-                if parent is not None:
-                    register(alias, parent)  # an atomic swap: on error nothing changed
-                    active_now = str(parent)
-                else:
-                    remove_link(alias)
-                    unregistered.append(f"local/{alias.name}")
-                undo.push(lambda: point_link(alias, before_alias))
+            (home / "local").mkdir(parents=True, exist_ok=True)
+            write_json_atomic(_retire_intent_path(home, ds.root.name), intent)
+            _retire_links(home, intent)
             if not record.retired:
-                undo.push(lambda: (read_lineage(ds.root) or record).retired and write_lineage(ds.root, record))
-            write_lineage(ds.root, record.retired_now())
+                write_lineage(ds.root, record.retired_now())
         except OSError as exc:
-            undo.unwind()
+            if not record.retired:
+                try:  # the retired mark may have landed before its folder's fsync failed
+                    if (read_lineage(ds.root) or record).retired:
+                        write_lineage(ds.root, record)
+                except OSError:
+                    pass
+            _undo_retire_links(home, intent)
             raise io_error(exc, f"retiring {ds.root.name}") from None
-    if delete:
-        shutil.rmtree(ds.root)
-    return RetireOutcome(ds.root, unregistered, active_now, delete)
+    return _finish_retire(home, intent, delete)
 
+
+def _retire_links(home: Path, intent: dict) -> None:
+    """Unregister local/<name> and move `_active` back (or remove it): each step only if still to do."""
+    root = Path(intent["dataset"])
+    entry = cache_entry(home, intent["name"])
+    if points_to(entry, root) or (entry.is_symlink() and not os.path.exists(entry) and os.readlink(entry) == str(root)):
+        remove_link(entry)
+    alias = active_alias(home, intent["name"])
+    if intent.get("alias") and (points_to(alias, root) or (alias.is_symlink() and os.readlink(alias) == str(root))):
+        if intent.get("parent"):
+            register(alias, Path(intent["parent"]))
+        else:
+            remove_link(alias)
+
+
+def _undo_retire_links(home: Path, intent: dict) -> None:
+    """An error (not a crash) before anything was deleted: put the links back as they were."""
+    root = Path(intent["dataset"])
+    undo = UndoStack()
+    if intent.get("entry"):
+        undo.push(lambda: point_link(cache_entry(home, intent["name"]), str(root)))
+    if intent.get("alias"):
+        undo.push(lambda: point_link(active_alias(home, intent["name"]), str(root)))
+    undo.push(lambda: _retire_intent_path(home, intent["name"]).unlink(missing_ok=True))
+    undo.unwind()
+
+
+def _retire_steps(home: Path, intent: dict, delete: bool) -> RetireOutcome:
+    """A retry: the idempotent links and retired mark (under the lock, after clearing what the
+    killed run left), then the rest."""
+    root = Path(intent["dataset"])
+    try:
+        if root.exists():
+            with dataset_lock(root, "rollback --iteration"):
+                recover(root)  # what a killed run left (staged or temporary files)
+                _retire_links(home, intent)
+                record = read_lineage(root)
+                if record is not None and not record.retired:
+                    write_lineage(root, record.retired_now())
+        else:
+            _retire_links(home, intent)
+    except OSError as exc:
+        raise RecapError(os_error_message(exc, f"retiring {root.name}").replace(
+            "(nothing was changed)", "(the retirement is recorded; run the same command again to complete it)")) from None
+    return _finish_retire(home, intent, delete)
+
+
+def _finish_retire(home: Path, intent: dict, delete: bool) -> RetireOutcome:
+    """Delete the folder when asked (renamed aside first: a half-deleted copy is recognisable),
+    then drop the intent: the retirement's last step."""
+    root = Path(intent["dataset"])
+    if delete:
+        doomed = root.with_name(f"{DELETING_MARK}{root.name}")
+        try:
+            if root.exists():
+                os.rename(root, doomed)  # atomic: from here on it is recognisably half-deleted
+                crash_point("retire-renamed")
+            if doomed.exists():
+                remove_tree(doomed)
+        except OSError as exc:
+            raise RecapError(os_error_message(exc, f"deleting {root}").replace(
+                "(nothing was changed)", f"(it is retired and unregistered; run the same command again to finish deleting {doomed.name})")) from None
+    try:
+        _retire_intent_path(home, intent["name"]).unlink(missing_ok=True)
+    except OSError:
+        pass  # everything is done; a leftover record only makes a later retry of this name a no-op
+    unregistered = [n for n in (intent.get("entry"), None if intent.get("parent") else intent.get("alias")) if n]
+    active_now = intent.get("parent") if intent.get("alias") else None
+    return RetireOutcome(root, unregistered, active_now, delete)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from recap_label.errors import BadInput
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import fsync_dir
+from recap_label.store.fsutil import TMP_MARK, fsync_dir
 from recap_label.store.lineage import split_iteration_name
 from recap_label.store.lock import process_alive
 
@@ -65,9 +65,10 @@ def point_link(link: Path, target: str) -> None:
 
 
 def clean_stale_links(folder: Path) -> None:
-    """Remove temporary links that killed processes left in `folder`."""
-    for tmp in folder.glob(f".*{LINK_MARK}*"):
-        pid = tmp.name.rsplit(LINK_MARK, 1)[-1]
+    """Remove temporary links and files that killed processes left in `folder`."""
+    stale = [(tmp, tmp.name.rsplit(LINK_MARK, 1)[-1]) for tmp in folder.glob(f".*{LINK_MARK}*")]
+    stale += [(tmp, tmp.name[len(TMP_MARK):].split("-", 1)[0]) for tmp in folder.glob(f"{TMP_MARK}*")]
+    for tmp, pid in stale:
         if pid.isdigit() and not process_alive(int(pid)):
             try:
                 tmp.unlink()
@@ -77,6 +78,7 @@ def clean_stale_links(folder: Path) -> None:
 
 def remove_link(link: Path) -> None:
     link.unlink()
+    crash_point("unregister")
     _fsync_quietly(link.parent)
 
 

@@ -119,3 +119,15 @@ class UndoStack:
             except OSError:
                 ok = False
         return ok
+
+
+def remove_tree(root: Path) -> None:
+    """Delete a folder bottom-up, one entry at a time (a crash point per file, for the tests)."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+            crash_point("delete-file")
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            os.unlink(path) if os.path.islink(path) else os.rmdir(path)
+    os.rmdir(root)

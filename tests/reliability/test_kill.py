@@ -415,7 +415,10 @@ def test_copy_killed_at_random_instants(copy_world, cli, home, monkeypatch):
 
 
 @pytest.mark.slow
-def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path):
+@pytest.mark.parametrize("form, delete", [("path", False), ("path", True), ("local", True), ("local", False)])
+def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path, form, delete):
+    """Killed anywhere, the same command line again completes the retirement: `_active` back on
+    v1, local/<v2> gone, v2 retired (or deleted, also half-deleted), nothing temporary left."""
     spec = tiny_spec("v2.1", episodes=3, length=12)
 
     def make(n: int) -> Path:
@@ -426,18 +429,26 @@ def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path):
         cli("copy", parent / "vial_vlm_label", "--json")
         return parent / "vial_vlm_label_v2"
 
-    killed = _sweep_points(make, lambda d: ["rollback", d, "--iteration"], lambda d: d.parent / "home")
-    assert len(killed) >= 3
+    def args(v2: Path) -> list:
+        return ["rollback", "local/vial_vlm_label_v2" if form == "local" else v2, "--iteration", *(["--delete"] if delete else [])]
+
+    killed = _sweep_points(make, args, lambda d: d.parent / "home")
+    assert len(killed) >= (6 if delete else 4)
     for n, v2 in killed:
         parent, h = v2.parent, v2.parent / "home"
         _in_env(monkeypatch, h)
         v1 = parent / "vial_vlm_label"
         alias = h / "local" / "vial_vlm_label_active"
         assert os.path.realpath(alias) in (str(v1.resolve()), str(v2.resolve())), n
-        cli("rollback", v2, "--iteration")
+        cli(*args(v2))  # the same command line again
         assert os.path.realpath(alias) == str(v1.resolve()), n
         assert not os.path.lexists(h / "local" / "vial_vlm_label_v2"), n
-        assert lineage_json(v2).get("retired"), n
-        assert cli("verify", v1, code=None).exit_code == 0 and cli("verify", v2, code=None).exit_code == 0, n
-        assert hidden_leftovers(v2) == [] and hidden_leftovers(v1) == [], n
-    count("kill points tried: rollback --iteration crash points", len(killed))
+        if delete:
+            assert not v2.exists() and not [p for p in parent.iterdir() if p.name.startswith(".recap-")], n
+        else:
+            assert lineage_json(v2).get("retired"), n
+            assert cli("verify", v2, code=None).exit_code == 0 and hidden_leftovers(v2) == [], n
+            assert not (v2 / "meta" / "recap_label" / "lock").exists(), n
+        assert cli("verify", v1, code=None).exit_code == 0 and hidden_leftovers(v1) == [], n
+        assert not [p.name for p in (h / "local").iterdir() if p.name.startswith(".")], n  # no intent, no temporary link
+    count(f"kill points tried: rollback --iteration{' --delete' if delete else ''} ({form}) crash points", len(killed))
