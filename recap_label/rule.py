@@ -25,6 +25,7 @@ from recap_label.lerobot.columns import EpisodeKinds, LabelColumns, episode_kind
 from recap_label.lerobot.dataset import EpisodeGroups, group_episodes
 
 TAIL_RULES = ("zero", "last")
+MIN_RATIO = 1e-9  # below it, 100 - 100 * R rounds to 100 (float64 has ~16 digits)
 SCOPES = ("global", "task")
 
 
@@ -40,6 +41,11 @@ class RuleSettings:
             raise BadInput(f"--lookahead must be an integer >= 1, got {self.lookahead}")
         if not (0.0 < float(self.positive_ratio) <= 1.0):
             raise BadInput(f"--positive-ratio must be in (0, 1], got {self.positive_ratio} (for --top-percent: (0, 100])")
+        if float(self.positive_ratio) < MIN_RATIO:
+            raise BadInput(
+                f"--positive-ratio {self.positive_ratio} is below {MIN_RATIO:g}: the percentile 100 - 100*R is then 100 in float64 and "
+                "the ratio has no effect; pass a larger ratio"
+            )
         if self.tail_bootstrap not in TAIL_RULES:
             raise BadInput(f"--tail-bootstrap must be one of {', '.join(TAIL_RULES)}, got {self.tail_bootstrap!r}")
         if self.threshold_scope not in SCOPES:

@@ -59,6 +59,7 @@ class LabelPlan:
     transitions: dict[str, int]
     share_per_task: dict[str, float | None]
     warnings: list[str] = field(default_factory=list)
+    input_keys: dict[int, str] = field(default_factory=dict)  # what each episode's V was computed from
 
 
 @dataclass
@@ -149,7 +150,7 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
     sel = cols.rollout_rows
     settings_json = plan.settings.to_json()
     txn.stage_table(ds.root / SIDECAR, sidecar_table(cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel],
-                                                     plan.new_labels[sel], plan.provenance, settings_json))
+                                                     plan.new_labels[sel], plan.provenance, settings_json, plan.input_keys))
     staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
     b = plan.breakdown
     run = LabelRun(
@@ -240,12 +241,13 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     source.bind(ds)
     episodes = cols.rollout_episodes()
     if dist is not None:
-        by_episode, values_from, provenance = distributed.lead(ds, source, episodes, recompute, dist)
+        by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist)
     else:
-        by_episode, values_from, provenance = gather_values(ds, source, episodes, recompute=recompute)
+        by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
     plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id())
+    plan.input_keys = keys
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
 
@@ -302,6 +304,7 @@ def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard:
             raise BadInput(f"{ds.root.name} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); score when it has finished")
         source.prepare()
         parts = PartialValues(ds.root, source.provenance()).ensure()
+        parts.keys = source.input_keys(ds, sorted(lengths))
         if shard is None:
             mine = sorted(lengths)
         else:

@@ -56,7 +56,7 @@ def rollback_runs(ds_root: Path, to_run: str | None = None) -> RollbackOutcome:
         if finished is not None:
             # the interrupted command was this rollback (its commit landed, or recovery just
             # completed it): finishing it is what was asked for; one more would go too far
-            notes = [n for n in [note, f"finished the interrupted {finished.id} (its commit had landed)" if not note else None] if n]
+            notes = [n for n in [note, f"finished the interrupted {finished.id} (its commit had landed)"] if n]
             return RollbackOutcome(ds.root, list(finished.undid), len(finished.files_restored), notes)
         active = record.active_label_runs() if record else []
         if not active:

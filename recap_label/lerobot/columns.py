@@ -132,8 +132,36 @@ def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, rewa
     )
     if reward_col is not None:
         out.reward = _reward(table, reward_col)
-    out.groups  # noqa: B018 (validates: a duplicate frame is an error here, before any work)
+    _check_frames(out)
+    _check_same_columns(ds)
     return out
+
+
+def _check_frames(cols: LabelColumns) -> None:
+    """Each episode's frame_index runs 0, 1, 2, … without a gap (a duplicate is refused by
+    group_episodes): the N-step advantage counts frames by position."""
+    g = cols.groups
+    frames = np.asarray(cols.frame, dtype=np.int64)[g.order]
+    expected = np.arange(frames.size) - np.repeat(g.starts, g.lengths)
+    bad = np.flatnonzero(frames != expected)
+    if bad.size:
+        i = bad[0]
+        ep = int(np.asarray(cols.episode)[g.order][i])
+        raise DatasetError(
+            f"episode {ep} has no frame_index {int(expected[i])} (its frames go {int(frames[i - 1]) if i and expected[i] else '-'} → {int(frames[i])}); "
+            "frame indices must run 0, 1, 2, … in every episode, restore the dataset from its source"
+        )
+
+
+def _check_same_columns(ds: LeRobotDataset) -> None:
+    """Every data file has the columns of the first one (LeRobot writes one schema)."""
+    first = set(ds.schema(ds.data_files[0]).names)
+    for path in ds.data_files[1:]:
+        names = set(ds.schema(path).names)
+        if names != first:
+            extra, missing = sorted(names - first), sorted(first - names)
+            what = f"has column(s) {', '.join(map(repr, extra))} that {ds.data_files[0].name} lacks" if extra else f"lacks column(s) {', '.join(map(repr, missing))}"
+            raise DatasetError(f"data file {path} {what}; the data files disagree, restore the dataset from its source")
 
 
 def _labels(table: pa.Table, adv_col: str) -> np.ndarray:

@@ -154,6 +154,9 @@ class LeRobotDataset:
         for key, kind in (("fps", (int, float)), ("features", dict), ("data_path", str)):
             if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
                 raise DatasetError(f"meta/info.json {info_path} is malformed: {key!r} is missing or has the wrong type; restore it from the source dataset")
+        fps = info["fps"]
+        if not (fps > 0 and fps == fps and fps != float("inf")):
+            raise DatasetError(f"meta/info.json {info_path} is malformed: 'fps' is {fps!r}, not a positive number; restore it from the source dataset")
         for name, feat in info["features"].items():
             if not isinstance(feat, dict) or not isinstance(feat.get("dtype"), str):
                 raise DatasetError(f"meta/info.json {info_path} is malformed: feature {name!r} has no dtype; restore it from the source dataset")

@@ -87,18 +87,15 @@ class Transaction:
             write(staged)
             fsync_file(staged)
         except OSError as exc:
-            staged.unlink(missing_ok=True)
-            self.abort()
+            left = self.abort(also=staged)
             if exc.errno is None:  # pyarrow's OSError for undecodable data (a damaged page), not a system error
-                raise DatasetError(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)") from None
-            raise io_error(exc, f"writing {target}") from None
+                raise DatasetError(_left_behind(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)", left)) from None
+            raise RecapError(_left_behind(os_error_message(exc, f"writing {target}"), left)) from None
         except pa.ArrowException as exc:
-            staged.unlink(missing_ok=True)
-            self.abort()
-            raise DatasetError(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)") from None
+            left = self.abort(also=staged)
+            raise DatasetError(_left_behind(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)", left)) from None
         except BaseException:
-            staged.unlink(missing_ok=True)
-            self.abort()
+            self.abort(also=staged)
             raise
         crash_point("stage")
         self.staged.append(Staged(target, staged, signature))
@@ -120,11 +117,15 @@ class Transaction:
         changed since then is refused (else its new rows would get labels computed for the old)."""
         self._add(target, lambda p: rewrite_label_column(target, p, column, values), planned=signature)
 
-    def abort(self) -> None:
-        for s in self.staged:
-            s.staged.unlink(missing_ok=True)
-            if s.backup is not None:
-                s.backup.unlink(missing_ok=True)
+    def abort(self, also: Path | None = None) -> list[Path]:
+        """Remove every staged file and undo link (each on its own: one failure does not stop
+        the rest); returns the ones that could not be removed."""
+        left = []
+        for p in [*(s.staged for s in self.staged), *(s.backup for s in self.staged if s.backup is not None), *([also] if also else [])]:
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:
+                left.append(p)
         self.staged.clear()
         for d in sorted(self.created_dirs, key=lambda p: len(p.parts), reverse=True):
             try:
@@ -132,6 +133,7 @@ class Transaction:
             except OSError:
                 pass
         self.created_dirs.clear()
+        return left
 
     def commit(self) -> None:
         if not self.staged:
@@ -184,6 +186,15 @@ class Transaction:
         _finish(self.root)
         self.staged.clear()
         self.created_dirs.clear()
+
+
+def _left_behind(message: str, left: list[Path]) -> str:
+    """A failure message that says what is true: the data is unchanged, but staged files remain."""
+    if not left:
+        return message
+    names = ", ".join(str(p) for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+    return message.replace("(nothing was changed)", "").replace("(nothing was written)", "").rstrip() + (
+        f" (the dataset's files are unchanged; staged file(s) could not be removed: {names}; the next run removes them)")
 
 
 def _link_backup(target: Path, backup: Path) -> Path | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.values.parts import PartialValues
-from recap_label.values.sidecar import gather_values, read_parts, read_sidecar
+from recap_label.values.sidecar import cached_values, gather_values, read_parts, read_sidecar
 from recap_label.values.sources import Caching, EpisodeValues, ValueSource
 
 
@@ -87,6 +87,7 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
                 error = f"rank {dist.rank} was started with different settings than rank 0"
             else:
                 partial = PartialValues(ds.root, plan["provenance"]).ensure()
+                partial.keys = source.input_keys(ds, plan["assign"][dist.rank])
                 for ev in source.episode_values(ds, plan["assign"][dist.rank]):
                     partial.add(ev)
     except RecapError as exc:
@@ -103,13 +104,15 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
 def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist) -> tuple[dict[int, EpisodeValues], str, dict]:
     """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all."""
     cached = None if recompute else read_sidecar(ds.root)
-    if source.caching is Caching.READ_EACH_RUN or (cached is not None and source.reuses(cached[0])):
+    if source.caching is Caching.READ_EACH_RUN or (
+            cached is not None and source.reuses(cached[0]) and len(cached_values(ds, cached[1], episodes, source.input_keys(ds, episodes))) == len(episodes)):
         dist.broadcast({"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": source.provenance()})
         dist.gather(None)
         return gather_values(ds, source, episodes, recompute=False)
     source.prepare()
     provenance = source.provenance()
     partial = PartialValues(ds.root, provenance).ensure()
+    partial.keys = keys = source.input_keys(ds, episodes)
     lengths = {e: ds.episodes[e].length for e in episodes}
     if recompute:
         partial.drop(episodes)
@@ -128,4 +131,4 @@ def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute
         r, e = failed[0]
         raise RecapError(f"rank {r}: {e}" if r else e)
     sizes = ", ".join(f"rank {r}: {len(a)}" for r, a in enumerate(assign))
-    return read_parts(partial, lengths), f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)", provenance
+    return read_parts(partial, lengths), f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)", provenance, keys

@@ -46,6 +46,36 @@ def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None
     return {slot: slots[slot] for slot in camera_slot_order(list(slots))}
 
 
+def episode_input_keys(ds: LeRobotDataset, episodes: list[int], columns: list[str | None]) -> dict[int, str]:
+    import hashlib
+
+    import pyarrow.compute as pc
+
+    keys = {}
+    for e in episodes:
+        ep = ds.episodes[e]
+        h = hashlib.sha256("\0".join(ep.tasks).encode())
+        for col in columns:
+            h.update(f"|{col}|".encode())
+            if col is None:
+                continue
+            if ds.feature_dtype(col) == "video":
+                ref = ep.videos.get(col)
+                if ref is not None and ref.path.exists():
+                    st = ref.path.stat()
+                    h.update(f"{ref.path.name}:{st.st_size}:{st.st_mtime_ns}:{ref.from_timestamp}".encode())
+            else:
+                cells = ds.episode_rows(e, [col])[col]
+                if cells.type.num_fields and "bytes" in [cells.type.field(i).name for i in range(cells.type.num_fields)]:
+                    cells = pc.struct_field(cells, "bytes")
+                for chunk in cells.chunks:
+                    for buf in chunk.buffers():
+                        if buf is not None:
+                            h.update(buf)
+        keys[e] = h.hexdigest()[:24]
+    return keys
+
+
 def default_workers() -> int:
     """Decode workers: none on a 2-core machine (handing batches between processes costs more
     than it gains there, measured), else up to 8, leaving a core for the main process."""
@@ -122,6 +152,14 @@ class ModelValues:
         if self.requested_precision == "auto":
             mine, cached = {**mine, "precision": None}, {**cached, "precision": None}
         return cached == mine
+
+    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
+        """Per episode: its task text and, per camera, the video file's size and mtime (a video
+        changed in place changes them) or the PNG bytes of its rows (data files are rewritten by
+        every label commit, so their mtime says nothing about the images)."""
+        if self._slots is None:
+            self.bind(ds)
+        return episode_input_keys(ds, episodes, list(self._slots.values()))
 
     def prepare(self) -> None:
         """Resolve the device and build the inference engine (imports torch; loads no weights yet)."""

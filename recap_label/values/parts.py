@@ -56,6 +56,8 @@ class PartialValues:
         self.provenance = provenance
         self.dir = root / PARTIAL_DIR / provenance_key(provenance)
         self.dropped: list[int] = []  # episodes whose part did not read back whole
+        self.keys: dict[int, str] = {}  # input key per episode (values.sources.ValueSource.input_keys)
+        self.stale: list[int] = []  # episodes whose part was computed from other inputs
 
     # -- finding parts without the model ---------------------------------------------------
 
@@ -92,6 +94,9 @@ class PartialValues:
 
     def add(self, ev: EpisodeValues) -> None:
         table = pa.table({"frame_index": pa.array(ev.frame_index, pa.int64()), "value": pa.array(ev.value, pa.float64())})
+        key = self.keys.get(ev.episode_index)
+        if key:
+            table = table.replace_schema_metadata({b"recap_label.input_key": key.encode()})
         write_file_atomic(self._part(ev.episode_index), lambda p: pq.write_table(table, p))
         crash_point("episode-values")
 
@@ -104,8 +109,13 @@ class PartialValues:
             frames = t["frame_index"].to_numpy()
             values = t["value"].to_numpy().astype(np.float64)
             whole = t.num_rows == length and np.isfinite(values).all() and np.unique(frames).size == length
+            stored = (t.schema.metadata or {}).get(b"recap_label.input_key", b"").decode()
         except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
-            whole = False
+            whole, stored = False, ""
+        if whole and self.keys.get(episode) and stored != self.keys[episode]:
+            path.unlink(missing_ok=True)
+            self.stale.append(episode)
+            return None
         if whole:
             return EpisodeValues(episode, frames, values)
         path.unlink(missing_ok=True)

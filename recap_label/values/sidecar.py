@@ -36,7 +36,8 @@ def read_sidecar(root: Path) -> tuple[dict, pa.Table] | None:
     return provenance, table
 
 
-def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, advantage: np.ndarray, label: np.ndarray, provenance: dict, settings: dict) -> pa.Table:
+def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, advantage: np.ndarray, label: np.ndarray, provenance: dict, settings: dict,
+                  input_keys: dict[int, str] | None = None) -> pa.Table:
     table = pa.table(
         {
             "episode_index": pa.array(episode, pa.int64()),
@@ -46,17 +47,23 @@ def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, adv
             "label": pa.array(label, pa.string()),
         }
     )
-    meta = {b"recap_label.provenance": json.dumps(provenance, sort_keys=True).encode(), b"recap_label.settings": json.dumps(settings, sort_keys=True).encode()}
+    meta = {b"recap_label.provenance": json.dumps(provenance, sort_keys=True).encode(), b"recap_label.settings": json.dumps(settings, sort_keys=True).encode(),
+            b"recap_label.input_keys": json.dumps({str(k): v for k, v in (input_keys or {}).items()}, sort_keys=True).encode()}
     return table.replace_schema_metadata(meta)
 
 
-def cached_values(ds: LeRobotDataset, table: pa.Table, episodes: list[int]) -> dict[int, EpisodeValues] | None:
-    """V from the sidecar table when it covers every frame of every episode."""
+def cached_values(ds: LeRobotDataset, table: pa.Table, episodes: list[int], keys: dict[int, str] | None = None) -> dict[int, EpisodeValues]:
+    """V from the sidecar table for the episodes it covers whole and, when `keys` are given,
+    whose inputs are unchanged since (the key stored with them matches)."""
+    stored = {}
+    try:
+        stored = {int(k): v for k, v in json.loads((table.schema.metadata or {}).get(b"recap_label.input_keys", b"{}")).items()}
+    except (ValueError, TypeError, AttributeError):
+        stored = {}
     split = {ev.episode_index: ev for ev in split_by_episode(
         table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
-    if all(split[e].frame_index.size == ds.episodes[e].length for e in episodes):
-        return split
-    return None
+    return {e: ev for e, ev in split.items()
+            if ev.frame_index.size == ds.episodes[e].length and (not keys or stored.get(e) == keys.get(e))}
 
 
 def gather_values(
@@ -65,23 +72,30 @@ def gather_values(
     episodes: list[int],
     *,
     recompute: bool,
-) -> tuple[dict[int, EpisodeValues], str, dict]:
+) -> tuple[dict[int, EpisodeValues], str, dict, dict[int, str]]:
     """V for every frame of `episodes`: (values by episode, how they were obtained, the
-    provenance of the values used). In order: the source itself (a column or file), the values
-    sidecar, complete value parts (resumed runs, finished shards), then inference of what is left."""
+    provenance of the values used, the input key of each episode). In order: the source itself
+    (a column or file), the values sidecar, complete value parts (resumed runs, finished shards),
+    then inference of what is left. Cached values whose episode's inputs changed are computed again."""
     if source.caching is Caching.READ_EACH_RUN:
         out = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
-        return out, source.provenance()["source"], source.provenance()
+        return out, source.provenance()["source"], source.provenance(), {}
+    keys = source.input_keys(ds, episodes)
+    have: dict[int, EpisodeValues] = {}
+    provenance = None
     cached = None if recompute else read_sidecar(ds.root)
     if cached is not None and source.reuses(cached[0]):
-        values = cached_values(ds, cached[1], episodes)
-        if values is not None:
-            return values, "sidecar (no inference)", cached[0]
+        have = cached_values(ds, cached[1], episodes, keys)
+        provenance = cached[0]
+        if len(have) == len(episodes):
+            return have, "sidecar (no inference)", cached[0], keys
+    from_sidecar = len(have)
+    changed = [e for e in episodes if e not in have] if provenance is not None else []
     lengths = {e: ds.episodes[e].length for e in episodes}
     found = None if recompute else PartialValues.find(ds.root, source)
-    have: dict[int, EpisodeValues] = {}
     if found is not None:
-        have = read_parts(found, lengths)
+        found.keys = keys
+        have.update(read_parts(found, {e: n for e, n in lengths.items() if e not in have}))
         missing = found.missing_shards(set(have))
         if missing and found.split() is not None:
             n = found.split()["num_shards"]
@@ -89,19 +103,20 @@ def gather_values(
                 f"shards {', '.join(map(str, missing))} of {n} have not finished scoring {ds.root.name}; run them "
                 f"(`recap-label label … --shard I/{n} --score-only`), then label again"
             )
-        if len(have) == len(episodes):
+        if len(have) == len(episodes) and (provenance is None or provenance == found.provenance):
             shards = found.split()
             how = f"scored parts ({shards['num_shards']} shards, no inference)" if shards else "scored parts (no inference)"
-            return have, how, found.provenance
-    elif not recompute:
+            return have, how + _notes(found), found.provenance, keys
+    elif not recompute and provenance is None:
         _refuse_foreign_shards(ds.root, source)
     source.prepare()  # from here on the provenance is what inference really runs with
     partial = PartialValues(ds.root, source.provenance()).ensure()
+    partial.keys = keys
     if recompute:
         partial.drop(episodes)
         have = {}
     elif found is None or found.dir != partial.dir:
-        have = read_parts(partial, lengths)
+        have.update(read_parts(partial, {e: n for e, n in lengths.items() if e not in have}))
     todo = [e for e in episodes if e not in have]
     try:
         for ev in source.episode_values(ds, todo):
@@ -109,12 +124,28 @@ def gather_values(
     except BaseException:
         partial.remove_if_empty()  # nothing to resume from: leave no trace
         raise
-    out = read_parts(partial, lengths)
-    lost = [e for e in episodes if e not in out]
+    have.update(read_parts(partial, {e: lengths[e] for e in todo}))
+    lost = [e for e in episodes if e not in have]
     if lost:
         raise BadInput(f"the values of episode {lost[0]} could not be read back from {partial.dir}; check the disk and run again")
-    how = "inference" if not have else f"inference (resumed: {len(have)} of {len(episodes)} episodes were already done)"
-    return out, how, partial.provenance
+    if changed:
+        how = f"sidecar for {from_sidecar} episode(s); inference for {len(todo)} whose inputs changed since"
+    elif len(todo) < len(episodes):
+        how = f"inference (resumed: {len(episodes) - len(todo)} of {len(episodes)} episodes were already done)"
+    else:
+        how = "inference"
+    return have, how + _notes(found, partial), partial.provenance, keys
+
+
+def _notes(*parts) -> str:
+    dropped = sorted({e for p in parts if p is not None for e in p.dropped})
+    stale = sorted({e for p in parts if p is not None for e in p.stale})
+    out = ""
+    if dropped:
+        out += f"; {len(dropped)} damaged value part(s) dropped and scored again (episode {', '.join(map(str, dropped))})"
+    if stale:
+        out += f"; {len(stale)} value part(s) of changed inputs scored again (episode {', '.join(map(str, stale))})"
+    return out
 
 
 def read_parts(parts: PartialValues, lengths: dict[int, int]) -> dict[int, EpisodeValues]:

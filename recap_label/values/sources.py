@@ -58,6 +58,10 @@ class ValueSource(Protocol):
     def prepare(self) -> None:
         """Get ready to compute values (the model: load it); called only when values are needed."""
 
+    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
+        """Per episode, a fingerprint of what its values are computed from (cached values whose
+        key differs are stale); empty for sources read each run."""
+
     def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
 
 
@@ -71,6 +75,9 @@ class _LightSource:
 
     def prepare(self) -> None:
         pass
+
+    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
+        return {}
 
     def reuses(self, cached: dict) -> bool:
         return cached == self.provenance()
@@ -118,7 +125,20 @@ class FileValues(_LightSource):
         i = first_duplicate(ep, fr)  # a (episode, frame) pair given twice is ambiguous
         if i is not None:
             raise BadInput(f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value per frame")
+        _check_frames_exist(ds, ep, fr, self.path)
         yield from split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
+
+
+def _check_frames_exist(ds: LeRobotDataset, ep: np.ndarray, fr: np.ndarray, path: Path) -> None:
+    """Values for frames the dataset does not have: the file was computed for another dataset."""
+    rows = ds.read_columns(["episode_index", "frame_index"])
+    have = rows["episode_index"].to_numpy().astype(np.int64) * (1 << 32) + rows["frame_index"].to_numpy()
+    want = ep.astype(np.int64) * (1 << 32) + fr
+    unknown = np.flatnonzero(~np.isin(want, have))
+    if unknown.size:
+        i = unknown[0]
+        what = f"episode {int(ep[i])}" if int(ep[i]) not in ds.episodes else f"episode {int(ep[i])} frame {int(fr[i])}"
+        raise BadInput(f"values file {path} has values for {what}, which {ds.root.name} does not have ({unknown.size} such row(s)); was it computed for another dataset?")
 
 
 def split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]) -> Iterator[EpisodeValues]:
