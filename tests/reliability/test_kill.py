@@ -414,41 +414,64 @@ def test_copy_killed_at_random_instants(copy_world, cli, home, monkeypatch):
 # -- rollback --iteration (retire) -------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("form, delete", [("path", False), ("path", True), ("local", True), ("local", False)])
-def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path, form, delete):
-    """Killed anywhere, the same command line again completes the retirement: `_active` back on
-    v1, local/<v2> gone, v2 retired (or deleted, also half-deleted), nothing temporary left."""
+def _retire_world(cli, monkeypatch, tmp_path, form: str, delete: bool):
     spec = tiny_spec("v2.1", episodes=3, length=12)
 
-    def make(n: int) -> Path:
+    def make(n) -> Path:  # thread-safe (random-instant trials are made two at a time): subprocesses
         parent = tmp_path / f"r{n}"
         src = synth.write_dataset(parent / "vial", spec)
-        _in_env(monkeypatch, parent / "home")
-        cli("copy", src, "--json")
-        cli("copy", parent / "vial_vlm_label", "--json")
+        for what in (src, parent / "vial_vlm_label"):
+            r = run_sub(["copy", what, "--json"], home=parent / "home")
+            assert r.returncode == 0, r.stderr
         return parent / "vial_vlm_label_v2"
 
     def args(v2: Path) -> list:
         return ["rollback", "local/vial_vlm_label_v2" if form == "local" else v2, "--iteration", *(["--delete"] if delete else [])]
 
+    return make, args
+
+
+def _check_retire_trial(cli, monkeypatch, v2: Path, args, delete: bool, what) -> None:
+    """The same command line again completes the retirement: `_active` back on v1, local/<v2>
+    gone, v2 retired (or deleted, also when half-deleted), nothing temporary left anywhere."""
+    parent, h = v2.parent, v2.parent / "home"
+    _in_env(monkeypatch, h)
+    v1 = parent / "vial_vlm_label"
+    alias = h / "local" / "vial_vlm_label_active"
+    assert os.path.realpath(alias) in (str(v1.resolve()), str(v2.resolve())), what
+    finished = not os.path.lexists(h / "local" / "vial_vlm_label_v2") and not [p for p in (h / "local").iterdir() if p.name.startswith(".")] \
+        and (not v2.exists() if delete else True) and os.path.realpath(alias) == str(v1.resolve())
+    if not finished:
+        cli(*args(v2))
+    assert os.path.realpath(alias) == str(v1.resolve()), what
+    assert not os.path.lexists(h / "local" / "vial_vlm_label_v2"), what
+    if delete:
+        assert not v2.exists() and not [p for p in parent.iterdir() if p.name.startswith(".recap-")], what
+    else:
+        assert lineage_json(v2).get("retired"), what
+        assert cli("verify", v2, code=None).exit_code == 0 and hidden_leftovers(v2) == [], what
+        assert not (v2 / "meta" / "recap_label" / "lock").exists(), what
+    assert cli("verify", v1, code=None).exit_code == 0 and hidden_leftovers(v1) == [], what
+    assert not [p.name for p in (h / "local").iterdir() if p.name.startswith(".")], what  # no intent, no temporary link
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form, delete", [("path", False), ("path", True), ("local", True), ("local", False)])
+def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path, form, delete):
+    make, args = _retire_world(cli, monkeypatch, tmp_path, form, delete)
     killed = _sweep_points(make, args, lambda d: d.parent / "home")
     assert len(killed) >= (6 if delete else 4)
     for n, v2 in killed:
-        parent, h = v2.parent, v2.parent / "home"
-        _in_env(monkeypatch, h)
-        v1 = parent / "vial_vlm_label"
-        alias = h / "local" / "vial_vlm_label_active"
-        assert os.path.realpath(alias) in (str(v1.resolve()), str(v2.resolve())), n
-        cli(*args(v2))  # the same command line again
-        assert os.path.realpath(alias) == str(v1.resolve()), n
-        assert not os.path.lexists(h / "local" / "vial_vlm_label_v2"), n
-        if delete:
-            assert not v2.exists() and not [p for p in parent.iterdir() if p.name.startswith(".recap-")], n
-        else:
-            assert lineage_json(v2).get("retired"), n
-            assert cli("verify", v2, code=None).exit_code == 0 and hidden_leftovers(v2) == [], n
-            assert not (v2 / "meta" / "recap_label" / "lock").exists(), n
-        assert cli("verify", v1, code=None).exit_code == 0 and hidden_leftovers(v1) == [], n
-        assert not [p.name for p in (h / "local").iterdir() if p.name.startswith(".")], n  # no intent, no temporary link
+        _check_retire_trial(cli, monkeypatch, v2, args, delete, f"{form} delete={delete} *:{n}")
     count(f"kill points tried: rollback --iteration{' --delete' if delete else ''} ({form}) crash points", len(killed))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form, delete", [("local", True), ("path", False)])
+def test_retire_killed_at_random_instants(cli, home, monkeypatch, tmp_path, form, delete):
+    make, args = _retire_world(cli, monkeypatch, tmp_path, form, delete)
+    results = _timer_kills(make, args, lambda d: d.parent / "home", lambda v2: tree_digest(v2.parent), TIMER_KILLS, SEED + 4,
+                           f"rollback --iteration{' --delete' if delete else ''} ({form})")
+    for a in results:
+        _check_retire_trial(cli, monkeypatch, a.trial, args, delete, f"killed after {a.delay:.3f}s ({a.outcome})")
+    count(f"kill points tried: rollback --iteration{' --delete' if delete else ''} ({form}) random instants", len(results))
