@@ -144,7 +144,7 @@ def test_score_everything_then_dry_run_infers_nothing(cli, copies):
     out = json.loads(recap("label", ds, *MODEL, "--score-only", "--json").stdout)
     assert out["shard"] is None and out["episodes"] == 8 and out["inferred"] == 8
     dry = json.loads(cli("label", ds, *MODEL, "--dry-run", "--json").stdout)
-    assert dry["values_from"] == "scored parts (no inference)"
+    assert dry["values_from"] == "scored parts (resumed: 8 of 8 episodes were already done, no inference)"
 
 
 def test_label_and_scoring_keep_out_of_each_others_way(cli, copies):

@@ -203,8 +203,7 @@ def copy_dataset(
             if not points_to(entry, plan.dest):
                 undo.push(_unregister_step(entry, plan.dest, only_dangling=False))
             registered = _register_copy(plan.dest, lerobot_home)
-        (plan.dest / PENDING_MARK).unlink()  # the copy's last step: it is finished
-        fsync_dir((plan.dest / PENDING_MARK).parent)
+        _drop_pending_mark(plan.dest)  # the copy's last step: it is finished
     except OSError as exc:
         action = f"registering {plan.dest.name} in {lerobot_home / 'local'}" if step == "register" else f"copying into {plan.dest.parent}"
         message = os_error_message(exc, action)
@@ -263,6 +262,16 @@ def _register_copy(dest: Path, lerobot_home: Path) -> Path:
     return entry
 
 
+def _drop_pending_mark(dest: Path) -> None:
+    """The copy is complete and registered: drop its pending mark. A failure here changes nothing
+    that matters (a mark left behind only makes a retry of this copy a no-op), so it is not one."""
+    try:
+        (dest / PENDING_MARK).unlink(missing_ok=True)
+        fsync_dir((dest / PENDING_MARK).parent)
+    except OSError:
+        pass
+
+
 def find_unfinished_copy(src: Path, dest: Path | None) -> Path | None:
     """A copy of SRC that was renamed into place but not registered (its copy was killed):
     DEST when given, else an iteration folder beside SRC, that carries the pending mark for SRC."""
@@ -287,8 +296,7 @@ def _finish_copy(src_ds: LeRobotDataset, dest: Path, *, adv_col: str, lerobot_ho
     record = read_lineage(dest)
     try:
         registered = _register_copy(dest, lerobot_home) if do_register else None
-        (dest / PENDING_MARK).unlink(missing_ok=True)
-        fsync_dir((dest / PENDING_MARK).parent)
+        _drop_pending_mark(dest)
     except OSError as exc:
         raise RecapError(os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
             "(nothing was changed)", f"(the copy {dest} is complete; run the same copy command again to finish its registration)")) from None

@@ -105,7 +105,8 @@ def gather_values(
             )
         if len(have) == len(episodes) and (provenance is None or provenance == found.provenance):
             shards = found.split()
-            how = f"scored parts ({shards['num_shards']} shards, no inference)" if shards else "scored parts (no inference)"
+            how = (f"scored parts ({shards['num_shards']} shards, no inference)" if shards
+                   else f"scored parts (resumed: {len(have)} of {len(episodes)} episodes were already done, no inference)")
             return have, how + _notes(found), found.provenance, keys
     elif not recompute and provenance is None:
         _refuse_foreign_shards(ds.root, source)

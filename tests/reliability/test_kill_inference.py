@@ -64,7 +64,7 @@ def test_kill_during_inference_then_resume(tmp_path):
         killed += p.returncode == -9
         assert labels_by_file(dest) in (original, want)  # nothing is written before inference ends
         assert labels_by_file(dest) == original
-        parts = sorted((dest / "meta" / "recap_label" / "values-partial").glob("episode-*.parquet"))
+        parts = sorted((dest / "meta" / "recap_label" / "values-partial").glob("*/episode-*.parquet"))
         assert len(parts) == n, (n, parts)
         p = _label(dest, home)
         assert p.returncode == 0, p.stderr
