@@ -38,6 +38,7 @@ def copy_(cli, lerobot_home, tmp_path) -> Path:
     return tmp_path / "c"
 
 
+@pytest.mark.slow
 def test_1_rollback_killed_after_its_commit_is_not_done_twice(cli, copy_, tmp_path):
     v = values_file(copy_, tmp_path / "v.parquet")
     cli("label", copy_, "--values", v)
@@ -120,6 +121,7 @@ def test_4_failed_staging_cleans_up_per_file_and_says_what_is_left(cli, copy_, t
     ],
 )
 @pytest.mark.parametrize("command", [["verify"], ["verify", "--repair"], ["label", "--value-column", "value_label"], ["rollback"]])
+@pytest.mark.slow
 def test_5_a_crafted_journal_is_refused_before_anything_is_touched(cli, copy_, tmp_path, journal, why, command):
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
@@ -130,6 +132,7 @@ def test_5_a_crafted_journal_is_refused_before_anything_is_touched(cli, copy_, t
     assert tree_digest(tmp_path) == before and outside.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_6_verify_only_reads_and_repair_finishes(cli, copy_, tmp_path):
     v = values_file(copy_, tmp_path / "v.parquet")
     r = recap("label", copy_, "--values", v, env_extra={"RECAP_LABEL_CRASH_AT": "rename:1"})
@@ -145,6 +148,7 @@ def test_6_verify_only_reads_and_repair_finishes(cli, copy_, tmp_path):
     cli("verify", copy_)
 
 
+@pytest.mark.slow
 def test_7_a_damaged_resume_part_is_dropped_and_scored_again(cli, copy_):
     args = model_args()
     r = recap("label", copy_, *args, env_extra={"RECAP_LABEL_CRASH_AT": "episode-values:3"})
@@ -157,6 +161,7 @@ def test_7_a_damaged_resume_part_is_dropped_and_scored_again(cli, copy_):
     assert out["breakdown"]["autonomous"]["none"] == 0
 
 
+@pytest.mark.slow
 def test_8_changed_camera_inputs_are_scored_again(cli, copy_):
     args = model_args()
     cli("label", copy_, *args)

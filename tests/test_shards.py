@@ -23,6 +23,7 @@ from support import error_line, tree_digest
 MODEL = ["--checkpoint-dir", str(TINY_CHECKPOINT), "--tokenizer-path", str(TINY_TOKENIZER),
          "--base-image-col", "observation.images.base", "--lookahead", "6", "--device", "cpu", "--num-workers", "0"]
 PARTS = Path("meta") / "recap_label" / "values-partial"
+pytestmark = pytest.mark.slow  # concurrent model subprocesses: the full suite (`make test`) runs them
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ class LabelOutcome:
 
 def plan_labels(
     ds: LeRobotDataset, cols: LabelColumns, value: np.ndarray, rule: RuleSettings, settings: Settings,
-    *, provenance: dict, values_from: str, run_id: str,
+    *, provenance: dict, values_from: str, run_id: str, input_keys: dict[int, str] | None = None,
 ) -> LabelPlan:
     """Apply the rule and work out every file, count and warning of the run (pure)."""
     result = apply_rule_to(cols, value, rule)
@@ -122,6 +122,7 @@ def plan_labels(
         transitions=label_transitions(cols.labels, new_labels),
         share_per_task=share_per_task(cols, result),
         warnings=[w for w in [tail_trap_warning(cols, result, rule.lookahead)] if w],
+        input_keys=input_keys or {},
     )
 
 
@@ -246,8 +247,7 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
         by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
-    plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id())
-    plan.input_keys = keys
+    plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
 

@@ -16,6 +16,7 @@ def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False
     if plot is not None:
         from recap_label.plotting import plot_labels
 
-        plot_labels(LeRobotDataset.open(report.dataset), settings.human_col, report.active_run, plot)
+        # verify --repair may have rewritten files: plot what is on disk now
+        plot_labels(LeRobotDataset.open(report.dataset) if repair else ds, settings.human_col, report.active_run, plot)
         report.notes.append(f"plot written to {plot}")
     return report

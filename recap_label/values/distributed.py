@@ -103,16 +103,23 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
 
 def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist) -> tuple[dict[int, EpisodeValues], str, dict]:
     """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all."""
-    cached = None if recompute else read_sidecar(ds.root)
-    if source.caching is Caching.READ_EACH_RUN or (
-            cached is not None and source.reuses(cached[0]) and len(cached_values(ds, cached[1], episodes, source.input_keys(ds, episodes))) == len(episodes)):
-        dist.broadcast({"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": source.provenance()})
+    nothing_to_infer = {"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": source.provenance()}
+    if source.caching is Caching.READ_EACH_RUN:
+        dist.broadcast(nothing_to_infer)
         dist.gather(None)
         return gather_values(ds, source, episodes, recompute=False)
+    keys = source.input_keys(ds, episodes)  # once: for PNG cameras it reads the image bytes
+    cached = None if recompute else read_sidecar(ds.root)
+    if cached is not None and source.reuses(cached[0]):
+        values = cached_values(ds, cached[1], episodes, keys)
+        if len(values) == len(episodes):
+            dist.broadcast(nothing_to_infer)
+            dist.gather(None)
+            return values, "sidecar (no inference)", cached[0], keys
     source.prepare()
     provenance = source.provenance()
     partial = PartialValues(ds.root, provenance).ensure()
-    partial.keys = keys = source.input_keys(ds, episodes)
+    partial.keys = keys
     lengths = {e: ds.episodes[e].length for e in episodes}
     if recompute:
         partial.drop(episodes)
