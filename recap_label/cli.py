@@ -138,6 +138,7 @@ def copy_cmd(
     dest: Annotated[Optional[Path], typer.Argument(help="Destination folder. [default: <src>_vlm_label beside SRC, or the next _vN]", show_default=False)] = None,
     no_register: Annotated[bool, typer.Option("--no-register", help="Do not register DEST in the LeRobot cache as local/<dest-name>.")] = False,
     replace_registration: Annotated[bool, typer.Option("--replace-registration", help="Repoint an existing local/<dest-name> cache symlink that points elsewhere.")] = False,
+    from_original: Annotated[bool, typer.Option("--from-original", help="Copy an original that already has iteration copies anyway (a new line: no parent, the original's labels).")] = False,
     adv_col: AdvColOpt = None,
     json_out: JsonOpt = None,
 ):
@@ -156,7 +157,7 @@ def copy_cmd(
     src_path = resolve_dataset_path(src, settings.lerobot_home)
     result = copy_dataset(
         src, src_path, dest, adv_col=settings.adv_col, lerobot_home=settings.lerobot_home,
-        do_register=not no_register, replace_registration=replace_registration,
+        do_register=not no_register, replace_registration=replace_registration, from_original=from_original,
         progress=None if settings.json else _byte_progress,
     )
     if settings.json:
@@ -164,12 +165,14 @@ def copy_cmd(
             "source": str(result.src), "dest": str(result.dest), "iteration": result.iteration,
             "files": result.files, "bytes": result.bytes,
             "registered": None if result.registered is None else str(result.registered),
-            "labels": {"source": result.source_counts, "copy": result.copy_counts},
+            "labels": {"source": result.source_counts, "copy": result.copy_counts}, "notes": result.notes,
         })
         return
     from recap_label.report import counts_side_by_side
 
     out = _stdout()
+    for note in result.notes:
+        out.print(f"note: {note}")
     if result.finished_interrupted:
         out.print(f"note: finished an interrupted copy of {result.src}: {result.dest} was complete; its registration is done now")
     out.print(f"copied {result.files} files ({result.bytes / 1e6:,.1f} MB) → {result.dest}  (iteration {result.iteration})")
@@ -468,6 +471,8 @@ def rollback_cmd(
         out.print(f"retired {res.dataset}" + (" (deleted)" if res.deleted else " (folder kept)"))
         for name in res.unregistered:
             out.print(f"unregistered {name}")
+        for note in res.notes:
+            out.print(f"note: {note}")
         if res.active_now:
             out.print(f"active iteration now: {res.active_now}")
         return
@@ -493,7 +498,7 @@ def rollback_cmd(
             t.add_row(r.id, r.time, r.kind, r.value_source.get("source", ""), share, status)
         _stdout().print(t)
         return
-    res = rollback_runs(root, to)
+    res = rollback_runs(root, to, settings.lerobot_home)
     if settings.json:
         _print_json(res.to_json())
         return
@@ -501,6 +506,91 @@ def rollback_cmd(
     for note in res.notes:
         out.print(f"note: {note}")
     out.print(f"rolled back {', '.join(res.undone)}: {res.files_restored} data file(s) restored to their prior labels")
+
+
+# -- iterations: the loop of copies, the _active alias, re-registering ------------------------
+
+
+@app.command("iterations")
+@guarded
+def iterations_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="The original, any of its iteration copies, or local/<name>.", show_default=False)],
+    json_out: JsonOpt = None,
+):
+    """One row per iteration copy of a base: path, parent, runs, last run, active, registered.
+
+    Example:  recap-label iterations local/vial_rollout_v1_v21_vlm_label_active
+    """
+    from recap_label.commands.iterations import list_iterations
+
+    settings = settings_of(ctx, json=json_out)
+    its = list_iterations(dataset, settings.lerobot_home)
+    if settings.json:
+        _print_json(its.to_json())
+        return
+    from rich.table import Table
+
+    t = Table(title=f"iterations of {its.base}", title_justify="left")
+    for col in ("", "name", "parent", "runs", "share", "threshold", "step", "registered", "path"):
+        t.add_column(col, justify="right" if col in ("runs", "share", "threshold", "step") else "left")
+    for r in its.rows:
+        state = "missing" if r.missing else ("retired" if r.retired else "")
+        t.add_row("*" if r.active else "", r.name, r.parent or "-", str(r.runs),
+                  "-" if r.share is None else f"{100 * r.share:.1f} %", "-" if r.threshold is None else f"{r.threshold:.4g}",
+                  "-" if r.checkpoint_step is None else str(r.checkpoint_step),
+                  "yes" if r.registered else "no", f"{r.path} ({state})" if state else r.path)
+    out = _stdout()
+    out.print(t)
+    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no iteration labeled yet; `recap-label activate <copy>` sets it)")
+
+
+@app.command("activate")
+@guarded
+def activate_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="A labeled iteration copy (folder or local/<name>).", show_default=False)],
+    json_out: JsonOpt = None,
+):
+    """Point local/<base>_vlm_label_active at a labeled iteration copy (the one Stage 6 trains on).
+
+    Example:  recap-label activate local/vial_rollout_v1_v21_vlm_label
+    """
+    import os
+
+    from recap_label.commands.iterations import activate
+
+    settings = settings_of(ctx, json=json_out)
+    alias = activate(dataset, settings.lerobot_home)
+    if settings.json:
+        _print_json({"alias": f"local/{alias.name}", "target": os.readlink(alias)})
+        return
+    _stdout().print(f"local/{alias.name} → {os.readlink(alias)}")
+
+
+@app.command("register")
+@guarded
+def register_cmd(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="The copy's folder, where it is now.", show_default=False)],
+    replace_registration: Annotated[bool, typer.Option("--replace-registration", help="Repoint local/<name> even if it points at another existing folder.")] = False,
+    json_out: JsonOpt = None,
+):
+    """Re-register a moved (or --no-register) iteration copy as local/<name>; nothing is copied.
+
+    Example:  recap-label register /mnt/big/vial_rollout_v1_v21_vlm_label_v2
+    """
+    from recap_label.commands.iterations import register_copy
+
+    settings = settings_of(ctx, json=json_out)
+    res = register_copy(folder, settings.lerobot_home, replace_registration)
+    if settings.json:
+        _print_json({"entry": str(res.entry), "dest": str(res.dest), "before": res.before, "alias_moved": res.alias_moved})
+        return
+    out = _stdout()
+    out.print(f"registered: {res.entry} → {res.dest}" + (f"  (was {res.before})" if res.before and res.before != str(res.dest) else ""))
+    if res.alias_moved:
+        out.print(f"the _active alias followed it to {res.dest}")
 
 
 def main() -> None:

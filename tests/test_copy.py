@@ -69,9 +69,18 @@ def test_copy_iterations_and_json(cli, lerobot_home, src):
     assert out["iteration"] == 2
     assert out["labels"]["source"] == out["labels"]["copy"] == {"negative": 5, "positive": 7}
     assert read_lineage(src.parent / "vial_v21_vlm_label_v2")["parent"] == str(first.absolute())
-    # the name exists already: copying the original again gives the next free iteration
-    out = json.loads(cli("copy", src, "--json").stdout)
-    assert out["dest"].endswith("vial_v21_vlm_label_v3")
+    # copying the original again is refused (it would start an unlabeled line with no parent);
+    # the message names the iteration the loop continues from
+    before = tree_digest(src.parent)
+    line = error_line(cli("copy", src, code=2))
+    assert line == (f"Error: vial_v21 already has iteration copies (vial_v21_vlm_label, vial_v21_vlm_label_v2); the next iteration follows "
+                    f"vial_v21_vlm_label_v2: run `recap-label copy {src.parent / 'vial_v21_vlm_label_v2'}` (makes vial_v21_vlm_label_v3); "
+                    "to start over from the original, unlabeled, pass --from-original")
+    assert tree_digest(src.parent) == before
+    # asked for: the next free name, no parent, said so
+    out = json.loads(cli("copy", src, "--json", "--from-original").stdout)
+    assert out["dest"].endswith("vial_v21_vlm_label_v3") and read_lineage(Path(out["dest"]))["parent"] is None
+    assert out["notes"] == ["started a new line from the original vial_v21: the copy follows no iteration (parent none) and holds the original's labels"]
 
 
 def test_copy_via_local_repo_id_and_no_register(cli, lerobot_home, src, tmp_path):

@@ -228,16 +228,23 @@ def test_retire_iteration(cli, lerobot_home, tmp_path):
     src = synth.write_dataset(tmp_path / "vial", small_spec(png_cameras=0))
     cli("copy", src, "--json")
     v1 = tmp_path / "vial_vlm_label"
+    alias = lerobot_home / "local" / "vial_vlm_label_active"
+    assert not alias.is_symlink()  # a copy is not labeled yet: `_active` never points at one
+    cli("label", v1, "--value-column", "value_label", "--lookahead", "5")
+    assert os.path.realpath(alias) == str(v1.resolve())
     cli("copy", v1, "--json")
     v2 = tmp_path / "vial_vlm_label_v2"
-    alias = lerobot_home / "local" / "vial_vlm_label_active"
-    assert os.path.realpath(alias) == str(v2.resolve())
+    assert os.path.realpath(alias) == str(v1.resolve())
+    cli("label", "local/vial_vlm_label_v2", "--value-column", "value_label", "--lookahead", "5")
+    assert os.readlink(alias) == str(v2.resolve())  # the folder, never the local/ link
     out = json.loads(cli("rollback", v2, "--iteration", "--json").stdout)
-    assert out["unregistered"] == ["local/vial_vlm_label_v2"] and out["active_now"] == str(v1.absolute())
+    assert out["unregistered"] == ["local/vial_vlm_label_v2"] and out["active_now"] == str(v1.resolve())
     assert os.path.realpath(alias) == str(v1.resolve()) and v2.is_dir()
     assert not (lerobot_home / "local" / "vial_vlm_label_v2").exists()
-    cli("rollback", "local/vial_vlm_label", "--iteration", "--delete")
+    out = cli("rollback", "local/vial_vlm_label", "--iteration", "--delete").stdout
     assert not v1.exists() and not alias.exists()
+    # iteration 1 has no earlier one: the alias goes, and that is said
+    assert "local/vial_vlm_label_active removed: no earlier labeled iteration to point it at; `recap-label activate <copy>` sets it" in " ".join(out.split())
 
 
 # -- crashes: SIGKILL at every file operation of the write phase -----------------------------------

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +56,7 @@ class CopyResult:
     source_counts: dict[str, int] | None
     copy_counts: dict[str, int] | None
     finished_interrupted: bool = False  # this run only finished a killed copy's registration
+    notes: list[str] = field(default_factory=list)
 
 
 def _inside(a: Path, b: Path) -> bool:
@@ -154,14 +155,21 @@ def copy_dataset(
     lerobot_home: Path,
     do_register: bool = True,
     replace_registration: bool = False,
+    from_original: bool = False,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> CopyResult:
+    src = real_source(src, lerobot_home)
     src_ds = LeRobotDataset.open(src)
     src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
     unfinished = find_unfinished_copy(src, dest)
     if unfinished is not None:
         # the same copy was killed after its rename, while registering: finish that one
         return _finish_copy(src_ds, unfinished, adv_col=adv_col, lerobot_home=lerobot_home, do_register=do_register)
+    notes = []
+    if not from_original:
+        refuse_recopy(src, lerobot_home)
+    elif read_lineage(src) is None and existing_iterations(src):
+        notes.append(f"started a new line from the original {src.name}: the copy follows no iteration (parent none) and holds the original's labels")
     plan = plan_copy(src, dest)
     entry = cache_entry(lerobot_home, plan.dest.name)
     if do_register:
@@ -220,7 +228,7 @@ def copy_dataset(
     dest_counts = label_counts(dest_ds, adv_col)
     if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
         raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
-    return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts)
+    return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts, notes=notes)
 
 
 def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset, adv_col: str, advance, undo: UndoStack) -> None:
@@ -252,14 +260,55 @@ def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset,
 
 
 def _register_copy(dest: Path, lerobot_home: Path) -> Path:
-    """local/<dest-name> → DEST, and the `_active` alias when it is free or a link."""
+    """local/<dest-name> → DEST. The `_active` alias is not touched: a new copy is not labeled
+    yet, and the alias only ever points at a labeled iteration (lerobot.active)."""
     entry = cache_entry(lerobot_home, dest.name)
     if not points_to(entry, dest):
         register(entry, dest)
-    alias = active_alias(lerobot_home, dest.name)
-    if alias.is_symlink() or not alias.exists():
-        register(alias, dest)
     return entry
+
+
+def real_source(src: Path, lerobot_home: Path) -> Path:
+    """A `local/<name>` cache entry stands for the folder it links to: the copy is made from,
+    and beside, that folder (never beside the link, inside the LeRobot cache)."""
+    local = os.path.realpath(lerobot_home / "local")
+    if src.is_symlink() and os.path.realpath(src.parent) == local:
+        return Path(os.path.realpath(src))
+    return src
+
+
+def existing_iterations(src: Path) -> list[Path]:
+    """Iteration copies of the original SRC beside it (`<src>_vlm_label*` with a lineage record)."""
+    base = src.name
+    found = []
+    for folder in sorted(src.parent.glob(f"{base}{LABEL_SUFFIX}*")):
+        if folder.name.startswith(".") or not folder.is_dir() or split_iteration_name(folder.name)[0] != base:
+            continue
+        try:
+            record = read_lineage(folder)
+        except RecapError:
+            continue
+        if record is not None:  # an iteration of this base (of SRC, or of a copy of it)
+            found.append(folder)
+    return found
+
+
+def refuse_recopy(src: Path, lerobot_home: Path) -> None:
+    """Copying an original again starts a new line with no parent and the original's labels;
+    the loop continues from the active (or latest) iteration instead."""
+    if read_lineage(src) is not None:
+        return
+    found = existing_iterations(src)
+    if not found:
+        return
+    alias = active_alias(lerobot_home, iteration_name(src.name, 1))
+    follow = Path(os.path.realpath(alias)) if alias.is_symlink() and alias.exists() else found[-1]
+    nxt = iteration_name(split_iteration_name(follow.name)[0], next_iteration(follow.name, read_lineage(follow)))
+    what = f"local/{alias.name}" if alias.is_symlink() and alias.exists() else str(follow)
+    raise BadInput(
+        f"{src.name} already has iteration copies ({', '.join(f.name for f in found)}); the next iteration follows "
+        f"{follow.name}: run `recap-label copy {what}` (makes {nxt}); to start over from the original, unlabeled, pass --from-original"
+    )
 
 
 def _drop_pending_mark(dest: Path) -> None:

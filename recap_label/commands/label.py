@@ -229,7 +229,8 @@ def run_label(
                 discard_partial(ds.root)
             timings.update(written)
             timings["total"] = time.perf_counter() - started
-            return LabelOutcome.of(plan, dry_run=False, notes=[note] if note else [], timings=timings)
+            notes = [n for n in [note, _move_active(settings.lerobot_home, ds.root)] if n]
+            return LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings)
     finally:
         if dist is not None:
             dist.release()
@@ -250,6 +251,18 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
+
+
+def _move_active(home: Path, root: Path) -> str | None:
+    """The first label run of an iteration makes it the active one (lerobot.active); the labels
+    are committed already, so a failure here is a note, not an error."""
+    from recap_label.lerobot.active import after_first_label
+    from recap_label.lerobot.registry import active_alias
+
+    try:
+        return after_first_label(home, root)
+    except OSError as exc:
+        return f"could not point local/{active_alias(home, root.name).name} at this copy ({exc.strerror}); run `recap-label activate {root}`"
 
 
 def _refuse_live_scorers(root: Path) -> None:

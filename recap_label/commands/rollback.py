@@ -13,6 +13,7 @@ from recap_label.config import Settings
 from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.invariants import verify_dataset
 from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
+from recap_label.lerobot.active import after_unlabel, forget, history_bytes, previous_active, restore_history, set_active
 from recap_label.lerobot.registry import active_alias, cache_entry, clean_stale_links, point_link, points_to, register, remove_link
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import resolve_dataset_path
@@ -41,7 +42,19 @@ def list_runs(ds_root: Path) -> list[LabelRun | RollbackRun]:
     return record.runs if record else []
 
 
-def rollback_runs(ds_root: Path, to_run: str | None = None) -> RollbackOutcome:
+def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path | None = None) -> RollbackOutcome:
+    outcome = _rollback_runs(ds_root, to_run)
+    if lerobot_home is not None:
+        try:  # the labels are restored already: the alias follows, or says why not
+            note = after_unlabel(lerobot_home, outcome.dataset)
+        except OSError as exc:
+            note = f"could not move the _active alias off {outcome.dataset.name} ({exc.strerror}); run `recap-label activate <copy>`"
+        if note:
+            outcome.notes.append(note)
+    return outcome
+
+
+def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
     ds = LeRobotDataset.open(ds_root)
     if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
         raise BadInput(
@@ -127,9 +140,10 @@ class RetireOutcome:
     unregistered: list[str]
     active_now: str | None
     deleted: bool
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"dataset": str(self.dataset), "unregistered": self.unregistered, "active_now": self.active_now, "deleted": self.deleted}
+        return {"dataset": str(self.dataset), "unregistered": self.unregistered, "active_now": self.active_now, "deleted": self.deleted, "notes": self.notes}
 
 
 RETIRE_MARK = ".recap-retire-"  # <home>/local/.recap-retire-<name>.json: a retirement in progress
@@ -172,21 +186,26 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
     if record is None:
         raise BadInput(f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire")
     parent = Path(record.parent) if record.parent else None
-    if parent is not None:
-        prior = LeRobotDataset.open(parent)
+    # where `_active` goes back to when it points here: the last labeled iteration it pointed at
+    back = previous_active(home, ds.root) if points_to(active_alias(home, ds.root.name), ds.root) else None
+    prior_path = back or parent
+    if prior_path is not None and prior_path.is_dir():
+        prior = LeRobotDataset.open(prior_path)
         report = verify_dataset(prior, settings)
         if not report.ok:
             failed = next(c for c in report.checks if c.status == "fail")
-            raise BadInput(f"the prior iteration {parent} fails verification ({failed.name}: {failed.detail}); fix it before retiring {ds.root.name}")
+            raise BadInput(f"the prior iteration {prior_path} fails verification ({failed.name}: {failed.detail}); fix it before retiring {ds.root.name}")
     with dataset_lock(ds.root, "rollback --iteration"):
         recover(ds.root)
         alias = active_alias(home, ds.root.name)
         intent = {
             "dataset": str(ds.root), "given": os.path.abspath(Path(ds_arg).expanduser()) if not ds_arg.startswith("local/") else None,
             "name": ds.root.name, "parent": None if parent is None else str(parent), "delete": delete, "pid": os.getpid(),
+            "alias_to": None if back is None else str(back),
             "entry": f"local/{ds.root.name}" if points_to(cache_entry(home, ds.root.name), ds.root) else None,
             "alias": f"local/{alias.name}" if points_to(alias, ds.root) else None,
         }
+        history = history_bytes(home, ds.root.name)
         try:
             (home / "local").mkdir(parents=True, exist_ok=True)
             write_json_atomic(_retire_intent_path(home, ds.root.name), intent)
@@ -200,7 +219,7 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
                         write_lineage(ds.root, record)
                 except OSError:
                     pass
-            _undo_retire_links(home, intent)
+            _undo_retire_links(home, intent, history)
             raise io_error(exc, f"retiring {ds.root.name}") from None
     return _finish_retire(home, intent, delete)
 
@@ -213,16 +232,25 @@ def _retire_links(home: Path, intent: dict) -> None:
         remove_link(entry)
     alias = active_alias(home, intent["name"])
     if intent.get("alias") and (points_to(alias, root) or (alias.is_symlink() and os.readlink(alias) == str(root))):
-        if intent.get("parent"):
-            register(alias, Path(intent["parent"]))
+        target = _alias_to(intent)
+        if target:
+            set_active(home, Path(target))
         else:
             remove_link(alias)
+    forget(home, root)
 
 
-def _undo_retire_links(home: Path, intent: dict) -> None:
-    """An error (not a crash) before anything was deleted: put the links back as they were."""
+def _alias_to(intent: dict) -> str | None:
+    """The alias's new target; intents written before the history existed name the parent."""
+    return intent.get("alias_to") if "alias_to" in intent else intent.get("parent")
+
+
+def _undo_retire_links(home: Path, intent: dict, history: bytes | None) -> None:
+    """An error (not a crash) before anything was deleted: put the links (and the `_active`
+    history) back as they were."""
     root = Path(intent["dataset"])
     undo = UndoStack()
+    undo.push(lambda: restore_history(home, intent["name"], history))
     if intent.get("entry"):
         undo.push(lambda: point_link(cache_entry(home, intent["name"]), str(root)))
     if intent.get("alias"):
@@ -270,6 +298,10 @@ def _finish_retire(home: Path, intent: dict, delete: bool) -> RetireOutcome:
         _retire_intent_path(home, intent["name"]).unlink(missing_ok=True)
     except OSError:
         pass  # everything is done; a leftover record only makes a later retry of this name a no-op
-    unregistered = [n for n in (intent.get("entry"), None if intent.get("parent") else intent.get("alias")) if n]
-    active_now = intent.get("parent") if intent.get("alias") else None
-    return RetireOutcome(root, unregistered, active_now, delete)
+    target = _alias_to(intent)
+    unregistered = [n for n in (intent.get("entry"), None if target else intent.get("alias")) if n]
+    active_now = target if intent.get("alias") else None
+    notes = []
+    if intent.get("alias") and not target:
+        notes.append(f"{intent['alias']} removed: no earlier labeled iteration to point it at; `recap-label activate <copy>` sets it")
+    return RetireOutcome(root, unregistered, active_now, delete, notes)

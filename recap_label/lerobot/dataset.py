@@ -52,7 +52,7 @@ def resolve_dataset_path(spec: str | Path, lerobot_home: Path) -> Path:
     if not candidate.is_absolute() and (cached.exists() or cached.is_symlink()):
         if cached.is_symlink() and not cached.exists():
             raise DatasetError(
-                f"LeRobot cache entry {cached} is a dangling symlink; re-register the dataset with `recap-label copy` or remove the entry"
+                f"LeRobot cache entry {cached} is a dangling symlink; if the dataset was moved, re-register it with `recap-label register <its folder>`; else remove the entry"
             )
         return cached
     raise DatasetError(

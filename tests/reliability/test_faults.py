@@ -170,7 +170,9 @@ def test_disk_full_and_permission_denied_during_retire(world, cli, home, monkeyp
         clone(w["src"], parent / "vial")
         monkeypatch.setenv("HF_LEROBOT_HOME", str(parent / "home"))
         cli("copy", parent / "vial", "--json")
+        cli("label", parent / "vial_vlm_label", "--value-column", "value_label", "--lookahead", "5")
         cli("copy", parent / "vial_vlm_label", "--json")
+        cli("label", parent / "vial_vlm_label_v2", "--value-column", "value_label", "--lookahead", "5")  # `_active` moves to v2
         return parent / "vial_vlm_label_v2"
 
     def run(v2):
