@@ -40,6 +40,7 @@ DatasetArg = Annotated[str, typer.Argument(help="Dataset folder, or local/<name>
 JsonOpt = Annotated[Optional[bool], typer.Option("--json/--no-json", help="Machine-readable JSON on stdout instead of tables.", show_default=False)]
 HumanColOpt = Annotated[Optional[str], typer.Option("--human-col", "--human_col", help=f"Intervention column (1 = human frame). [default: {D('human_col')}]", show_default=False)]
 AdvColOpt = Annotated[Optional[str], typer.Option("--adv-col", "--adv_col", help=f"Label column to write/read. [default: {D('adv_col')}]", show_default=False)]
+McValueColOpt = Annotated[Optional[str], typer.Option("--mc-value-col", "--mc_value_col", help=f"Monte-Carlo value column the value-model check compares V with. [default: {D('mc_value_col')}]", show_default=False)]
 RewardColOpt = Annotated[Optional[str], typer.Option("--reward-col", "--reward_col", help=f"Dense reward column. [default: {D('reward_col')}]", show_default=False)]
 
 
@@ -218,6 +219,7 @@ def verify_cmd(
     repair: Annotated[bool, typer.Option("--repair", help="Finish an interrupted commit first (complete or undo it); without it verify only reads.")] = False,
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
+    mc_value_col: McValueColOpt = None,
     json_out: JsonOpt = None,
 ):
     """Print the adv_ind breakdown by intervention and check the labeled copy's invariants.
@@ -230,7 +232,7 @@ def verify_cmd(
     from recap_label.commands.verify import run_verify
     from recap_label.lerobot.dataset import resolve_dataset_path
 
-    settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
+    settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, mc_value_col=mc_value_col, json=json_out)
     report = run_verify(resolve_dataset_path(dataset, settings.lerobot_home), settings, with_episodes=episodes, plot=plot, repair=repair)
     if settings.json:
         _print_json(report.to_json(episodes))
@@ -253,6 +255,7 @@ def _render_verify(report, episodes: bool) -> None:
     out.print(summary_line(report.breakdown))
     if episodes:
         out.print(episodes_table(report.breakdown))
+    _render_value_model(out, report.value_model)
     t = Table(title="invariants", title_justify="left")
     for col in ("check", "result", "detail"):
         t.add_column(col)
@@ -261,6 +264,18 @@ def _render_verify(report, episodes: bool) -> None:
     out.print(t)
     out.print("all invariants hold" if report.ok else "INVARIANT FAILED")
 
+
+
+def _render_value_model(out, section) -> None:
+    if section is None:
+        return
+    from recap_label.report import value_model_table
+
+    out.print(value_model_table(section))
+    for note in section.notes:
+        out.print(f"note: {note}")
+    for w in section.warnings:
+        out.print(f"warning: value model: {w}")
 
 
 # -- label ----------------------------------------------------------------------------------
@@ -305,6 +320,7 @@ def label_cmd(
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
     reward_col: RewardColOpt = None,
+    mc_value_col: McValueColOpt = None,
     base_image_col: Annotated[Optional[str], typer.Option("--base-image-col", "--base_image_col", help="Base camera column (model slot base_0_rgb).", show_default=False)] = None,
     wrist_image_col: Annotated[Optional[str], typer.Option("--wrist-image-col", "--wrist_image_col", help="Wrist camera column (slot wrist_0_rgb).", show_default=False)] = None,
     right_wrist_image_col: Annotated[Optional[str], typer.Option("--right-wrist-image-col", "--right_wrist_image_col", help="Optional third camera (slot right_wrist_0_rgb; pistar's critic was trained on two).", show_default=False)] = None,
@@ -329,7 +345,7 @@ def label_cmd(
     if not target:
         raise BadInput("no dataset given; pass DATASET (a folder or local/<name>)")
     settings = settings_of(
-        ctx, human_col=human_col, adv_col=adv_col, reward_col=reward_col, json=json_out,
+        ctx, human_col=human_col, adv_col=adv_col, reward_col=reward_col, mc_value_col=mc_value_col, json=json_out,
         base_image_col=base_image_col, wrist_image_col=wrist_image_col, right_wrist_image_col=right_wrist_image_col,
         lookahead=lookahead, tail_bootstrap=tail_bootstrap,
         positive_ratio=None if positive_ratio is None and top_percent is None else resolve_ratio(positive_ratio, top_percent),
@@ -433,6 +449,7 @@ def _render_label(o) -> None:
         out.print("positive share per task: " + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None))
     for w in o.warnings:
         out.print(f"warning: {w}")
+    _render_value_model(out, o.value_model)
     out.print(f"time: {o.timings.get('total', 0):.2f} s")
 
 
@@ -591,6 +608,47 @@ def register_cmd(
     out.print(f"registered: {res.entry} → {res.dest}" + (f"  (was {res.before})" if res.before and res.before != str(res.dest) else ""))
     if res.alias_moved:
         out.print(f"the _active alias followed it to {res.dest}")
+
+
+@app.command("diff")
+@guarded
+def diff_cmd(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help="Iteration N-1 (folder, local/<name>, or DS@run-0001 for one label run).", show_default=False)],
+    b: Annotated[str, typer.Argument(help="Iteration N (same forms).", show_default=False)],
+    common: Annotated[bool, typer.Option("--common", help="Compare only the rollout episodes (and frames) both have.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Compare copies of different base datasets anyway.")] = False,
+    episodes: Annotated[bool, typer.Option("--episodes", help="List every episode, not the top 10 that flipped most.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: V of A and B over time for the most-changed episodes, with their label bands.", show_default=False)] = None,
+    human_col: HumanColOpt = None,
+    adv_col: AdvColOpt = None,
+    json_out: JsonOpt = None,
+):
+    """Compare the labels (and V) of two iterations, or of two label runs of one copy. Only reads.
+
+    Example:  recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2
+    Example:  recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002
+    """
+    from recap_label.commands.diff import diff_datasets, plot_diff
+
+    settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
+    report = diff_datasets(a, b, settings, common=common, force=force)
+    if plot is not None:
+        plot_diff(report, plot)
+        report.notes.append(f"plot written to {plot}")
+    top = None if episodes else 10
+    if settings.json:
+        _print_json(report.to_json(top))
+        return
+    from recap_label.report import diff_tables
+
+    out = _stdout()
+    out.print(f"A = {report.a_path} ({report.a})")
+    out.print(f"B = {report.b_path} ({report.b})")
+    for t in diff_tables(report, top):
+        out.print(t)
+    for note in report.notes:
+        out.print(f"note: {note}")
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ class Settings:
     base_image_col: str | None = None
     wrist_image_col: str | None = None
     right_wrist_image_col: str | None = None
+    mc_value_col: str = "value_label"  # the Monte-Carlo value the value-model check compares V with
     # the labeling rule (see rule.py)
     lookahead: int = 50
     positive_ratio: float = 0.3

@@ -37,6 +37,7 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     active_run: LabelRun | None = None
+    value_model: "object | None" = None  # value_check.ValueModelSection, from the values sidecar
 
     @property
     def ok(self) -> bool:
@@ -50,6 +51,7 @@ class VerifyReport:
             "checks": [c.__dict__ for c in self.checks],
             "notes": self.notes,
             "active_run": None if self.active_run is None else self.active_run.id,
+            "value_model": None if self.value_model is None else self.value_model.to_json(),
         }
 
 

@@ -4,7 +4,6 @@ that names the one Stage 6 trains on (lerobot.active), and re-registering a move
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from recap_label.lerobot.active import is_labeled, moved, read_history, set_acti
 from recap_label.lerobot.dataset import LeRobotDataset, resolve_dataset_path
 from recap_label.lerobot.registry import active_alias, cache_entry, points_to, register
 from recap_label.store.fsutil import io_error
-from recap_label.store.lineage import LABEL_SUFFIX, Lineage, read_lineage, split_iteration_name
+from recap_label.store.lineage import LABEL_SUFFIX, Lineage, checkpoint_step, read_lineage, split_iteration_name
 
 
 @dataclass
@@ -41,11 +40,6 @@ class Iterations:
 
     def to_json(self) -> dict:
         return {"base": self.base, "alias": self.alias, "active": self.active, "iterations": [asdict(r) for r in self.rows]}
-
-
-def checkpoint_step(value_source: dict) -> int | None:
-    m = re.search(r"step_0*(\d+)", str(value_source.get("checkpoint") or ""))
-    return int(m.group(1)) if m else None
 
 
 def _row(name: str, path: Path, home: Path, alias_target: str | None) -> IterationRow:

@@ -77,6 +77,7 @@ class LabelOutcome:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    value_model: object | None = None  # value_check.ValueModelSection of the V this run used
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
@@ -100,6 +101,7 @@ class LabelOutcome:
             "thresholds": self.thresholds, "pool_sizes": self.pool_sizes, "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions, "share_per_task": self.share_per_task, "files_rewritten": self.files_rewritten,
             "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
+            "value_model": None if self.value_model is None else self.value_model.to_json(),
         }
 
 
@@ -205,7 +207,7 @@ def run_label(
             lineage = read_lineage(ds.root) or Lineage.for_original()
             plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
             timings["total"] = time.perf_counter() - started
-            return LabelOutcome.of(plan, dry_run=True, notes=[], timings=timings)
+            return _with_value_model(LabelOutcome.of(plan, dry_run=True, notes=[], timings=timings), plan, settings, ds)
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
         with dataset_lock(ds.root, "label") as lock:
@@ -230,7 +232,7 @@ def run_label(
             timings.update(written)
             timings["total"] = time.perf_counter() - started
             notes = [n for n in [note, _move_active(settings.lerobot_home, ds.root)] if n]
-            return LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings)
+            return _with_value_model(LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings), plan, settings, ds)
     finally:
         if dist is not None:
             dist.release()
@@ -251,6 +253,14 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
+
+
+def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: LeRobotDataset) -> LabelOutcome:
+    """The end-of-label value-model section (numpy only: no polars on the label path)."""
+    from recap_label.value_check import section_of_plan
+
+    outcome.value_model = section_of_plan(plan, settings, ds)
+    return outcome
 
 
 def _move_active(home: Path, root: Path) -> str | None:

@@ -13,6 +13,11 @@ def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False
     """Read-only, unless `repair`: then an interrupted commit is completed (or undone) first."""
     ds = LeRobotDataset.open(ds_root)
     report = verify_dataset(ds, settings, with_episodes=with_episodes, repair=repair)
+    from recap_label.value_check import section_of_dataset
+
+    report.value_model, why = section_of_dataset(LeRobotDataset.open(report.dataset) if repair else ds, settings, report.active_run)
+    if why:
+        report.notes.append(why)
     if plot is not None:
         from recap_label.plotting import plot_labels
 

@@ -148,6 +148,12 @@ class LabelRun(_Record):
         return run
 
 
+def checkpoint_step(value_source: dict) -> int | None:
+    """The training step of a model value source (its step_XXXXXXXX folder), else None."""
+    m = re.search(r"step_0*(\d+)", str(value_source.get("checkpoint") or ""))
+    return int(m.group(1)) if m else None
+
+
 @dataclass
 class RollbackRun(_Record):
     kind: ClassVar[str] = "rollback"
