@@ -79,7 +79,7 @@ def diff_tables(d, top: int | None):
     episodes and tasks, V agreement, threshold shift and the settings that differ."""
     from rich.table import Table
 
-    from recap_label.commands.diff import CLASSES
+    CLASSES = LABELS  # the diff's classes: positive, negative, none
 
     def num(x, fmt="{:.3f}"):
         return "n/a" if x is None else fmt.format(x)

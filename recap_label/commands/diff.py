@@ -26,9 +26,10 @@ from recap_label.lerobot.columns import read_label_columns
 from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table, resolve_dataset_path
 from recap_label.stats import cohen_kappa, confusion, pearson, spearman
 from recap_label.store.lineage import LabelRun, Lineage, checkpoint_step, read_lineage, split_iteration_name
+from recap_label.summary import LABELS
 from recap_label.values.sidecar import read_sidecar
 
-CLASSES = ("positive", "negative", "none")
+CLASSES = LABELS  # positive, negative, none (anything else counts as none)
 _RUN_RE = re.compile(r"^(?P<ds>.+)@(?P<run>run-\d+)$")
 
 
