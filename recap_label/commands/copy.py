@@ -217,7 +217,7 @@ def copy_dataset(
         message = os_error_message(exc, action)
         if not undo.unwind():
             left = {"finish": f"(the copy {plan.dest} is complete but may not survive a power cut; verify it)",
-                    "register": f"(the copy {plan.dest} is complete but not fully registered; register it by hand or delete it)"}
+                    "register": f"(the copy {plan.dest} is complete but not fully registered; run `recap-label register {plan.dest}` or delete it)"}
             message = message.replace("(nothing was changed)", left.get(step, f"(a temporary folder may be left in {plan.dest.parent})"))
         raise RecapError(message) from None
     except BaseException:
