@@ -111,11 +111,15 @@ def test_register_a_moved_copy_and_the_alias_follows(cli, lerobot_home, vial, tm
     # the dangling entry's message names the command that re-registers it
     line = error_line(cli("verify", "local/vial_vlm_label", code=2))
     assert "re-register it with `recap-label register <its folder>`" in line
+    rows = json.loads(cli("iterations", vial, "--json").stdout)["iterations"]
+    assert [(r["path"], r["missing"], r["active"]) for r in rows] == [(str(tmp_path / "vial_vlm_label"), True, True)]
     out = json.loads(cli("register", moved, "--json").stdout)
     assert out["before"] == str(tmp_path / "vial_vlm_label") and out["alias_moved"]
     assert os.readlink(lerobot_home / "local" / "vial_vlm_label") == str(moved)
     assert os.readlink(alias_of(lerobot_home)) == str(moved)
     cli("verify", "local/vial_vlm_label_active")
+    rows = json.loads(cli("iterations", moved, "--json").stdout)["iterations"]
+    assert [(r["path"], r["missing"], r["active"], r["registered"]) for r in rows] == [(str(moved), False, True, True)]
     # a name that points at another existing copy is not taken over silently
     other = tmp_path / "other" / "vial_vlm_label"
     shutil.copytree(moved, other)
