@@ -548,17 +548,21 @@ def iterations_cmd(
         return
     from rich.table import Table
 
+    from recap_label.store.lineage import split_iteration_name
+
     t = Table(title=f"iterations of {its.base}", title_justify="left")
-    for col in ("", "name", "parent", "runs", "share", "threshold", "step", "registered", "path"):
-        t.add_column(col, justify="right" if col in ("runs", "share", "threshold", "step") else "left")
+    for col in ("", "name", "parent", "runs", "share", "thr", "step", "state"):
+        t.add_column(col, justify="right" if col in ("runs", "share", "thr", "step") else "left", no_wrap=col in ("name", "state"))
     for r in its.rows:
-        state = "missing" if r.missing else ("retired" if r.retired else "")
-        t.add_row("*" if r.active else "", r.name, r.parent or "-", str(r.runs),
+        state = "missing" if r.missing else "retired" if r.retired else "registered" if r.registered else "unregistered"
+        parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
+        t.add_row("*" if r.active else "", r.name, parent, str(r.runs),
                   "-" if r.share is None else f"{100 * r.share:.1f} %", "-" if r.threshold is None else f"{r.threshold:.4g}",
-                  "-" if r.checkpoint_step is None else str(r.checkpoint_step),
-                  "yes" if r.registered else "no", f"{r.path} ({state})" if state else r.path)
+                  "-" if r.checkpoint_step is None else str(r.checkpoint_step), state)
     out = _stdout()
     out.print(t)
+    for r in its.rows:
+        out.print(f"{r.name}: {r.path}")
     out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no iteration labeled yet; `recap-label activate <copy>` sets it)")
 
 

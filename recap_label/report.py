@@ -95,7 +95,8 @@ def diff_tables(d, top: int | None):
     for group, agr in d.by_intervention.items():
         for i, c in enumerate(CLASSES):
             first = i == 0
-            t.add_row(f"{group} ({agr.frames:,})" if first else "", c, *(f"{n:,}" for n in agr.confusion[i]),
+            shown = group.replace("intervention", "interv")  # 80 columns
+            t.add_row(f"{shown} ({agr.frames:,})" if first else "", c, *(f"{n:,}" for n in agr.confusion[i]),
                       num(agr.agreement, "{:.1%}") if first else "", num(agr.kappa) if first else "")
     tables.append(t)
     for title, rows, limit in (("episodes that flipped most", d.episodes, top), ("tasks", d.tasks, None)):
