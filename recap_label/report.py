@@ -106,13 +106,17 @@ def diff_tables(d, top: int | None):
         for r in rows[:limit]:
             t.add_row(str(r.id), f"{r.frames:,}", f"{r.flipped:,} ({r.flipped / max(r.frames, 1):.0%})", f"{r.to_positive:,}", f"{r.to_negative:,}")
         tables.append(t)
-    t = Table(title="values and settings", title_justify="left")
+    if d.values is not None:
+        t = Table(title="V of A vs V of B", title_justify="left")
+        t.add_column("measure")
+        t.add_column("value", justify="right")
+        t.add_row("Pearson / Spearman", f"{num(d.values['pearson'])} / {num(d.values['spearman'])}")
+        t.add_row("|ΔV| mean / max", f"{num(d.values['mean_abs_dv'], '{:.4f}')} / {num(d.values['max_abs_dv'], '{:.4f}')}")
+        tables.append(t)
+    t = Table(title="thresholds and settings that differ", title_justify="left")
     t.add_column("")
     t.add_column("A", justify="right")
     t.add_column("B", justify="right")
-    if d.values is not None:
-        t.add_row("V Pearson / Spearman", num(d.values["pearson"]), num(d.values["spearman"]))
-        t.add_row("|ΔV| mean / max", num(d.values["mean_abs_dv"], "{:.4f}"), num(d.values["max_abs_dv"], "{:.4f}"))
     for name, th in d.thresholds.items():
         t.add_row(f"threshold {name}", num(th["a"], "{:.5g}"), num(th["b"], "{:.5g}") + (f" ({th['shift']:+.4g})" if th["shift"] is not None else ""))
     for k, (va, vb) in d.settings.items():

@@ -141,3 +141,10 @@ def test_iterations_on_a_lerobot_specimen(cli, lerobot_home, tmp_path):
     its = json.loads(cli("iterations", "local/vial_v30_vlm_label", "--json").stdout)
     assert [r["name"] for r in its["iterations"]] == ["vial_v30_vlm_label"] and its["active"] is None
     assert its["iterations"][0]["registered"] and its["iterations"][0]["runs"] == 0
+
+
+def test_checkpoint_step_of_a_model_source():
+    from recap_label.store.lineage import checkpoint_step
+
+    assert checkpoint_step({"source": "model", "checkpoint": "/ckpt/value_model/step_00005000"}) == 5000
+    assert checkpoint_step({"source": "values-file", "path": "/v.parquet"}) is None

@@ -191,7 +191,7 @@ def _flips(ids: np.ndarray, a: np.ndarray, b: np.ndarray, names=None) -> list[Fl
 
 
 _SETTINGS = ("lookahead", "positive_ratio", "threshold_scope", "tail_bootstrap")
-_PROVENANCE = ("source", "checkpoint", "checkpoint_sha256", "ema", "tokenizer_sha256", "precision", "column", "file")
+_PROVENANCE = ("source", "checkpoint", "checkpoint_sha256", "ema", "tokenizer_sha256", "precision", "cameras", "column", "path", "sha256")
 
 
 def settings_of_run(run: LabelRun) -> dict:
