@@ -14,7 +14,7 @@ from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.invariants import verify_dataset
 from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
 from recap_label.lerobot.active import after_unlabel, forget, history_bytes, previous_active, restore_history, set_active
-from recap_label.lerobot.registry import active_alias, cache_entry, clean_stale_links, point_link, points_to, register, remove_link
+from recap_label.lerobot.registry import active_alias, cache_entry, clean_stale_links, point_link, points_to, remove_link
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import resolve_dataset_path
 from recap_label.store.faults import crash_point

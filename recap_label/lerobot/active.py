@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from recap_label.errors import RecapError
 from recap_label.lerobot.registry import active_alias, point_link, points_to, remove_link
 from recap_label.store.fsutil import write_bytes_atomic, write_json_atomic
 from recap_label.store.lineage import read_lineage, split_iteration_name
@@ -60,7 +61,7 @@ def is_labeled(root: Path) -> bool:
     """A copy with a label run whose labels are on disk (not rolled back), and not retired."""
     try:
         record = read_lineage(root)
-    except Exception:  # a malformed record is not a copy the alias may point at
+    except RecapError:  # a malformed record is not a copy the alias may point at
         return False
     return record is not None and not record.retired and record.active_label_run() is not None
 
