@@ -24,7 +24,7 @@ from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.fingerprint import data_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, write_json_atomic
+from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, umask, write_json_atomic
 from recap_label.store.lineage import LABEL_SUFFIX, Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
 from recap_label.store.lock import live_holder, process_alive
 from recap_label.store.paths import COPY_PENDING, STATE_DIR
@@ -123,9 +123,16 @@ def _copy_one(src: Path, dst: Path, on_bytes: Callable[[int], None]) -> str:
             h.update(block)
             fout.write(block)
             on_bytes(len(block))
+        os.fchmod(fout.fileno(), copied_mode(os.fstat(fin.fileno()).st_mode))
         fout.flush()
         os.fsync(fout.fileno())
     return h.hexdigest()
+
+
+def copied_mode(src_mode: int, folder: bool = False) -> int:
+    """The mode `cp -rL` gives a copy (the source's permission bits less the umask), plus the
+    owner's write (and, for folders, search) bits: the copy is made to be labeled."""
+    return (stat.S_IMODE(src_mode) & 0o777 & ~umask()) | (stat.S_IRWXU if folder else stat.S_IWUSR)
 
 
 def default_destination(src: Path) -> tuple[Path, int]:
@@ -248,6 +255,7 @@ def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset,
     write_json_atomic(tmp / PENDING_MARK, {"source_realpath": os.path.realpath(plan.src), "pid": os.getpid()})
     crash_point("copy-lineage")
     for rel in ["", *plan.dirs]:
+        os.chmod(tmp / rel, copied_mode(os.stat(plan.src / rel).st_mode, folder=True))
         fsync_dir(tmp / rel)
 
 
