@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from recap_label.errors import BadInput, DatasetError, RecapError
+from recap_label.errors import BadInput, DatasetError, Interrupted, RecapError
 from recap_label.lerobot.columns import label_column_digest, label_counts
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.fingerprint import data_fingerprint
@@ -163,6 +163,14 @@ def copy_dataset(
     replace_registration: bool = False,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> CopyResult:
+    try:
+        return _copy_dataset(src_arg, src, dest, adv_col=adv_col, lerobot_home=lerobot_home, do_register=do_register,
+                             replace_registration=replace_registration, progress=progress)
+    except KeyboardInterrupt:  # before the copy began, or while counting labels after it finished
+        raise Interrupted("interrupted before anything was written; run the same command to copy") from None
+
+
+def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, replace_registration, progress) -> CopyResult:
     src_ds = LeRobotDataset.open(src)
     src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
     unfinished = find_unfinished_copy(src, dest)
@@ -219,12 +227,19 @@ def copy_dataset(
                     "register": f"(the copy {plan.dest} is complete but not fully registered; register it by hand or delete it)"}
             message = message.replace("(nothing was changed)", left.get(step, f"(a temporary folder may be left in {plan.dest.parent})"))
         raise RecapError(message) from None
+    except KeyboardInterrupt:
+        if undo.unwind():
+            raise Interrupted(f"interrupted; the copy was taken back, nothing is left of {plan.dest} (the source was only read); run the same command to copy again") from None
+        raise Interrupted(f"interrupted; the copy could not be fully taken back: the next `recap-label copy` removes a temporary folder left in {plan.dest.parent}, or finishes {plan.dest}") from None
     except BaseException:
         undo.unwind()
         raise
-    dest_ds = LeRobotDataset.open(plan.dest)
-    src_counts = label_counts(src_ds, adv_col)
-    dest_counts = label_counts(dest_ds, adv_col)
+    try:
+        dest_ds = LeRobotDataset.open(plan.dest)
+        src_counts = label_counts(src_ds, adv_col)
+        dest_counts = label_counts(dest_ds, adv_col)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after the copy was finished: {plan.dest} is complete; `recap-label verify {plan.dest}` checks it") from None
     if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
         raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
     return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts)
@@ -305,6 +320,8 @@ def _finish_copy(src_ds: LeRobotDataset, dest: Path, *, adv_col: str, lerobot_ho
     try:
         registered = _register_copy(dest, lerobot_home) if do_register else None
         _drop_pending_mark(dest)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while registering; the copy {dest} is complete: run the same copy command again to finish its registration") from None
     except OSError as exc:
         raise RecapError(os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
             "(nothing was changed)", f"(the copy {dest} is complete; run the same copy command again to finish its registration)")) from None

@@ -128,7 +128,8 @@ def find_symlinks(root: Path) -> list[Path]:
 
 def os_error_message(exc: OSError, action: str) -> str:
     """One line for an OSError during `action`, with what to do about it."""
-    where = f" ({str(exc.filename).splitlines()[0]})" if exc.filename else ""
+    name = str(exc.filename).splitlines()[0] if exc.filename else ""
+    where = f" ({name})" if name and name not in action else ""  # the path once, not twice
     if exc.errno == errno.ENOSPC:
         return f"disk full while {action}{where}; free space and run again (nothing was changed)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
