@@ -143,13 +143,22 @@ def config_cmd(ctx: typer.Context, json_out: JsonOpt = None):
         return
     from rich.table import Table
 
+    out, rows = _stdout(), settings.as_rows()
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    if sum(widths) + 10 > out.width:
+        # too narrow for a table without cutting paths: one TOML-style line per key, never cut
+        out.print("recap-label configuration (key = value  # source)")
+        for key, _, source in rows:
+            value = getattr(settings, key)
+            shown = json.dumps(value if isinstance(value, (bool, int, float)) else "" if value is None else str(value))
+            out.print(f"{key} = {shown}  # {source}")
+        return
     t = Table(title="recap-label configuration", title_justify="left")
-    t.add_column("key", no_wrap=True)
-    for col in ("value", "source"):
-        t.add_column(col, overflow="fold")  # long paths fold onto the next line instead of being cut
-    for row in settings.as_rows():
+    for col in ("key", "value", "source"):
+        t.add_column(col, no_wrap=True)
+    for row in rows:
         t.add_row(*row)
-    _stdout().print(t)
+    out.print(t)
 
 
 @app.command("copy")
@@ -525,7 +534,7 @@ def rollback_cmd(
         from rich.table import Table
 
         _stdout().print(f"runs of {root}")
-        t = Table(box=None, padding=(0, 2, 0, 0))  # no rules: a whole row fits 80 columns
+        t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a whole row fits 80 columns
         t.add_column("run", no_wrap=True)
         t.add_column("time (UTC)", no_wrap=True)  # a whole timestamp, never cut
         for col in ("kind", "values", "share"):
@@ -537,7 +546,7 @@ def rollback_cmd(
                 continue
             share = "" if r.share is None else f"{100 * r.share:.2f} %"
             if r.rolled_back:
-                status = f"rolled back by {r.rolled_back}"
+                status = f"undone by {r.rolled_back}"
             elif r.id == on_disk:
                 status = "active"
             else:
