@@ -82,6 +82,7 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: P
     shown = rollouts[np.unique(np.linspace(0, rollouts.size - 1, min(episodes_shown, rollouts.size)).round().astype(int))] if rollouts.size else rollouts
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     positive = np.asarray(side["label"].to_pylist(), dtype=object) == "positive" if "label" in side.column_names else np.zeros(s_ep.size, bool)
+    marked, spans = 0, []
     for i, ep in enumerate(shown):
         sel = s_ep == ep
         frames, v, h, p = s_fr[sel], value[sel], human[sel], positive[sel]
@@ -90,12 +91,14 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: P
         color, style, hatch = colors[i % len(colors)], _STYLES[i % len(_STYLES)], _HATCHES[i % len(_HATCHES)]
         ax.plot(frames, v, color=color, linestyle=style, linewidth=1.2, label=f"episode {int(ep)}")
         ax.plot(frames[p], v[p], linestyle="none", marker="^", markersize=3, color=color, label="_positive")
+        marked += int(p.sum())
         edges = np.flatnonzero(np.diff(np.r_[0, h.astype(int), 0]))
         for start, stop in zip(edges[::2], edges[1::2]):
             # each episode's spans get its own hatch, an outline and its number: adjacent spans of
             # different episodes stay apart without colour
             ax.axvspan(frames[start], frames[stop - 1] + 1, facecolor=color, alpha=0.15, hatch=hatch, edgecolor=color, linewidth=0.8)
             ax.text(frames[start], 0.02, f"ep {int(ep)}", fontsize=7, color=color, va="top")
+            spans.append(f"episode {int(ep)} frames {int(frames[start])}-{int(frames[stop - 1])} hatch {hatch}")
     ax.plot([], [], linestyle="none", marker="^", markersize=4, color="gray", label="positive frames")
     ax.set_xlabel("frame index (hatched: intervention spans, one pattern per episode)")
     ylabel = f"V ({value_source_name(provenance)})"
@@ -107,6 +110,7 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: P
     ax.legend(fontsize=8, ncol=2)
     out = Path(out)
     # the texts a reader (and a test) can check without looking at pixels
-    fig.savefig(out, dpi=110, metadata={"Title": title, "Description": f"y axis: {ylabel}; marks: positive frames; intervention spans hatched per episode"})
+    description = f"y axis: {ylabel}; positive frames marked: {marked}; intervention spans: {'; '.join(spans) or 'none'}"
+    fig.savefig(out, dpi=110, metadata={"Title": title, "Description": description})
     plt.close(fig)
     return out
