@@ -29,7 +29,7 @@ app = typer.Typer(
         "--checkpoint-dir ckpt/  →  recap-label verify local/vial_v21_vlm_label"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -575,7 +575,7 @@ def _utc(stamp: str) -> str:
 
 
 def main() -> None:
-    app()
+    app(prog_name="recap-label")  # the name shell completion registers, also under `python -m recap_label`
 
 
 if __name__ == "__main__":
