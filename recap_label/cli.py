@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -53,6 +54,7 @@ def guarded(fn):
     --json the same error is also a JSON object on stdout."""
 
     def fail(message: str, code: int, kind: str, kwargs: dict):
+        message = _NUMPY_SCALAR.sub(r"\1", message)  # a last guard: np.float32(-0.98) reads -0.98
         _err(message)
         if _json_wanted(kwargs):
             _print_json({"error": message, "exit_code": code, "kind": kind})
@@ -74,10 +76,11 @@ def guarded(fn):
     return wrapper
 
 
+_NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|bool|str)_?\d*\(([^()]*)\)")
+
+
 def _error_kind(exc: RecapError) -> str:
     """DatasetError -> "dataset_error": the exception class, for scripts that branch on it."""
-    import re
-
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 

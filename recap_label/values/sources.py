@@ -141,7 +141,7 @@ class FileValues(_LightSource):
         try:
             names = pq.read_schema(self.path).names
         except (pa.ArrowException, OSError) as exc:
-            raise BadInput(f"values file {self.path} is not a readable parquet file ({first_line(exc)}); write it again with columns {VALUES_FILE_COLUMNS}") from None
+            raise BadInput(f"values file {self.path} is damaged ({first_line(exc)}); write it again as parquet with columns {VALUES_FILE_COLUMNS}") from None
         missing = [c for c in ("episode_index", "frame_index", self.column) if c not in names]
         if missing:
             which = "; name the value column with --values-column" if missing == [self.column] else ""
