@@ -189,6 +189,8 @@ def test_json_error_is_an_object_on_stdout_too(cli, copy, tmp_path):
     r = cli("--json", "verify", tmp_path / "nothere", code=2)
     assert json.loads(r.stdout)["kind"] == "dataset_error" and json.loads(r.stdout)["error"] == error_line(r).removeprefix("Error: ")
     assert cli("verify", tmp_path / "nothere", code=2).stdout == ""  # without --json: stderr only
+    r = cli("--json", "--config", tmp_path / "missing.toml", "config", code=2)  # an error before any command runs
+    assert json.loads(r.stdout) == {"error": error_line(r).removeprefix("Error: "), "exit_code": 2, "kind": "config_error"}
 
 
 # -- Ctrl-C during copy ----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None
             raise DatasetError(f"no base camera given; pass --base-image-col (cameras in {ds.root.name}: {cams})")
         base = fallback[0]
     if wrist is None:
-        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features), None)
+        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features and k != base), None)
     slots = {BASE_SLOT: base, WRIST_SLOT: wrist}
     if settings.right_wrist_image_col:
         slots[RIGHT_WRIST_SLOT] = settings.right_wrist_image_col
