@@ -64,6 +64,9 @@ def test_values_file_that_is_csv_says_what_values_needs(cli, copy, tmp_path):
     assert refused(cli, copy, "--values", csv) == (
         f"Error: values file {csv} is a text (CSV?) file, not parquet; --values needs a parquet file with columns "
         "episode_index, frame_index, value (e.g. pandas DataFrame.to_parquet)")
+    npy = tmp_path / "values.npy"
+    npy.write_bytes(b"\x93NUMPY\x01\x00")
+    assert refused(cli, copy, "--values", npy).startswith(f"Error: values file {npy} is not a parquet file; --values needs a parquet file")
 
 
 def test_values_column_names_the_files_value_column(cli, copy, tmp_path):

@@ -135,8 +135,8 @@ class FileValues(_LightSource):
         with open(self.path, "rb") as f:
             head = f.read(4)
         if head != PARQUET_MAGIC:
-            text = head.decode("ascii", "replace")
-            kind = "a text (CSV?) file, not parquet" if head and text.isprintable() else "not a parquet file"
+            text = bool(head) and all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+            kind = "a text (CSV?) file, not parquet" if text else "not a parquet file"
             raise BadInput(f"values file {self.path} is {kind}; --values needs a parquet file with columns {VALUES_FILE_COLUMNS} (e.g. pandas DataFrame.to_parquet)")
         try:
             names = pq.read_schema(self.path).names
