@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -29,7 +30,7 @@ app = typer.Typer(
         "--checkpoint-dir ckpt/  →  recap-label verify local/vial_v21_vlm_label"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -50,25 +51,48 @@ def _err(message: str) -> None:
 
 
 def guarded(fn):
-    """Turn RecapError into one `Error:` line and its exit code; nothing else is caught."""
+    """Turn RecapError into one `Error:` line and its exit code; nothing else is caught. Under
+    --json the same error is also a JSON object on stdout."""
+
+    def fail(message: str, code: int, kind: str, kwargs: dict):
+        message = _NUMPY_SCALAR.sub(r"\1", message)  # a last guard: np.float32(-0.98) reads -0.98
+        _err(message)
+        if _json_wanted(kwargs):
+            _print_json({"error": message, "exit_code": code, "kind": kind})
+        raise typer.Exit(code) from None
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RecapError as exc:
-            _err(exc.message)
-            raise typer.Exit(exc.exit_code) from None
+            fail(exc.message, exc.exit_code, _error_kind(exc), kwargs)
         except OSError as exc:  # disk full, permissions, … outside the places that say more
             from recap_label.store.fsutil import os_error_message
 
-            _err(os_error_message(exc, f"running `recap-label {fn.__name__.removesuffix('_cmd')}`"))
-            raise typer.Exit(2) from None
+            fail(os_error_message(exc, f"running `recap-label {fn.__name__.removesuffix('_cmd')}`"), 2, "os_error", kwargs)
         except KeyboardInterrupt:
-            _err("interrupted; the dataset is unchanged or will be completed by the next run")
-            raise typer.Exit(130) from None
+            fail("interrupted; the dataset is unchanged or will be completed by the next run", 130, "interrupted", kwargs)
 
     return wrapper
+
+
+_NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|bool|str)_?\d*\(([^()]*)\)")
+
+
+def _error_kind(exc: RecapError) -> str:
+    """DatasetError -> "dataset_error": the exception class, for scripts that branch on it."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def _json_wanted(kwargs: dict) -> bool:
+    """--json given to this command, or resolved for every command (flag, environment, file)."""
+    if kwargs.get("json_out") is not None:
+        return bool(kwargs["json_out"])
+    ctx = kwargs.get("ctx")
+    if isinstance(getattr(ctx, "obj", None), Settings):
+        return ctx.obj.json
+    return False
 
 
 def settings_of(ctx: typer.Context, **flags) -> Settings:
@@ -79,7 +103,7 @@ def settings_of(ctx: typer.Context, **flags) -> Settings:
 def _stdout():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True)  # plain lines never broken: a path stays one piece
 
 
 def _print_json(obj) -> None:
@@ -123,12 +147,22 @@ def config_cmd(ctx: typer.Context, json_out: JsonOpt = None):
         return
     from rich.table import Table
 
+    out, rows = _stdout(), settings.as_rows()
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    if sum(widths) + 10 > out.width:
+        # too narrow for a table without cutting paths: one TOML-style line per key, never cut
+        out.print("recap-label configuration (key = value  # source)")
+        for key, _, source in rows:
+            value = getattr(settings, key)
+            shown = json.dumps(value if isinstance(value, (bool, int, float)) else "" if value is None else str(value))
+            out.print(f"{key} = {shown}  # {source}")
+        return
     t = Table(title="recap-label configuration", title_justify="left")
     for col in ("key", "value", "source"):
-        t.add_column(col)
-    for row in settings.as_rows():
+        t.add_column(col, no_wrap=True)
+    for row in rows:
         t.add_row(*row)
-    _stdout().print(t)
+    out.print(t)
 
 
 @app.command("copy")
@@ -156,11 +190,15 @@ def copy_cmd(
 
     settings = settings_of(ctx, adv_col=adv_col, json=json_out)
     src_path = resolve_dataset_path(src, settings.lerobot_home)
-    result = copy_dataset(
-        src, src_path, dest, adv_col=settings.adv_col, lerobot_home=settings.lerobot_home,
-        do_register=not no_register, replace_registration=replace_registration, from_original=from_original,
-        progress=None if settings.json else _byte_progress,
-    )
+    bar = _ByteProgress()
+    try:
+        result = copy_dataset(
+            src, src_path, dest, adv_col=settings.adv_col, lerobot_home=settings.lerobot_home,
+            do_register=not no_register, replace_registration=replace_registration, from_original=from_original,
+            progress=None if settings.json else bar,
+        )
+    finally:
+        bar.close()  # also on Ctrl-C or an error: the next line must not land on the bar
     if settings.json:
         _print_json({
             "source": str(result.src), "dest": str(result.dest), "iteration": result.iteration,
@@ -186,27 +224,29 @@ def copy_cmd(
 _PROGRESS_MIN_BYTES = 256 << 20
 
 
-def _byte_progress(total: int, files: int):
-    """A rich bar on bytes for large copies on a terminal; silent otherwise."""
-    from rich.console import Console
+class _ByteProgress:
+    """A rich bar on bytes for large copies on a terminal; silent otherwise. close() removes it."""
 
-    console = Console(stderr=True)
-    if total < _PROGRESS_MIN_BYTES or not console.is_terminal:
-        return lambda n: None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    def __init__(self):
+        self.progress = None
 
-    progress = Progress("copy", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
-    task = progress.add_task("copy", total=total)
-    progress.start()
-    done = [0]
+    def __call__(self, total: int, files: int):
+        from rich.console import Console
 
-    def advance(n: int) -> None:
-        done[0] += n
-        progress.update(task, advance=n)
-        if done[0] >= total:
-            progress.stop()
+        console = Console(stderr=True)
+        if total < _PROGRESS_MIN_BYTES or not console.is_terminal:
+            return lambda n: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    return advance
+        self.progress = Progress("copy", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
+        task = self.progress.add_task("copy", total=total)
+        self.progress.start()
+        return lambda n: self.progress.update(task, advance=n)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 @app.command("verify")
@@ -312,6 +352,7 @@ def label_cmd(
     precision: Annotated[Optional[str], typer.Option("--precision", help=f"SigLIP matmul precision: auto (bf16 on CUDA as pistar runs it, fp32 on CPU), bf16 or fp32. [default: {D('precision')}]", show_default=False)] = None,
     values: Annotated[Optional[Path], typer.Option("--values", help="Value source: parquet file with episode_index, frame_index, value.", show_default=False)] = None,
     value_column: Annotated[Optional[str], typer.Option("--value-column", "--value_column", help="Value source: a float column of the dataset (e.g. value_label).", show_default=False)] = None,
+    values_column: Annotated[Optional[str], typer.Option("--values-column", "--values_column", help="With --values: the file's column holding V. [default: value]", show_default=False)] = None,
     lookahead: Annotated[Optional[int], typer.Option("--lookahead", help=f"N of the N-step advantage, in frames. [default: {D('lookahead')}]", show_default=False)] = None,
     positive_ratio: Annotated[Optional[float], typer.Option("--positive-ratio", "--positive_ratio", help=f"Share of autonomous rollout frames labeled positive, in (0, 1]. [default: {D('positive_ratio')}]", show_default=False)] = None,
     top_percent: Annotated[Optional[float], typer.Option("--top-percent", "--top_percent", help="The same knob in percent (the reference's flag).", show_default=False)] = None,
@@ -339,6 +380,11 @@ def label_cmd(
     from recap_label.rule import RuleSettings, resolve_ratio
     from recap_label.values.sources import value_source_from_options
 
+    if top_percent is not None and top_percent < 1 and positive_ratio is None:
+        from recap_label.errors import warn
+
+        warn(f"--top-percent {top_percent:g} labels {top_percent:g} % of the autonomous frames positive; "
+             f"for {100 * top_percent:g} % pass --top-percent {100 * top_percent:g} (or --positive-ratio {top_percent:g})")
     if dataset and data_dir and dataset != data_dir:
         raise BadInput("give the dataset once: as DATASET or as --data-dir")
     target = dataset or data_dir
@@ -362,7 +408,8 @@ def label_cmd(
         raise BadInput("--shard needs --score-only: each shard only scores its part; the labels are written once, by a final `label` without --shard")
     if score_only and dry_run:
         raise BadInput("--score-only and --dry-run do not go together: --score-only writes value parts, --dry-run writes nothing; run them one after the other")
-    source = value_source_from_options(settings, values_file=values, value_column=value_column, use_ema=use_ema, compile_model=compile_model)
+    source = value_source_from_options(settings, values_file=values, value_column=value_column, use_ema=use_ema, compile_model=compile_model,
+                                       values_column=values_column)
     if score_only:
         from recap_label.commands.label import score_only as run_scoring
 
@@ -437,7 +484,8 @@ def _render_label(o) -> None:
     out.print(breakdown_table(o.breakdown, title="adv_ind after labeling" if not o.dry_run else "adv_ind if labeled"))
     out.print(summary_line(o.breakdown))
     if o.transitions:
-        t = Table(title="label transitions (rollout frames)", title_justify="left")
+        out.print("label transitions (rollout frames)")  # a line of its own: a narrow table's title would wrap
+        t = Table()
         t.add_column("from -> to")
         t.add_column("frames", justify="right")
         for k, v in o.transitions.items():
@@ -469,8 +517,10 @@ def rollback_cmd(
 ):
     """Undo the last label run of a copy (exact prior labels), or retire an iteration copy.
 
-    Example:  recap-label rollback local/vial_v21_vlm_label_v3            # undo the last label run
-    Example:  recap-label rollback local/vial_v21_vlm_label_v3 --iteration  # back to _v2
+    \b
+    Examples:
+      recap-label rollback local/vial_v21_vlm_label_v3              # undo the last label run
+      recap-label rollback local/vial_v21_vlm_label_v3 --iteration  # back to _v2
     """
     from recap_label.commands.rollback import list_runs as runs_of, retire_iteration, rollback_runs
     from recap_label.errors import BadInput
@@ -498,21 +548,35 @@ def rollback_cmd(
         from recap_label.lerobot.dataset import LeRobotDataset
 
         runs = runs_of(LeRobotDataset.open(root).root)
+        standing = [r.id for r in runs if r.kind == "label" and not r.rolled_back]
+        on_disk = standing[-1] if standing else None  # only the newest standing run's labels are in the files
         if settings.json:
-            _print_json([r.to_json() for r in runs])
+            _print_json([{**r.to_json(), **({"labels_on_disk": r.id == on_disk} if r.kind == "label" else {})} for r in runs])
+            return
+        if not runs:
+            _stdout().print(f"no runs recorded for {root}: no label run yet, its labels are those it was copied with")
             return
         from rich.table import Table
 
-        t = Table(title=f"runs of {root}", title_justify="left")
-        for col in ("run", "time", "kind", "values", "share", "status"):
-            t.add_column(col)
+        _stdout().print(f"runs of {root}")
+        t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a whole row fits 80 columns
+        t.add_column("run", no_wrap=True)
+        t.add_column("time (UTC)", no_wrap=True)  # a whole timestamp, never cut
+        for col in ("kind", "values", "share"):
+            t.add_column(col, no_wrap=True)
+        t.add_column("status", overflow="fold")
         for r in runs:
             if r.kind == "rollback":
-                t.add_row(r.id, r.time, r.kind, "", "", "undid " + ", ".join(r.undid))
+                t.add_row(r.id, _utc(r.time), r.kind, "", "", "undid " + ", ".join(r.undid))
                 continue
             share = "" if r.share is None else f"{100 * r.share:.2f} %"
-            status = f"rolled back by {r.rolled_back}" if r.rolled_back else "active"
-            t.add_row(r.id, r.time, r.kind, r.value_source.get("source", ""), share, status)
+            if r.rolled_back:
+                status = f"undone by {r.rolled_back}"
+            elif r.id == on_disk:
+                status = "active"
+            else:
+                status = f"replaced by {standing[standing.index(r.id) + 1]}"  # its labels are no longer on disk
+            t.add_row(r.id, _utc(r.time), r.kind, r.value_source.get("source", ""), share, status)
         _stdout().print(t)
         return
     res = rollback_runs(root, to, settings.lerobot_home)
@@ -655,8 +719,18 @@ def diff_cmd(
         out.print(f"note: {note}")
 
 
+def _utc(stamp: str) -> str:
+    """2026-12-01T10:04:05+00:00 -> 2026-12-01 10:04:05 (19 columns)."""
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return str(stamp)
+
+
 def main() -> None:
-    app()
+    app(prog_name="recap-label")  # the name shell completion registers, also under `python -m recap_label`
 
 
 if __name__ == "__main__":

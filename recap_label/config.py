@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from recap_label.errors import ConfigError
+from recap_label.errors import ConfigError, warn
 
 ENV_PREFIX = "RECAP_LABEL_"
+_INTERNAL_ENV = {"RECAP_LABEL_CRASH_AT", "RECAP_LABEL_SLOW_AT"}  # the fault-injection tests' (store.faults)
 CONFIG_FILE_NAME = "recap-label.toml"
 
 
@@ -188,6 +189,10 @@ def resolve_settings(
             setattr(settings, name, _coerce(name, value, f"config file {label}"))
             settings.sources[name] = f"file {label}"
 
+    for var in sorted(env):
+        if var.startswith(ENV_PREFIX) and var.removeprefix(ENV_PREFIX).lower() not in _FIELD_TYPES and var not in _INTERNAL_ENV:
+            known = ", ".join(ENV_PREFIX + n.upper() for n in sorted(_FIELD_TYPES))
+            warn(f"unknown environment variable {var} is ignored; known: {known}")
     for name in _FIELD_TYPES:
         var = ENV_PREFIX + name.upper()
         if var in env:

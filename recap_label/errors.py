@@ -49,6 +49,20 @@ class UnsafeWriteError(RecapError):
     """A write would touch data outside the labeled copy (symlink, shared inode, original)."""
 
 
+class Interrupted(RecapError):
+    """Ctrl-C: the message says what state the interrupted command left behind."""
+
+    exit_code = 130
+
+
+def warn(message: str) -> None:
+    """A likely mistake that does not stop the command: one `warning:` line on stderr, at once."""
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's text, or its type name when it has none."""
     lines = str(exc).splitlines()

@@ -3,6 +3,7 @@ episodes with intervention spans shaded — what a person looks at to judge the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,34 @@ from recap_label.store.lineage import LabelRun
 from recap_label.values.sidecar import read_sidecar
 
 
+_STYLES = ("-", "--", ":", "-.")
+_HATCHES = ("//", "\\\\", "xx", "..")
+
+
+def value_source_name(provenance: dict) -> str:
+    """What V is, for the axis label: the value model, a values file or a dataset column."""
+    kind = provenance.get("source")
+    if kind == "value-column":
+        return f"dataset column {provenance.get('column')}"
+    if kind == "values-file":
+        return f"values file {Path(str(provenance.get('path'))).name}"
+    return "value model"
+
+
+def check_plot_destination(out: Path) -> None:
+    """Before any work: the PNG can be written where asked."""
+    out = Path(out)
+    if out.is_dir():
+        raise BadInput(f"--plot {out} is a folder; pass a file name such as {out / 'labels.png'}")
+    parent = out.parent
+    if not parent.is_dir():
+        raise BadInput(f"--plot {out}: folder {parent} does not exist; create it first or pass another path")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"--plot {out}: folder {parent} is not writable; pass another path")
+    if out.suffix.lower() != ".png":
+        raise BadInput(f"--plot {out}: the plot is a PNG; pass a file name ending in .png")
+
+
 def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: Path, episodes_shown: int = 4) -> Path:
     sidecar = read_sidecar(ds.root)
     if sidecar is None:
@@ -23,7 +52,7 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _, side = sidecar
+    provenance, side = sidecar
     table = ds.read_columns(["episode_index", "frame_index", human_col])
     key = table["episode_index"].to_numpy() * (1 << 32) + table["frame_index"].to_numpy()
     human_all = human_mask(scalar_column(table[human_col]), human_col)
@@ -49,24 +78,39 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: P
     ax.legend(fontsize=8)
 
     ax = axes[1]
-    shown = np.unique(s_ep)[:episodes_shown]
+    rollouts = np.unique(s_ep)
+    shown = rollouts[np.unique(np.linspace(0, rollouts.size - 1, min(episodes_shown, rollouts.size)).round().astype(int))] if rollouts.size else rollouts
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    positive = np.asarray(side["label"].to_pylist(), dtype=object) == "positive" if "label" in side.column_names else np.zeros(s_ep.size, bool)
+    marked, spans = 0, []
     for i, ep in enumerate(shown):
         sel = s_ep == ep
-        frames, v, h = s_fr[sel], value[sel], human[sel]
+        frames, v, h, p = s_fr[sel], value[sel], human[sel], positive[sel]
         o = np.argsort(frames)
-        frames, v, h = frames[o], v[o], h[o]
-        color = colors[i % len(colors)]
-        ax.plot(frames, v, color=color, linewidth=1.2, label=f"episode {int(ep)}")
+        frames, v, h, p = frames[o], v[o], h[o], p[o]
+        color, style, hatch = colors[i % len(colors)], _STYLES[i % len(_STYLES)], _HATCHES[i % len(_HATCHES)]
+        ax.plot(frames, v, color=color, linestyle=style, linewidth=1.2, label=f"episode {int(ep)}")
+        ax.plot(frames[p], v[p], linestyle="none", marker="^", markersize=3, color=color, label="_positive")
+        marked += int(p.sum())
         edges = np.flatnonzero(np.diff(np.r_[0, h.astype(int), 0]))
         for start, stop in zip(edges[::2], edges[1::2]):
-            ax.axvspan(frames[start], frames[stop - 1] + 1, color=color, alpha=0.12)
-    ax.set_xlabel("frame index (shaded: intervention spans)")
-    ax.set_ylabel("V (value model)")
+            # each episode's spans get its own hatch, an outline and its number: adjacent spans of
+            # different episodes stay apart without colour
+            ax.axvspan(frames[start], frames[stop - 1] + 1, facecolor=color, alpha=0.15, hatch=hatch, edgecolor=color, linewidth=0.8)
+            ax.text(frames[start], 0.02, f"ep {int(ep)}", fontsize=7, color=color, va="top")
+            spans.append(f"episode {int(ep)} frames {int(frames[start])}-{int(frames[stop - 1])} hatch {hatch}")
+    ax.plot([], [], linestyle="none", marker="^", markersize=4, color="gray", label="positive frames")
+    ax.set_xlabel("frame index (hatched: intervention spans, one pattern per episode)")
+    ylabel = f"V ({value_source_name(provenance)})"
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-1.05, 0.05)
-    ax.set_title("V over time")
+    title = (f"V over time: {shown.size} of {rollouts.size} rollout episodes, evenly spaced by episode index "
+             f"({', '.join(str(int(e)) for e in shown)})")
+    ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
     out = Path(out)
-    fig.savefig(out, dpi=110)
+    # the texts a reader (and a test) can check without looking at pixels
+    description = f"y axis: {ylabel}; positive frames marked: {marked}; intervention spans: {'; '.join(spans) or 'none'}"
+    fig.savefig(out, dpi=110, metadata={"Title": title, "Description": description})
     plt.close(fig)
     return out

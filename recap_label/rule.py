@@ -25,6 +25,7 @@ from recap_label.lerobot.columns import EpisodeKinds, LabelColumns, episode_kind
 from recap_label.lerobot.dataset import EpisodeGroups, group_episodes
 
 TAIL_RULES = ("zero", "last")
+MAX_LOOKAHEAD = 2**31 - 1  # frames; far beyond any episode, far from int64 overflow
 MIN_RATIO = 1e-9  # below it, 100 - 100 * R rounds to 100 (float64 has ~16 digits)
 SCOPES = ("global", "task")
 
@@ -39,6 +40,8 @@ class RuleSettings:
     def __post_init__(self):
         if isinstance(self.lookahead, bool) or int(self.lookahead) != self.lookahead or self.lookahead < 1:
             raise BadInput(f"--lookahead must be an integer >= 1, got {self.lookahead}")
+        if self.lookahead > MAX_LOOKAHEAD:  # numpy's int64 arithmetic would overflow; no episode is this long
+            raise BadInput(f"--lookahead {self.lookahead} is too large; pass a number of frames up to {MAX_LOOKAHEAD:,} (beyond an episode's end N means its whole rest)")
         if not (0.0 < float(self.positive_ratio) <= 1.0):
             raise BadInput(f"--positive-ratio must be in (0, 1], got {self.positive_ratio} (for --top-percent: (0, 100])")
         if float(self.positive_ratio) < MIN_RATIO:
@@ -180,6 +183,16 @@ def demo_labels_digest(episode: np.ndarray, human: np.ndarray, labels: np.ndarra
     for value in labels[demo_rows][order]:
         h.update(("\x01" if value is None else str(value)).encode() + b"\0")
     return h.hexdigest()
+
+
+def long_lookahead_warning(cols: LabelColumns, lookahead: int) -> str | None:
+    """N past the end of every rollout: each advantage is then the whole rest of its episode."""
+    lengths = cols.groups.lengths[cols.kinds.rollout] if cols.kinds.rollout.any() else cols.groups.lengths
+    longest = int(lengths.max()) if lengths.size else 0
+    if longest and lookahead >= longest:
+        return (f"--lookahead {lookahead} is not shorter than any rollout episode (longest: {longest} frames): every advantage "
+                f"sums the rewards to the episode's end; N counts frames (at 30 fps, 50 = 1.7 s)")
+    return None
 
 
 def tail_trap_warning(cols: LabelColumns, result: LabelResult, lookahead: int) -> str | None:

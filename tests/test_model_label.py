@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import shutil
 import subprocess
 import sys
@@ -206,5 +207,8 @@ def test_checkpoint_step_and_converted_weights_cache(cli, dataset, tmp_path):
     assert out["values_from"] == "inference"
     cached = list(cache.glob("*.safetensors"))
     assert len(cached) == 1 and "ema" in cached[0].name
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(cached[0].stat().st_mode) == 0o666 & ~umask  # shareable as the umask allows, not 0600
     r = cli("label", dataset, *model_args("--checkpoint-step", "7"), code=2)
     assert "7" in error_line(r)

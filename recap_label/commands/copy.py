@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from recap_label.errors import BadInput, DatasetError, RecapError
+from recap_label.errors import BadInput, DatasetError, Interrupted, RecapError
 from recap_label.lerobot.columns import label_column_digest, label_counts
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.fingerprint import data_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, write_json_atomic
+from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, umask, write_json_atomic
 from recap_label.store.lineage import LABEL_SUFFIX, Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
 from recap_label.store.lock import live_holder, process_alive
 from recap_label.store.paths import COPY_PENDING, STATE_DIR
@@ -124,9 +124,16 @@ def _copy_one(src: Path, dst: Path, on_bytes: Callable[[int], None]) -> str:
             h.update(block)
             fout.write(block)
             on_bytes(len(block))
+        os.fchmod(fout.fileno(), copied_mode(os.fstat(fin.fileno()).st_mode))
         fout.flush()
         os.fsync(fout.fileno())
     return h.hexdigest()
+
+
+def copied_mode(src_mode: int, folder: bool = False) -> int:
+    """The mode `cp -rL` gives a copy (the source's permission bits less the umask), plus the
+    owner's write (and, for folders, search) bits: the copy is made to be labeled."""
+    return (stat.S_IMODE(src_mode) & 0o777 & ~umask()) | (stat.S_IRWXU if folder else stat.S_IWUSR)
 
 
 def default_destination(src: Path) -> tuple[Path, int]:
@@ -158,6 +165,14 @@ def copy_dataset(
     from_original: bool = False,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> CopyResult:
+    try:
+        return _copy_dataset(src_arg, src, dest, adv_col=adv_col, lerobot_home=lerobot_home, do_register=do_register,
+                             replace_registration=replace_registration, from_original=from_original, progress=progress)
+    except KeyboardInterrupt:  # before the copy began, or while counting labels after it finished
+        raise Interrupted("interrupted before anything was written; run the same command to copy") from None
+
+
+def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, replace_registration, from_original, progress) -> CopyResult:
     src = real_source(src, lerobot_home)
     src_ds = LeRobotDataset.open(src)
     src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
@@ -220,12 +235,19 @@ def copy_dataset(
                     "register": f"(the copy {plan.dest} is complete but not fully registered; run `recap-label register {plan.dest}` or delete it)"}
             message = message.replace("(nothing was changed)", left.get(step, f"(a temporary folder may be left in {plan.dest.parent})"))
         raise RecapError(message) from None
+    except KeyboardInterrupt:
+        if undo.unwind():
+            raise Interrupted(f"interrupted; the copy was taken back, nothing is left of {plan.dest} (the source was only read); run the same command to copy again") from None
+        raise Interrupted(f"interrupted; the copy could not be fully taken back: the next `recap-label copy` removes a temporary folder left in {plan.dest.parent}, or finishes {plan.dest}") from None
     except BaseException:
         undo.unwind()
         raise
-    dest_ds = LeRobotDataset.open(plan.dest)
-    src_counts = label_counts(src_ds, adv_col)
-    dest_counts = label_counts(dest_ds, adv_col)
+    try:
+        dest_ds = LeRobotDataset.open(plan.dest)
+        src_counts = label_counts(src_ds, adv_col)
+        dest_counts = label_counts(dest_ds, adv_col)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after the copy was finished: {plan.dest} is complete; `recap-label verify {plan.dest}` checks it") from None
     if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
         raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
     return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts, notes=notes)
@@ -256,6 +278,7 @@ def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset,
     write_json_atomic(tmp / PENDING_MARK, {"source_realpath": os.path.realpath(plan.src), "pid": os.getpid()})
     crash_point("copy-lineage")
     for rel in ["", *plan.dirs]:
+        os.chmod(tmp / rel, copied_mode(os.stat(plan.src / rel).st_mode, folder=True))
         fsync_dir(tmp / rel)
 
 
@@ -346,6 +369,8 @@ def _finish_copy(src_ds: LeRobotDataset, dest: Path, *, adv_col: str, lerobot_ho
     try:
         registered = _register_copy(dest, lerobot_home) if do_register else None
         _drop_pending_mark(dest)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while registering; the copy {dest} is complete: run the same copy command again to finish its registration") from None
     except OSError as exc:
         raise RecapError(os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
             "(nothing was changed)", f"(the copy {dest} is complete; run the same copy command again to finish its registration)")) from None

@@ -26,6 +26,7 @@ from recap_label.rule import (
     demo_labels_digest,
     label_transitions,
     share_per_task,
+    long_lookahead_warning,
     tail_trap_warning,
 )
 from recap_label.store.fsutil import sha256_file
@@ -123,7 +124,7 @@ def plan_labels(
         breakdown=breakdown(cols.episode, cols.human, new_labels, kinds=cols.kinds),
         transitions=label_transitions(cols.labels, new_labels),
         share_per_task=share_per_task(cols, result),
-        warnings=[w for w in [tail_trap_warning(cols, result, rule.lookahead)] if w],
+        warnings=[w for w in [long_lookahead_warning(cols, rule.lookahead), tail_trap_warning(cols, result, rule.lookahead)] if w],
         input_keys=input_keys or {},
     )
 

@@ -11,6 +11,10 @@ from recap_label.lerobot.dataset import LeRobotDataset
 
 def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False, plot: Path | None = None, repair: bool = False) -> VerifyReport:
     """Read-only, unless `repair`: then an interrupted commit is completed (or undone) first."""
+    if plot is not None:
+        from recap_label.plotting import check_plot_destination
+
+        check_plot_destination(plot)  # before the work, not after it
     ds = LeRobotDataset.open(ds_root)
     report = verify_dataset(ds, settings, with_episodes=with_episodes, repair=repair)
     from recap_label.value_check import section_of_dataset

@@ -37,7 +37,7 @@ def human_mask(values: np.ndarray, column: str) -> np.ndarray:
         raise DatasetError(f"column {column!r} holds NaN or inf; it must be 0 or 1 on every frame")
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
-        raise DatasetError(f"column {column!r} holds {arr[bad][0]!r}; it must be 0 or 1 on every frame (fix the data or pass the right --human-col)")
+        raise DatasetError(f"column {column!r} holds {arr[bad][0].item():g}; it must be 0 or 1 on every frame (fix the data or pass the right --human-col)")
     return arr.astype(bool)
 
 
@@ -98,7 +98,13 @@ class LabelColumns:
 
 
 def _missing_column(ds: LeRobotDataset, col: str, flag: str) -> DatasetError:
-    return DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag} (the label column must exist, e.g. the 'none' placeholder)")
+    hint = " (the label column must exist, e.g. the 'none' placeholder)" if flag == "--adv-col" else ""
+    return DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag}{hint}; {column_list(ds)}")
+
+
+def column_list(ds: LeRobotDataset) -> str:
+    """`columns in <name>: a, b, …` of the first data file, for messages about a missing column."""
+    return f"columns in {ds.root.name}: {', '.join(ds.schema(ds.data_files[0]).names)}"
 
 
 def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, reward_col: str | None = None) -> LabelColumns:

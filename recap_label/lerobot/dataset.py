@@ -97,9 +97,7 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
             names = pq.read_schema(path).names
             missing = [c for c in columns if c not in names]
             if missing:
-                raise DatasetError(
-                    f"column {missing[0]!r} is missing from {path}; pass the right column name (see `recap-label config`)"
-                )
+                raise DatasetError(f"column {missing[0]!r} is missing from {path}; pass the right column name (columns there: {', '.join(names)})")
         table = pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
     except DatasetError:
         raise

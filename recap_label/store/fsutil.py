@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -32,11 +33,50 @@ def temp_path_for(target: Path, tag: str = "") -> Path:
     return target.with_name(f"{TMP_MARK}{tag}{os.getpid()}-{target.name}")
 
 
+def umask() -> int:
+    """The process umask, read without changing it (Linux /proc), else by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def take_permissions(path: Path, like: Path | None) -> None:
+    """Give a freshly written `path` the mode (and, where permitted, the owner and group) of the file
+    `like` it replaces; with no such file, the umask's mode (some writers, e.g. safetensors, make 0600
+    files whatever the umask, which a shared cache cannot use)."""
+    try:
+        st = os.stat(like) if like is not None else None
+    except FileNotFoundError:
+        st = None
+    if st is None:
+        os.chmod(path, 0o666 & ~umask())
+        return
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    mine = os.stat(path)
+    if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+        for uid in (st.st_uid, -1):  # the owner needs privileges; the group only membership
+            try:
+                os.chown(path, uid, st.st_gid)
+                break
+            except OSError:
+                continue
+        if stat.S_IMODE(st.st_mode) & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(path, stat.S_IMODE(st.st_mode))  # chown clears set-id bits
+
+
 def write_file_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """Write via `write(tmp_path)` into a sibling temp file, fsync it, rename over `target`."""
+    """Write via `write(tmp_path)` into a sibling temp file, fsync it, rename over `target`; the
+    new file keeps the old one's mode and owner (the umask's mode when there was none)."""
     tmp = temp_path_for(target)
     try:
         write(tmp)
+        take_permissions(tmp, target)
         fsync_file(tmp)
         crash_point("atomic-write")
         os.replace(tmp, target)
@@ -88,7 +128,8 @@ def find_symlinks(root: Path) -> list[Path]:
 
 def os_error_message(exc: OSError, action: str) -> str:
     """One line for an OSError during `action`, with what to do about it."""
-    where = f" ({str(exc.filename).splitlines()[0]})" if exc.filename else ""
+    name = str(exc.filename).splitlines()[0] if exc.filename else ""
+    where = f" ({name})" if name and name not in action else ""  # the path once, not twice
     if exc.errno == errno.ENOSPC:
         return f"disk full while {action}{where}; free space and run again (nothing was changed)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

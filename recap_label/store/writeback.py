@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from recap_label.errors import DatasetError, RecapError, UnsafeWriteError, first_line
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, os_error_message, write_json_atomic
+from recap_label.store.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, os_error_message, take_permissions, write_json_atomic
 from recap_label.store.paths import JOURNAL
 
 STAGE_MARK = ".recap-stage-"
@@ -85,6 +85,7 @@ class Transaction:
             self.created_dirs += [d for d in missing if d not in self.created_dirs]  # before: mkdir may fail half-way
             target.parent.mkdir(parents=True, exist_ok=True)
             write(staged)
+            take_permissions(staged, target)  # a rewritten file keeps its mode and owner
             fsync_file(staged)
         except OSError as exc:
             left = self.abort(also=staged)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from recap_label.config import Settings
-from recap_label.errors import CheckpointError, DatasetError, DeviceError, TokenizerError
+from recap_label.errors import BadInput, CheckpointError, DatasetError, DeviceError, TokenizerError, warn
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, camera_slot_order
 from recap_label.store.fsutil import sha256_file
@@ -35,10 +35,18 @@ def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None
             raise DatasetError(f"no base camera given; pass --base-image-col (cameras in {ds.root.name}: {cams})")
         base = fallback[0]
     if wrist is None:
-        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features), None)
+        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features and k != base), None)
     slots = {BASE_SLOT: base, WRIST_SLOT: wrist}
     if settings.right_wrist_image_col:
         slots[RIGHT_WRIST_SLOT] = settings.right_wrist_image_col
+    given = [c for c in slots.values() if c is not None]
+    if len(set(given)) < len(given):
+        twice = next(c for c in given if given.count(c) > 1)
+        raise BadInput(f"camera {twice!r} is given for two model slots ({', '.join(s for s, c in slots.items() if c == twice)}); each slot needs its own camera (cameras in {ds.root.name}: {', '.join(ds.camera_keys)})")
+    if wrist is None:
+        unused = [k for k in ds.camera_keys if k not in given]
+        if unused:
+            warn(f"no wrist camera: slot {WRIST_SLOT} gets a blank image, although {ds.root.name} has {', '.join(unused)}; pass --wrist-image-col (the critic was trained with two cameras)")
     for slot, col in slots.items():
         if col is not None and ds.feature_dtype(col) not in ("image", "video"):
             cams = ", ".join(ds.camera_keys) or "none"

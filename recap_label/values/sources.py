@@ -15,9 +15,10 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recap_label.config import Settings
-from recap_label.errors import BadInput, DatasetError
+from recap_label.errors import BadInput, DatasetError, first_line
 from recap_label.lerobot.dataset import LeRobotDataset, first_duplicate, read_parquet_table
 from recap_label.store.fsutil import sha256_file
 
@@ -94,33 +95,67 @@ class ColumnValues(_LightSource):
         return {"source": "value-column", "column": self.column}
 
     def episode_values(self, ds, episodes):
+        schema = ds.schema(ds.data_files[0])
+        if self.column not in schema.names:
+            numeric = [f.name for f in schema if pa.types.is_floating(f.type)]
+            raise DatasetError(f"value column {self.column!r} is not in {ds.root.name}; pass a --value-column that is (float columns there: {', '.join(numeric) or 'none'})")
         table = ds.read_columns(["episode_index", "frame_index", self.column])
         col = table[self.column]
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
             raise DatasetError(f"value column {self.column!r} has type {col.type}, not a float column; pass a numeric --value-column")
+        if pa.types.is_integer(col.type) and set(np.unique(col.to_numpy(zero_copy_only=False)).tolist()) <= {0, 1}:
+            # a flag (intervention, success) is no value estimate: its advantages would be meaningless
+            raise DatasetError(f"value column {self.column!r} holds only 0 and 1 (a flag, not a value estimate); pass a float column of V such as value_label")
         yield from split_by_episode(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), col.to_numpy(zero_copy_only=False).astype(np.float64), episodes)
 
 
-class FileValues(_LightSource):
-    """V from a parquet file with columns episode_index, frame_index, value."""
+VALUES_FILE_COLUMNS = "episode_index, frame_index, value"
+PARQUET_MAGIC = b"PAR1"
 
-    def __init__(self, path: Path):
+
+class FileValues(_LightSource):
+    """V from a parquet file with columns episode_index, frame_index and `column` (default value)."""
+
+    def __init__(self, path: Path, column: str = "value"):
         self.path = Path(path)
+        self.column = column
         self.name = f"values file {self.path}"
         self._sha256: str | None = None
 
     def provenance(self) -> dict:
         if self._sha256 is None:  # hashed once per run, however often provenance is asked for
             self._sha256 = sha256_file(self.path)
-        return {"source": "values-file", "path": str(self.path.absolute()), "sha256": self._sha256}
+        out = {"source": "values-file", "path": str(self.path.absolute()), "sha256": self._sha256}
+        if self.column != "value":  # recorded only when chosen: caches of the default stay valid
+            out["column"] = self.column
+        return out
+
+    def _read(self) -> pa.Table:
+        """The three columns, with messages about the file the user made (not a dataset file)."""
+        with open(self.path, "rb") as f:
+            head = f.read(4)
+        if head != PARQUET_MAGIC:
+            text = bool(head) and all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+            kind = "a text (CSV?) file, not parquet" if text else "not a parquet file"
+            raise BadInput(f"values file {self.path} is {kind}; --values needs a parquet file with columns {VALUES_FILE_COLUMNS} (e.g. pandas DataFrame.to_parquet)")
+        try:
+            names = pq.read_schema(self.path).names
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInput(f"values file {self.path} is damaged ({first_line(exc)}); write it again as parquet with columns {VALUES_FILE_COLUMNS}") from None
+        missing = [c for c in ("episode_index", "frame_index", self.column) if c not in names]
+        if missing:
+            which = "; name the value column with --values-column" if missing == [self.column] else ""
+            raise BadInput(f"values file {self.path} has no column {missing[0]!r} (its columns: {', '.join(names)}){which}")
+        table = read_parquet_table(self.path, ["episode_index", "frame_index", self.column])
+        return table.rename_columns(["episode_index", "frame_index", "value"])
 
     def episode_values(self, ds, episodes):
         if not self.path.exists():
             raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
         self.provenance()  # hashed before reading: a folder, or an unreadable file, is named as such
-        table = read_parquet_table(self.path, ["episode_index", "frame_index", "value"])
+        table = self._read()
         if not (pa.types.is_floating(table["value"].type) or pa.types.is_integer(table["value"].type)):
-            raise BadInput(f"values file {self.path}: column 'value' has type {table['value'].type}, not a number; write V as float")
+            raise BadInput(f"values file {self.path}: column {self.column!r} has type {table['value'].type}, not a number; write V as float")
         ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
         i = first_duplicate(ep, fr)  # a (episode, frame) pair given twice is ambiguous
         if i is not None:
@@ -150,7 +185,8 @@ def split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: 
 
 
 
-def value_source_from_options(settings: Settings, *, values_file: Path | None, value_column: str | None, use_ema: bool, compile_model: bool) -> ValueSource:
+def value_source_from_options(settings: Settings, *, values_file: Path | None, value_column: str | None, use_ema: bool, compile_model: bool,
+                              values_column: str | None = None) -> ValueSource:
     """The one value source the options name. A checkpoint from the config file or environment
     is a default: an explicit --values or --value-column takes its place."""
     checkpoint = settings.checkpoint_dir
@@ -161,8 +197,10 @@ def value_source_from_options(settings: Settings, *, values_file: Path | None, v
     if len(given) != 1:
         which = "none was given" if not given else f"got {' and '.join(given)}"
         raise BadInput(f"give exactly one value source: --checkpoint-dir, --values or --value-column ({which})")
+    if values_column is not None and given != ["--values"]:
+        raise BadInput("--values-column names the value column of a --values file; give it with --values")
     if given == ["--values"]:
-        return FileValues(values_file)
+        return FileValues(values_file, values_column or "value")
     if given == ["--value-column"]:
         return ColumnValues(value_column)
     from recap_label.values.model_source import ModelValues

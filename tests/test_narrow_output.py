@@ -1,0 +1,120 @@
+"""Output on an 80-column terminal and under a pipe (COLUMNS=80, not a tty): nothing cut, no line
+broken in the middle of a path, `rollback --list` honest about which run's labels are on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from recap_label.devtools import synth
+from support import Cli, cmd, sub_env, tiny_spec, values_file
+
+
+@pytest.fixture(autouse=True)
+def columns_80(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # rich reads it; CliRunner's output is not a terminal
+
+
+def run80(*args, home: Path, cwd: Path | None = None, code: int = 0) -> str:
+    """The CLI in-process on 80 columns, its stdout ('home' is the fixture's LeRobot home, cwd tmp_path)."""
+    if cwd is not None:
+        os.chdir(cwd)
+    return Cli()(*args, code=code).stdout
+
+
+@pytest.fixture
+def long_copy(lerobot_home, tmp_path) -> Path:
+    """A copy whose path alone is wider than half the terminal."""
+    src = synth.write_dataset(tmp_path / "a_dataset_folder_with_a_long_descriptive_name", tiny_spec())
+    out = run80("copy", src, home=lerobot_home)
+    dest = tmp_path / f"{src.name}_vlm_label"
+    entry = lerobot_home / "local" / dest.name
+    assert f"registered: {entry} → {dest}  (repo_id local/{dest.name})" in out.splitlines()
+    assert any(line.startswith("copied 8 files") and line.endswith(f"→ {dest}  (iteration 1)") for line in out.splitlines())
+    return dest
+
+
+def test_label_report_lines_stay_whole(long_copy, lerobot_home):
+    out = run80("label", long_copy, "--values", values_file(long_copy), "--lookahead", "5", home=lerobot_home).splitlines()
+    assert f"run-0001: 3 data file(s) rewritten · {long_copy}" in out
+    assert "label transitions (rollout frames)" in out
+
+
+def test_rollback_list_marks_only_the_run_on_disk_and_keeps_the_time(long_copy, lerobot_home):
+    empty = run80("rollback", long_copy, "--list", home=lerobot_home)
+    assert empty == f"no runs recorded for {long_copy}: no label run yet, its labels are those it was copied with\n"
+    values = values_file(long_copy)
+    run80("label", long_copy, "--values", values, "--lookahead", "5", home=lerobot_home)
+    run80("label", long_copy, "--values", values, "--lookahead", "5", "--positive-ratio", "0.5", home=lerobot_home)
+    out = run80("rollback", long_copy, "--list", home=lerobot_home)
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("run-")}
+    assert re.search(r"run-0001 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +label +values-file +30\.\d\d % +replaced by run-0002$", rows["run-0001"].rstrip()), out
+    assert rows["run-0002"].rstrip().endswith(" active")
+    assert sum(" active" in line for line in out.splitlines()) == 1
+    runs = json.loads(run80("rollback", long_copy, "--list", "--json", home=lerobot_home))
+    assert [r["labels_on_disk"] for r in runs] == [False, True]
+    assert max(len(line.rstrip()) for line in out.splitlines()[1:]) <= 80
+    run80("rollback", long_copy, home=lerobot_home)  # undo run-0002: run-0001's labels are on disk again
+    rows = {line.split()[0]: line for line in run80("rollback", long_copy, "--list", home=lerobot_home).splitlines() if line.startswith("run-")}
+    assert rows["run-0001"].rstrip().endswith(" active") and rows["run-0002"].rstrip().endswith("undone by run-0003")
+
+
+def test_config_is_not_cut(lerobot_home, tmp_path):
+    cache = tmp_path / "a" / "rather" / "long" / "tokenizer" / "folder" / "that" / "does" / "not" / "fit" / "tokenizer.model"
+    (tmp_path / "recap-label.toml").write_text(f'tokenizer_path = "{cache}"\nlookahead = 7\n')
+    out = run80("config", home=lerobot_home, cwd=tmp_path).splitlines()
+    assert f'tokenizer_path = "{cache}"  # file {tmp_path / "recap-label.toml"}' in out
+    assert f'lookahead = 7  # file {tmp_path / "recap-label.toml"}' in out
+    assert 'json = false  # default' in out
+    # the lines are TOML: they read back as the same configuration
+    (tmp_path / "again.toml").write_text("\n".join(line.split("  #")[0] for line in out[1:]) + "\n")
+    again = json.loads(run80("--config", tmp_path / "again.toml", "config", "--json", home=lerobot_home, cwd=tmp_path))
+    assert again["tokenizer_path"]["value"] == str(cache) and again["lookahead"]["value"] == "7"
+    assert again["checkpoint_dir"] == {"value": "", "source": f"file {tmp_path / 'again.toml'}"}
+
+
+def test_rollback_help_shows_each_example_on_its_own_line(lerobot_home):
+    out = run80("rollback", "--help", home=lerobot_home).splitlines()
+    assert any(line.strip().startswith("recap-label rollback local/vial_v21_vlm_label_v3") and line.strip().endswith("# undo the last label run") for line in out)
+    assert any(line.strip().endswith("--iteration  # back to _v2") for line in out)
+
+
+@pytest.mark.slow  # copies 300 MB: the bar shows only for large copies
+def test_ctrl_c_during_copy_closes_the_progress_bar(lerobot_home, tmp_path):
+    src = synth.write_dataset(tmp_path / "ds", tiny_spec())
+    with open(src / "a_big_file.bin", "wb") as f:  # sparse: cheap to make, 300 MB to copy
+        f.truncate(300 << 20)
+    master, slave = pty.openpty()
+    env = {**sub_env(lerobot_home, slow="copy-file:0.5"), "COLUMNS": "80", "TERM": "xterm"}
+    proc = subprocess.Popen(cmd("copy", src), stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + 60
+    while b"MB/s" not in seen and time.monotonic() < deadline:  # the bar is drawn
+        if select.select([master], [], [], 0.1)[0]:
+            seen += os.read(master, 65536)
+    time.sleep(0.6)
+    proc.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    assert proc.returncode == 130
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    after = text[text.index("Error:"):]
+    assert "━" not in after and "MB" not in after, repr(after)  # the bar is gone, not drawn again below the error
+    assert after.splitlines()[0].startswith("Error: interrupted; the copy was taken back") and after.splitlines()[0].endswith("run the same command to copy again")
