@@ -356,10 +356,10 @@ def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: i
     loader = DataLoader(stream, batch_size=None, collate_fn=_identity, num_workers=workers, pin_memory=False,
                         prefetch_factor=4 if workers else None)
     n = 0
-    for chunk in loader:
+    for batch in loader:
         if pin:
-            chunk.images.pin_memory()
-        n += len(chunk.frames)
+            batch.pin_memory()
+        n += batch.n
     return n / (time.perf_counter() - t0), n
 
 
@@ -393,7 +393,7 @@ def random_model(config, device, precision: str):
     from recap_label.devtools.tiny_model import random_flat_params
 
     flat = random_flat_params(config)
-    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision in ("bf16", "tf32") else torch.float32)
     del flat
     return model.to(device).eval()
 
