@@ -404,8 +404,10 @@ def fitting_batch_size(model, device: torch.device, image_mask: torch.Tensor, si
     if two is None:
         return 1
     per_frame = max(two - one, 1)
-    total = torch.cuda.mem_get_info(device)[1]
-    guess = min(below - 1, max(1, int((total * 0.95 - (one - per_frame)) // per_frame)))
+    torch.cuda.empty_cache()
+    free, _total = torch.cuda.mem_get_info(device)
+    reachable = free + torch.cuda.memory_reserved(device)  # what this process holds counts too
+    guess = min(below - 1, max(1, int((reachable * 0.95 - (one - per_frame)) // per_frame)))
     while guess > 1 and peak(guess) is None:
         guess = int(guess * 0.9)
     torch.cuda.empty_cache()
