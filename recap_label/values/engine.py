@@ -98,53 +98,96 @@ class EpisodeFrames(IterableDataset):
             rows = ds.episode_rows(ep, ["task_index"])
             plan.append((ep, rows["frame_index"].to_numpy().astype(np.int64), rows["task_index"].to_numpy()))
         cams = [k for k, col in enumerate(self.columns) if col]
-        readers = {k: _CameraReader(ds, self.columns[k], plan) for k in cams}
+        # inside a DataLoader worker one codec thread each: the workers already fill the cores
+        threads = 1 if info is not None else None
+        readers = {k: _CameraReader(ds, self.columns[k], plan, threads) for k in cams}
         with ThreadPoolExecutor(max_workers=max(1, len(cams)), thread_name_prefix="decode") as pool:
             for segments in _fixed_batches(plan, self.batch):
                 n = sum(stop - start for _, start, stop in segments)
                 decoded = dict(zip(cams, pool.map(lambda k: self._camera(readers[k], k, segments), cams)))
-                cameras = []
-                for k in range(len(self.columns)):
-                    images = decoded.get(k)
-                    if images is None:  # missing camera: a black image the mask hides
-                        images = np.zeros((n, self.size, self.size, 3), np.uint8)
-                    cameras.append(_pad(images, self.batch))
+                # a missing camera is a black image the mask hides
+                cameras = [decoded[k] if k in decoded else torch.zeros((self.batch, self.size, self.size, 3), dtype=torch.uint8)
+                           for k in range(len(self.columns))]
                 eps = np.concatenate([np.full(stop - start, plan[i][0], np.int64) for i, start, stop in segments])
                 frames = np.concatenate([plan[i][1][start:stop] for i, start, stop in segments])
                 tasks = np.concatenate([plan[i][2][start:stop] for i, start, stop in segments])
                 tokens = _pad(np.stack([self.task_tokens[int(t)] for t in tasks]), self.batch)
                 finished = tuple(plan[i][0] for i, _, stop in segments if stop == plan[i][1].size)
-                yield Batch(eps, frames, tuple(torch.from_numpy(c) for c in cameras), torch.from_numpy(tokens), n, finished)
+                yield Batch(eps, frames, tuple(cameras), torch.from_numpy(tokens), n, finished)
 
-    def _camera(self, reader: "_CameraReader", k: int, segments) -> np.ndarray:
-        """The camera's frames of the batch: at the model size, or raw for the device letterbox."""
+    def _camera(self, reader: "_CameraReader", k: int, segments) -> torch.Tensor:
+        """The camera's `batch` rows (padding repeats the last frame): at the model size, or raw
+        for the device letterbox. Frames are decoded straight into the batch array (no list, no stack)."""
         from recap_label.model.preprocess import letterbox
 
-        parts = [reader.take(i, start, stop) for i, start, stop in segments]
-        shapes = {p.shape[1:] for p in parts}
         target = (self.size, self.size, 3)
-        if shapes == {target}:  # LeRobot's 224-px cameras: no letterbox, one copy
-            return np.concatenate(parts) if len(parts) > 1 else parts[0]
-        if self.device_letterbox and len(shapes) == 1:
-            return np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return np.concatenate([p if p.shape[1:] == target else letterbox(p, self.size) for p in parts])
+        batch = rows = None
+        pos = 0
+        for i, start, stop in segments:
+            for frame in reader.frames(i, start, stop):
+                if batch is None:
+                    shared = get_worker_info() is not None and (self.device_letterbox or frame.shape == target)
+                    batch = _batch_tensor((self.batch, *frame.shape), shared)
+                    rows = batch.numpy()
+                elif frame.shape != rows.shape[1:]:
+                    return self._mixed_sizes(reader, segments)
+                rows[pos] = frame
+                pos += 1
+        rows[pos:] = rows[pos - 1]
+        if rows.shape[1:] == target or self.device_letterbox:  # LeRobot's 224-px cameras: no letterbox
+            return batch
+        return torch.from_numpy(letterbox(rows, self.size))
+
+    def _mixed_sizes(self, reader: "_CameraReader", segments) -> torch.Tensor:
+        """Episodes of one batch whose camera sizes differ: each letterboxed to the model size here."""
+        from recap_label.model.preprocess import letterbox
+
+        reader.rewind()
+        parts = []
+        for i, start, stop in segments:
+            part = np.stack(list(reader.frames(i, start, stop)))
+            parts.append(part if part.shape[1:] == (self.size, self.size, 3) else letterbox(part, self.size))
+        return torch.from_numpy(_pad(np.concatenate(parts), self.batch))
 
 
 class _CameraReader:
     """One camera's frames, episode after episode of the worker's plan, pulled by one decode thread at a time."""
 
-    def __init__(self, ds: LeRobotDataset, column: str, plan):
-        self.ds, self.column, self.plan = ds, column, plan
+    def __init__(self, ds: LeRobotDataset, column: str, plan, threads: int | None):
+        self.ds, self.column, self.plan, self.threads = ds, column, plan, threads
         self.current = -1
+        self.position = 0
         self.stream: Iterator[np.ndarray] | None = None
 
-    def take(self, plan_index: int, start: int, stop: int) -> np.ndarray:
-        episode, frames, _tasks = self.plan[plan_index]
-        if plan_index != self.current:
-            self.current = plan_index
-            self.stream = iter_episode_frames(self.ds, episode, self.column)
-        raw = [next(self.stream) for _ in range(stop - start)]
-        return _stack(raw, episode, int(frames[start]), self.column)
+    def frames(self, plan_index: int, start: int, stop: int) -> Iterator[np.ndarray]:
+        """Rows start..stop of the plan's episode, which must follow the previous call's rows."""
+        episode, frame_index, _tasks = self.plan[plan_index]
+        if plan_index != self.current or start < self.position:
+            self.current, self.position = plan_index, 0
+            self.stream = iter_episode_frames(self.ds, episode, self.column, threads=self.threads)
+        for _ in range(self.position, start):  # after a rewind: skip what was read before
+            next(self.stream)
+        shape = None
+        for row in range(start, stop):
+            frame = next(self.stream)
+            if shape is None:
+                shape = frame.shape
+            elif frame.shape != shape:
+                raise DatasetError(f"camera {self.column!r} changes frame size inside episode {episode} near frame {int(frame_index[row])}; the dataset is inconsistent")
+            yield frame
+        self.position = stop
+
+    def rewind(self) -> None:
+        self.current = -1
+
+
+def _batch_tensor(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
+    """uint8 tensor for a batch; `shared`: in shared memory from the start, so handing the batch
+    from a worker to the main process moves no pixels (torch would copy it into shared memory)."""
+    if not shared:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
 def _fixed_batches(plan, batch: int) -> Iterator[list[tuple[int, int, int]]]:
@@ -169,13 +212,6 @@ def _pad(rows: np.ndarray, batch: int) -> np.ndarray:
     if rows.shape[0] == batch:
         return np.ascontiguousarray(rows)
     return np.concatenate([rows, np.repeat(rows[-1:], batch - rows.shape[0], axis=0)])
-
-
-def _stack(raw: list[np.ndarray], ep: int, first_frame: int, column: str) -> np.ndarray:
-    shapes = {r.shape for r in raw}
-    if len(shapes) != 1:
-        raise DatasetError(f"camera {column!r} changes frame size inside episode {ep} near frame {first_frame}; the dataset is inconsistent")
-    return np.stack(raw)
 
 
 @dataclass
