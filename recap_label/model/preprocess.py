@@ -162,13 +162,29 @@ def resize_torch(images, new_h: int, new_w: int):
     import torch
 
     n, height, width, channels = images.shape
-    rows = torch.tensor(resize_weights(height, new_h), device=images.device)  # [H, h] (a copy: the cached array is read-only)
-    cols = torch.tensor(resize_weights(width, new_w), device=images.device)  # [W, w]
+    rows = _device_weights(height, new_h, images.device)  # [H, h]
+    cols = _device_weights(width, new_w, images.device)  # [W, w]
     x = images.to(torch.float32)
     x = torch.matmul(rows.T, x.reshape(n, height, width * channels))  # [N, h, W*C]
     x = x.reshape(n, new_h, width, channels).transpose(2, 3)  # [N, h, C, W]
     x = torch.matmul(x, cols)  # [N, h, C, w]
     return x.transpose(2, 3).round().clamp(0, 255).to(torch.uint8)
+
+
+_DEVICE_WEIGHTS: dict = {}
+
+
+def _device_weights(in_size: int, out_size: int, device):
+    """resize_weights as a tensor on `device`, uploaded once: a pageable host->GPU copy per batch
+    would make the host wait for the GPU every batch."""
+    import torch
+
+    if device.type == "cpu":
+        return torch.tensor(resize_weights(in_size, out_size))  # a copy: the cached array is read-only
+    key = (in_size, out_size, str(device))
+    if key not in _DEVICE_WEIGHTS:
+        _DEVICE_WEIGHTS[key] = torch.tensor(resize_weights(in_size, out_size), device=device)
+    return _DEVICE_WEIGHTS[key]
 
 
 def letterbox_torch(images, size: int = 224):

@@ -410,7 +410,8 @@ class Engine:
         """Measure the largest batch that fits (peak memory of batches 1 and 2, then a check)."""
         torch.cuda.empty_cache()
         name = torch.cuda.get_device_name(self.device)
-        fits = fitting_batch_size(self.forward_fn(), self.device, image_mask, size, self.model_config, self.numerics.tf32,
+        # measured on the eager model: probing other shapes through CUDA graphs would recompile each
+        fits = fitting_batch_size(self.model, self.device, image_mask, size, self.model_config, self.numerics.tf32,
                                   below=self.batch_size)
         hint = f"--batch-size {fits} fits (measured)" if fits else "not even --batch-size 1 fits; free GPU memory or use another device"
         return DeviceError(f"CUDA out of memory at --batch-size {self.batch_size} on {name}; {hint}")
