@@ -96,3 +96,19 @@ def test_workers_split_episodes_and_each_pads_only_its_last_batch(odd_dataset, t
         np.testing.assert_allclose(two[ep].value, one[ep].value, rtol=0, atol=1e-6)
     mine = [episodes[0::2], episodes[1::2]]
     assert eng.stats["batches"] == sum(-(-sum(ds.episodes[e].length for e in m) // 8) for m in mine)
+
+
+@pytest.mark.slow
+def test_compiled_forward_gives_the_eager_values_on_the_cpu(odd_dataset, tmp_path):
+    """--compile traces the model once per batch shape (on CUDA with CUDA graphs; here inductor's CPU code)."""
+    from recap_label.values.engine import Engine
+
+    ds = LeRobotDataset.open(odd_dataset)
+    episodes = sorted(ds.episodes)
+    eager = run(engine(tmp_path, batch=8), ds, episodes)
+    compiled_engine = Engine(step_dir=TINY_CHECKPOINT, use_ema=True, tokenizer_path=TINY_TOKENIZER, model_cache=tmp_path / "models",
+                             device="cpu", batch_size=8, num_workers=0, precision="fp32", compile_model=True, quiet=True)
+    compiled = run(compiled_engine, ds, episodes)
+    assert compiled_engine.forward_fn() is not compiled_engine.model  # the compiled wrapper ran
+    for ep in episodes:
+        np.testing.assert_allclose(compiled[ep].value, eager[ep].value, rtol=0, atol=1e-5)
