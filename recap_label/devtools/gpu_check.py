@@ -214,13 +214,23 @@ def forward_values(model, images, mask, tokens, tf32: bool):
         return model(to_model_input(images), mask, tokens, tokens != 0)
 
 
+_FULL: dict = {}
+
+
 def full_model(device, quick: bool):
+    """The full-size random critic (tiny with --quick), built once (~10-20 s of random weights) and
+    moved between devices; the steps after the agreement check only time it, so they may find its
+    encoder already cast to bf16."""
+    import torch
+
     from recap_label.devtools.bench import random_model
     from recap_label.devtools.tiny_model import tiny_config
     from recap_label.model.params import ValueModelConfig
 
-    config = tiny_config() if quick else ValueModelConfig()
-    return random_model(config, device, "fp32")
+    if quick not in _FULL:
+        config = tiny_config() if quick else ValueModelConfig()
+        _FULL[quick] = random_model(config, torch.device(device), "fp32")
+    return _FULL[quick].to(device)
 
 
 def check_full_agreement(report: Report, quick: bool) -> None:
@@ -231,6 +241,7 @@ def check_full_agreement(report: Report, quick: bool) -> None:
 
     t0 = time.perf_counter()
     model = full_model(torch.device("cpu"), quick)
+    set_precision(model, "fp32")  # the first user: still the fp32 weights
     config = model.config
     images, mask, tokens = model_inputs(config, 8, 2, "cpu", seed=1)
     reference = forward_values(model, images, mask, tokens, False).double().numpy()
@@ -243,7 +254,6 @@ def check_full_agreement(report: Report, quick: bool) -> None:
         report.row("agreement", f"full-size V, {DEVICE} {precision} vs CPU fp32", diff, "max |dV|",
                    f"8 frames, 2 cameras; tolerance {TOLERANCE[precision]:g}; V in [{reference.min():.3f}, {reference.max():.3f}]",
                    diff <= TOLERANCE[precision])
-    del model
     reset_peak(DEVICE)
     report.step("agreement (full size)", "done", "", time.perf_counter() - t0)
 
@@ -302,7 +312,6 @@ def sweep_model(report: Report, budget: Budget, quick: bool, compiled: bool, res
                 best[precision] = (batch, fps)
         if stopped:
             break
-    del model
     reset_peak(device)
     report.step(f"model ({mode})", "stopped" if stopped else "done", stopped, time.perf_counter() - t0)
     return best
@@ -394,7 +403,7 @@ def model_values(device: str, precision: str, batch: int | None, workers: int | 
         import torch
 
         engine = source.engine
-        model = full_model(torch.device("cpu"), quick)
+        model = full_model(engine.device, quick)
         set_precision(model, engine.precision)
         engine.use_model(model)
     return settings, source
