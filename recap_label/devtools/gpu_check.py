@@ -526,13 +526,30 @@ def main(argv: list[str] | None = None) -> int:
     cache = (args.cache_dir or default_cache_dir()).resolve()
     cache.mkdir(parents=True, exist_ok=True)
 
+    # a step still running when the budget is spent is interrupted like a Ctrl-C: `label` stops
+    # cleanly (its partial values stay resumable), the report says so and is written
+    import _thread
+    import threading
+
+    watchdog = threading.Timer(max(1.0, budget.left()), _thread.interrupt_main)
+    watchdog.daemon = True
+    watchdog.start()
+    out_of_time = []
+
     def attempt(name: str, estimate: float, fn) -> None:
+        if out_of_time:
+            report.step(name, "skipped", "the budget is spent")
+            return
         if budget.left() < estimate:
             report.step(name, "skipped", f"needs ~{estimate:.0f} s, {budget.left():.0f} s of the budget left")
             return
         t0 = time.perf_counter()
         try:
             fn()
+        except KeyboardInterrupt:
+            out_of_time.append(name)
+            why = "the budget ran out" if budget.left() <= 1 else "interrupted"
+            report.step(name, "stopped", f"{why} during this step, after {time.perf_counter() - t0:.0f} s", time.perf_counter() - t0)
         except Exception as exc:  # a failing step is reported; the others still run
             report.step(name, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", time.perf_counter() - t0)
 
@@ -566,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     attempt("label 2x224", 60, lambda: label_step("2x224", two, "2", 45, min(8, cores - 1)))
     attempt("label 3x480x640", 90, lambda: label_step("3x480x640", three, "3", 120, max(1, cores - 1)))
     attempt("model (compiled)", 90, lambda: sweep_model(report, budget, args.quick, True, reserve=15))
+    watchdog.cancel()
     print(report.write())
     return 0
 
