@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.recap-installed
 DEVICE ?= auto
 
-.PHONY: install test test-fast demo bench chaos clean
+.PHONY: install test test-fast demo bench chaos clean gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ chaos: install
 
 bench: install
 	$(BIN)/python -m recap_label.devtools.bench --device $(DEVICE)
+
+# on a bare GPU host: no venv, no pip install, no network; the system python's CUDA torch
+# (+ PyAV) runs the package from this checkout, within GPU_CHECK_BUDGET seconds
+GPU_CHECK_OUT ?= gpu-check-out
+GPU_CHECK_BUDGET ?= 480
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m recap_label.devtools.gpu_check $(GPU_CHECK_OUT) --budget-s $(GPU_CHECK_BUDGET)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

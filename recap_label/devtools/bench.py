@@ -1,7 +1,7 @@
 """Benchmarks: decode, data pipeline, model, end to end, relabel, write-back, reference baseline.
 
     python -m recap_label.devtools.bench [--device auto|cpu|cuda] [--quick] [--out bench-results.json]
-                                [--cache-dir .bench-cache]
+                                [--cache-dir ~/.cache/recap-label/bench]
 
 Generates (once, cached under --cache-dir, keyed by DATA_VERSION) a dataset shaped like the
 RECAP reference run (synth.reference_spec: 10 rollouts, 21,286 frames at 30 fps, 6,968
@@ -13,7 +13,8 @@ Every result carries the device name, torch version and core count.
 
 Sections (see README "Benchmarks"):
  1 decode     our sequential per-episode decode vs LeRobot-style per-frame random access
- 2 pipeline   files -> letterboxed uint8 batches + tokens (EpisodeFrames + DataLoader, no model)
+ 2 pipeline   files -> letterboxed uint8 batches + tokens (EpisodeFrames + DataLoader, no model);
+              plus a 480x640 3-camera AV1 rig (camera-like texture) per core, GPU and CPU letterbox
  3 model      full-size critic forward (random weights), frames/s, peak memory, TFLOP/s on CUDA
  4 e2e        `label` with the tiny model on CPU (the full model with --device cuda)
  5 relabel    a new ratio from the values sidecar (no inference)
@@ -92,10 +93,22 @@ def dataset_specs(quick: bool):
         av1.cameras = {k: c for k, c in zip((HEAD, LEFT, RIGHT), av1.cameras.values())}
         png = synth.simple_spec("v2.1", episodes=2, length=40, demos=0, png_cameras=2, video_cameras=0, size=64)
         png.cameras = {k: c for k, c in zip((HEAD, LEFT), png.cameras.values())}
-        return {"av1": (av1, False), "png": (png, True)}
+        return {"av1": (av1, False), "png": (png, True), "rig480": (rig_spec(2, 24), "camera")}
     av1 = synth.reference_spec("v2.1")
     png = synth.reference_spec("v2.1", cameras={k: synth.CameraSpec("image", 224, 224) for k in (HEAD, LEFT)})
-    return {"av1": (av1, False), "png": (png, True)}
+    return {"av1": (av1, False), "png": (png, True), "rig480": (rig_spec(2, RIG_LENGTH), "camera")}
+
+
+RIG_LENGTH = 600  # frames per episode of the 480x640 rig row: enough for a steady rate, quick to encode
+
+
+def rig_spec(episodes: int, length: int):
+    """The newcomer's bimanual rig: three 480x640 AV1 cameras (LeRobot's libsvtav1, GOP 2, crf 30)."""
+    from recap_label.devtools import synth
+
+    spec = synth.simple_spec("v2.1", episodes=episodes, length=length, demos=0, png_cameras=0, video_cameras=3, size=64)
+    spec.cameras = {k: synth.CameraSpec("video", 480, 640) for k in (HEAD, LEFT, RIGHT)}
+    return spec
 
 
 def ensure_dataset(cache_dir: Path, name: str, quick: bool, log=print) -> tuple[Path, float | None]:
@@ -112,7 +125,11 @@ def ensure_dataset(cache_dir: Path, name: str, quick: bool, log=print) -> tuple[
     log(f"generating {name} dataset ({spec.total_frames:,} frames, {len(spec.cameras)} cameras) in {root} ...")
     t0 = time.perf_counter()
     tmp = cache_dir / key / "dataset.tmp"
-    if noisy:
+    if noisy == "camera":
+        from recap_label.devtools.camera_data import write_camera_dataset
+
+        write_camera_dataset(tmp, spec)
+    elif noisy:
         with _noisy_frames():
             synth.write_dataset(tmp, spec)
     else:
@@ -338,9 +355,12 @@ def bench_decode(av1: Path, repeat: int, quick: bool, rows: list[Row]) -> None:
 
 
 def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: int, episodes: list[int] | None,
-                          size: int = 224, pin: bool = False) -> tuple[float, int]:
+                          size: int = 224, pin: bool = False, device_letterbox: bool = False,
+                          cpu_seconds: list | None = None) -> tuple[float, int]:
     """Iterate the engine's DataLoader over EpisodeFrames (what ModelValues.episode_values builds)
-    with a model that does nothing; (frames/s, frames)."""
+    with a model that does nothing; (frames/s, frames). With device_letterbox, cameras that are not
+    at the model's size stay raw (the CUDA path letterboxes them on the GPU). `cpu_seconds` gets the
+    CPU time this process and its workers spent (per-core throughput = frames / CPU seconds)."""
     from torch.utils.data import DataLoader
 
     from recap_label.lerobot.dataset import LeRobotDataset
@@ -351,16 +371,49 @@ def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: i
     episodes = sorted(ds.episodes) if episodes is None else episodes
     tok = PromptTokenizer(TINY_TOKENIZER)
     task_tokens = {i: tok.tokenize(t)[0].astype(np.int64) for i, t in ds.tasks.items()}
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
-    stream = EpisodeFrames(ds.root, episodes, columns, size, batch, task_tokens)
+    stream = EpisodeFrames(ds.root, episodes, columns, size, batch, task_tokens, device_letterbox)
     loader = DataLoader(stream, batch_size=None, collate_fn=_identity, num_workers=workers, pin_memory=False,
                         prefetch_factor=4 if workers else None)
     n = 0
-    for chunk in loader:
+    for batch in loader:
         if pin:
-            chunk.images.pin_memory()
-        n += len(chunk.frames)
-    return n / (time.perf_counter() - t0), n
+            batch.pin_memory()
+        n += batch.n
+    wall = time.perf_counter() - t0
+    del loader  # workers exit, so their CPU time is counted
+    if cpu_seconds is not None:
+        cpu_seconds.append(_cpu_seconds() - cpu0)
+    return n / wall, n
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children (DataLoader workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bench_rig_pipeline(rig: Path, repeat: int, cuda: bool, rows: list[Row]) -> None:
+    """480x640, 3 AV1 cameras: frames/s per core of the pipeline the CUDA path runs (decode + uint8
+    batches, letterbox on the GPU), and of the CPU path (letterbox in the worker)."""
+    from recap_label.lerobot.dataset import LeRobotDataset
+
+    ds = LeRobotDataset.open(rig)
+    episodes = sorted(ds.episodes)
+    n_frames = sum(ds.episodes[e].length for e in episodes)
+    batch = 64
+    load = os.getloadavg()[0]
+    for device_letterbox, what in ((True, "GPU letterbox (the CUDA path's CPU share)"), (False, "CPU letterbox in the worker")):
+        cpu: list[float] = []
+        runs = [pipeline_frames_per_s(rig, [HEAD, LEFT, RIGHT], 0, batch, episodes, pin=cuda, device_letterbox=device_letterbox,
+                                      cpu_seconds=cpu)[0] for _ in range(repeat)]
+        per_core = median([n_frames / c for c in cpu])
+        rows.append(Row("2 pipeline", f"AV1 480x640, 3 cams, {what}, 0 workers, batch {batch}: per core", per_core, "frames/s/core",
+                        f"{n_frames:,} frames / CPU-seconds of the process (wall {median(runs):,.0f} frames/s; load avg {load:.1f} "
+                        f"on {os.cpu_count()} cores); camera-like texture, ~9 KB/frame",
+                        ">= 350 frames/s/core" if device_letterbox else "", per_core >= 350 if device_letterbox else None,
+                        [n_frames / c for c in cpu]))
 
 
 def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, rows: list[Row]) -> None:
@@ -393,7 +446,7 @@ def random_model(config, device, precision: str):
     from recap_label.devtools.tiny_model import random_flat_params
 
     flat = random_flat_params(config)
-    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision in ("bf16", "tf32") else torch.float32)
     del flat
     return model.to(device).eval()
 
@@ -778,12 +831,18 @@ def render(rows: list[Row], env: dict, notes: list[str]) -> None:
         console.print(f"note: {n}")
 
 
+def default_cache_dir() -> Path:
+    """Outside the repository, so a checkout stays small and the data survives a fresh clone."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recap-label" / "bench"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recap_label.devtools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model, end to end)")
     p.add_argument("--quick", action="store_true", help="tiny datasets and model, one repetition (CI smoke test)")
     p.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON results (default: bench-results.json)")
-    p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="generated datasets (default: .bench-cache)")
+    p.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
+                   help="generated datasets, kept between runs (default: $XDG_CACHE_HOME or ~/.cache, /recap-label/bench)")
     p.add_argument("--repeat", type=int, default=None, help="runs per measurement (default: 3, 1 with --quick)")
     p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated sections to run (default: all)")
     args = p.parse_args(argv)
@@ -808,6 +867,11 @@ def main(argv: list[str] | None = None) -> int:
     png, gen = ensure_dataset(cache, "png", args.quick, say)
     if gen:
         notes.append(f"generated the PNG dataset in {gen:.0f} s (cached for the next run)")
+    rig = None
+    if "2" in only:
+        rig, gen = ensure_dataset(cache, "rig480", args.quick, say)
+        if gen:
+            notes.append(f"generated the 480x640 rig dataset in {gen:.0f} s (cached for the next run)")
     work = Path(tempfile.mkdtemp(prefix="work-", dir=cache))
     try:
         av1_scratch = png_scratch = values = None
@@ -822,6 +886,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [
             ("1", "decode", lambda: bench_decode(av1, repeat, args.quick, rows)),
             ("2", "data pipeline", lambda: bench_pipeline(av1, png, repeat, args.quick, device.type == "cuda", rows)),
+            ("2", "data pipeline, 480x640 rig", lambda: bench_rig_pipeline(rig, repeat, device.type == "cuda", rows)),
             ("4", "end to end + 5 relabel", lambda: bench_label(av1_scratch, device, repeat, args.quick, cache, rows)),
         ]
         for key, what, fn in steps:

@@ -34,14 +34,17 @@ def _rgb(frame) -> np.ndarray:
 
 
 def iter_episode_frames(
-    ds: LeRobotDataset, episode_index: int, key: str, *, tolerance_s: float = TOLERANCE_S
+    ds: LeRobotDataset, episode_index: int, key: str, *, tolerance_s: float = TOLERANCE_S, threads: int | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield the episode's frames of camera `key` (H, W, 3 uint8), one per row, by frame_index."""
+    """Yield the episode's frames of camera `key` (H, W, 3 uint8), one per row, by frame_index.
+
+    `threads`: video decoder threads (None: the codec's automatic choice; 1 in a decode worker
+    process, where more threads only contend with the other workers for the cores)."""
     dtype = ds.feature_dtype(key)
     if dtype == "image":
         yield from _iter_png_frames(ds, episode_index, key)
     elif dtype == "video":
-        yield from _iter_video_frames(ds, episode_index, key, tolerance_s)
+        yield from _iter_video_frames(ds, episode_index, key, tolerance_s, threads)
     else:
         cams = ", ".join(ds.camera_keys) or "none"
         raise DatasetError(f"camera column {key!r} is not an image or video feature of {ds.root}; cameras there: {cams}")
@@ -90,7 +93,7 @@ def _iter_png_frames(ds: LeRobotDataset, episode_index: int, key: str) -> Iterat
             yield pending.popleft().result()
 
 
-def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, tolerance_s: float) -> Iterator[np.ndarray]:
+def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, tolerance_s: float, threads: int | None = None) -> Iterator[np.ndarray]:
     import av  # heavy: imported only when a video is decoded
 
     ep = ds.episodes[episode_index]
@@ -110,7 +113,10 @@ def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, toleran
         raise DatasetError(f"cannot open video {ref.path} for episode {episode_index} ({exc}); restore it from the source dataset") from None
     with container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threads is None:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = threads
         time_base = float(stream.time_base)
         first = float(queries.min())
         if first > 0:

@@ -216,27 +216,40 @@ class GemmaBackbone(nn.Module):
         self.config = config
         self.layers = nn.ModuleList(GemmaBlock(config, config.is_global_layer(i)) for i in range(config.gemma_layers))
         self.final_norm = RMSNorm(config.embed_dim)
+        self._constants: dict = {}
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x [B, L, E] f32, valid [B, L] bool -> [B, L, E]. Positions are arange(L), pads included."""
-        c = self.config
-        length = x.shape[1]
-        positions = torch.arange(length, device=x.device)
+        eye, band, rope = self._shape_constants(x.shape[1], x.device)
         pair = valid[:, None, :, None] & valid[:, None, None, :]  # [B, 1, L, L], bidirectional
-        distance = (positions[:, None] - positions[None, :]).abs()
         # Invalid query rows would be fully masked (NaN in SDPA); let them see themselves. Valid
         # rows never attend to invalid keys, and the pooling ignores invalid rows, so outputs match.
-        eye = torch.eye(length, dtype=torch.bool, device=x.device)
+        # Both masks are built once per batch and shared by every layer.
         global_mask = pair | eye
-        local_mask = (pair & (distance < c.sliding_window)) | eye
-        rope = {
-            True: rope_cos_sin(positions, c.gemma_head_dim, c.rope_global_base),
-            False: rope_cos_sin(positions, c.gemma_head_dim, c.rope_local_base),
-        }
+        local_mask = (pair & band) | eye
         for layer in self.layers:
             cos, sin = rope[layer.is_global]
             x = layer(x, cos, sin, global_mask if layer.is_global else local_mask)
         return self.final_norm(x)
+
+    def _shape_constants(self, length: int, device: torch.device):
+        """Identity, sliding-window band and RoPE tables of a sequence length: computed once per
+        (length, device) in eager mode; under torch.compile they are traced (and folded) instead."""
+        key = (length, str(device), torch.is_inference_mode_enabled())  # inference tensors stay in inference mode
+        cached = None if torch.compiler.is_compiling() else self._constants.get(key)
+        if cached is None:
+            c = self.config
+            positions = torch.arange(length, device=device)
+            eye = torch.eye(length, dtype=torch.bool, device=device)
+            band = (positions[:, None] - positions[None, :]).abs() < c.sliding_window
+            rope = {
+                True: rope_cos_sin(positions, c.gemma_head_dim, c.rope_global_base),
+                False: rope_cos_sin(positions, c.gemma_head_dim, c.rope_local_base),
+            }
+            cached = (eye, band, rope)
+            if not torch.compiler.is_compiling():
+                self._constants[key] = cached
+        return cached
 
 
 # ---------------------------------------------------------------------------------------------

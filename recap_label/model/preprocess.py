@@ -150,17 +150,63 @@ def letterbox(image: np.ndarray, size: int = 224) -> np.ndarray:
         # DataLoader worker once the parent process has used it; torch runs one thread there.
         import torch
 
-        rows = torch.tensor(resize_weights(height, new_h))  # [H, h] (a copy: the cached array is read-only)
-        cols = torch.tensor(resize_weights(width, new_w))  # [W, w]
-        x = torch.from_numpy(np.ascontiguousarray(batched)).to(torch.float32)
-        x = torch.matmul(rows.T, x.reshape(n, height, width * channels))  # [N, h, W*C]
-        x = x.reshape(n, new_h, width, channels).transpose(2, 3)  # [N, h, C, W]
-        x = torch.matmul(x, cols)  # [N, h, C, w]
-        resized = x.transpose(2, 3).round().clamp(0, 255).to(torch.uint8).numpy()  # round half to even, as np.round
+        resized = resize_torch(torch.from_numpy(np.ascontiguousarray(batched)), new_h, new_w).numpy()
     top, left = (size - new_h) // 2, (size - new_w) // 2
     out = np.zeros((n, size, size, channels), dtype=np.uint8)
     out[:, top : top + new_h, left : left + new_w] = resized
     return out if image.ndim == 4 else out[0]
+
+
+def resize_torch(images, new_h: int, new_w: int):
+    """uint8 [N, H, W, C] torch tensor (any device) -> uint8 [N, new_h, new_w, C] on that device.
+
+    The same float32 weights and the same two matmuls on every device: rows first, then columns,
+    rounded half to even (as np.round) and clipped.
+    """
+    import torch
+
+    n, height, width, channels = images.shape
+    rows = _device_weights(height, new_h, images.device)  # [H, h]
+    cols = _device_weights(width, new_w, images.device)  # [W, w]
+    x = images.to(torch.float32)
+    x = torch.matmul(rows.T, x.reshape(n, height, width * channels))  # [N, h, W*C]
+    x = x.reshape(n, new_h, width, channels).transpose(2, 3)  # [N, h, C, W]
+    x = torch.matmul(x, cols)  # [N, h, C, w]
+    return x.transpose(2, 3).round().clamp(0, 255).to(torch.uint8)
+
+
+_DEVICE_WEIGHTS: dict = {}
+
+
+def _device_weights(in_size: int, out_size: int, device):
+    """resize_weights as a tensor on `device`, uploaded once: a pageable host->GPU copy per batch
+    would make the host wait for the GPU every batch."""
+    import torch
+
+    if device.type == "cpu":
+        return torch.tensor(resize_weights(in_size, out_size))  # a copy: the cached array is read-only
+    key = (in_size, out_size, str(device))
+    if key not in _DEVICE_WEIGHTS:
+        _DEVICE_WEIGHTS[key] = torch.tensor(resize_weights(in_size, out_size), device=device)
+    return _DEVICE_WEIGHTS[key]
+
+
+def letterbox_torch(images, size: int = 224):
+    """`letterbox` of a uint8 [N, H, W, C] torch tensor on its own device (the GPU letterbox).
+
+    Raw camera frames cross the bus as uint8 and the GPU resizes them, so no decode worker spends
+    CPU on the resize. Run on the CPU the result equals `letterbox` bit for bit; on a GPU in strict
+    fp32 it can differ only by summation order (a rare 1-LSB rounding tie).
+    """
+    import torch
+
+    n, height, width, channels = images.shape
+    new_h, new_w = letterbox_size(height, width, size)
+    resized = images if (new_h, new_w) == (height, width) else resize_torch(images, new_h, new_w)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out = torch.zeros((n, size, size, channels), dtype=torch.uint8, device=images.device)
+    out[:, top : top + new_h, left : left + new_w] = resized
+    return out
 
 
 def to_model_input(images):

@@ -16,11 +16,11 @@ from typing import Iterator
 from recap_label.config import Settings
 from recap_label.errors import BadInput, CheckpointError, DatasetError, DeviceError, TokenizerError, warn
 from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.model.precision import PRECISIONS
 from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, camera_slot_order
 from recap_label.store.fsutil import sha256_file
 from recap_label.values.sources import Caching, EpisodeValues
 
-PRECISIONS = ("auto", "bf16", "fp32")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -123,7 +123,7 @@ class ModelValues:
         PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
         precision = settings.precision
         if precision not in PRECISIONS:
-            raise DeviceError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+            raise DeviceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; see recap-label label --help")
         step_dir = resolve_step_dir(settings.checkpoint_dir, settings.checkpoint_step)
         tree = "ema_params" if use_ema else "params"
         if tree not in tree_names(step_dir):

@@ -218,3 +218,37 @@ def test_camera_slot_order():
     ]
     with pytest.raises(ValueError):
         camera_slot_order(["left_0_rgb"])
+
+
+# --------------------------------------------------------------------------- device letterbox
+
+
+def _device_letterbox_cases():
+    rng = np.random.default_rng(7)
+    for h, w, size in [(37, 23, 40), (23, 37, 40), (13, 29, 60), (45, 61, 40), (41, 41, 40), (480, 640, 224), (481, 639, 224), (224, 224, 224)]:
+        yield h, w, size, rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+
+
+def test_device_letterbox_equals_cpu_letterbox_on_the_cpu_device():
+    import torch
+
+    from recap_label.model.preprocess import letterbox_torch
+
+    for h, w, size, images in _device_letterbox_cases():
+        on_device = letterbox_torch(torch.from_numpy(images), size)
+        assert on_device.dtype == torch.uint8 and tuple(on_device.shape) == (3, size, size, 3)
+        np.testing.assert_array_equal(on_device.numpy(), letterbox(images, size), err_msg=f"{h}x{w}->{size}")
+
+
+@pytest.mark.cuda
+def test_device_letterbox_on_cuda_equals_cpu_letterbox_up_to_rounding_ties():
+    import torch
+
+    from recap_label.model.preprocess import letterbox_torch
+    from recap_label.values.engine import matmul_precision
+
+    for h, w, size, images in _device_letterbox_cases():
+        with matmul_precision(False):
+            gpu = letterbox_torch(torch.from_numpy(images).cuda(), size).cpu().numpy().astype(int)
+        difference = np.abs(gpu - letterbox(images, size).astype(int))
+        assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, f"{h}x{w}->{size}"
