@@ -208,3 +208,30 @@ def test_checkpoint_step_and_converted_weights_cache(cli, dataset, tmp_path):
     assert len(cached) == 1 and "ema" in cached[0].name
     r = cli("label", dataset, *model_args("--checkpoint-step", "7"), code=2)
     assert "7" in error_line(r)
+
+
+def test_tokenizer_larger_than_the_embedding_table_is_refused_up_front(cli, dataset, tmp_path):
+    """A 600-piece tokenizer with the 400-row tiny checkpoint: one Error line naming both sizes,
+    before any inference (was an IndexError traceback inside F.embedding)."""
+    import io
+
+    import sentencepiece as spm
+    from assets.make_tiny_tokenizer import training_sentences
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(training_sentences()), model_writer=model, vocab_size=600, model_type="bpe",
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=False, user_defined_symbols=["\n"], character_coverage=1.0,
+        num_threads=1, minloglevel=2,
+    )
+    big = tmp_path / "big.model"
+    big.write_bytes(model.getvalue())
+    before = tree_digest(dataset)
+    line = error_line(cli("label", dataset, *model_args(tokenizer=big), code=2))
+    assert line == (
+        f"Error: tokenizer {big} has 600 pieces (token ids up to 599) but the checkpoint {TINY_CHECKPOINT / 'step_00000002'} "
+        "has a 400-row token embedding table; they do not belong together, pass the --tokenizer-path the value model was trained with"
+    )
+    assert tree_digest(dataset) == before
+    assert not (dataset / "meta" / "recap_label" / "values-partial").exists()

@@ -83,6 +83,19 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(8, cores - 1)
 
 
+def _check_vocabulary(tokenizer, step_dir: Path, use_ema: bool) -> None:
+    """A tokenizer with more pieces than the checkpoint has embedding rows is not the model's own:
+    its ids would index past the table (an IndexError deep in the forward pass)."""
+    from recap_label.model.checkpoint import embedding_rows
+
+    rows = embedding_rows(step_dir, use_ema)
+    if rows is not None and tokenizer.vocab_size > rows:
+        raise TokenizerError(
+            f"tokenizer {tokenizer.path} has {tokenizer.vocab_size:,} pieces (token ids up to {tokenizer.vocab_size - 1:,}) but the checkpoint "
+            f"{step_dir} has a {rows:,}-row token embedding table; they do not belong together, pass the --tokenizer-path the value model was trained with"
+        )
+
+
 class ModelValues:
     """The value model as a value source (see values.sources.ValueSource)."""
 
@@ -112,7 +125,7 @@ class ModelValues:
             raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {settings.device!r}")
         if settings.tokenizer_path is None:
             raise TokenizerError("no tokenizer given; pass --tokenizer-path to the value model's SentencePiece tokenizer.model")
-        PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
+        tokenizer = PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
         precision = settings.precision
         if precision not in PRECISIONS:
             raise DeviceError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
@@ -121,6 +134,7 @@ class ModelValues:
         if tree not in tree_names(step_dir):
             hint = "pass --no-use-ema to use params" if use_ema else "this step has no params tree"
             raise CheckpointError(f"checkpoint step {step_dir} has no {tree}; {hint}")
+        _check_vocabulary(tokenizer, step_dir, use_ema)
         if settings.batch_size is not None and settings.batch_size < 1:
             raise DeviceError(f"--batch-size must be >= 1, got {settings.batch_size}")
         workers = default_workers() if settings.num_workers is None else settings.num_workers
