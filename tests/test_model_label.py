@@ -235,3 +235,22 @@ def test_tokenizer_larger_than_the_embedding_table_is_refused_up_front(cli, data
     )
     assert tree_digest(dataset) == before
     assert not (dataset / "meta" / "recap_label" / "values-partial").exists()
+
+
+def test_dry_run_with_the_model_writes_nothing_in_the_dataset_and_keeps_values_outside(cli, dataset, tmp_path):
+    before = tree_digest(dataset)
+    dry = json.loads(cli("label", dataset, *model_args("--dry-run", "--json")).stdout)
+    assert dry["values_from"] == "inference" and dry["run"] is None
+    assert tree_digest(dataset) == before  # was: meta/recap_label/values-partial/ with the parts
+    assert not (dataset / "meta" / "recap_label" / "values-partial").exists()
+    kept = tmp_path / "dry-run-values"  # beside the model cache (RECAP_LABEL_MODEL_CACHE = tmp_path/model-cache)
+    folders = list(kept.iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("ds_vlm_label-")
+    assert dry["notes"] == [f"values kept outside the dataset for the next `label` of it: {folders[0]}"]
+    assert len(list(folders[0].glob("*/episode-*.parquet"))) == 3
+    out = json.loads(cli("label", dataset, *model_args("--json")).stdout)
+    assert out["values_from"] == f"values kept by an earlier --dry-run in {folders[0]} (no inference)"
+    assert not folders[0].exists()  # committed to the sidecar: the kept copy is dropped
+    assert out["transitions"] == dry["transitions"] and out["thresholds"] == dry["thresholds"]
+    again = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
+    np.testing.assert_allclose(again["thresholds"]["global"], out["thresholds"]["global"], atol=1e-6)

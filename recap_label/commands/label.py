@@ -35,7 +35,7 @@ from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, SIDECAR, info_prior
 from recap_label.store.writeback import Transaction, check_writable_target, pending_commit, recover
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values import distributed
-from recap_label.values.parts import PartialValues, discard_partial, live_scorers, registered_scorer
+from recap_label.values.parts import PartialValues, discard_dry_run_parts, discard_partial, dry_run_parts_dir, live_scorers, registered_scorer
 from recap_label.values.sidecar import assemble_values, gather_values, read_parts, sidecar_table
 from recap_label.values.sources import Caching, ValueSource
 
@@ -203,9 +203,11 @@ def run_label(
             if pending_commit(ds.root) is not None:
                 raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without --dry-run to complete it first")
             lineage = read_lineage(ds.root) or Lineage.for_original()
-            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            kept = _kept_values_dir(settings, ds, source)
+            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started, kept=kept, dry_run=True)
             timings["total"] = time.perf_counter() - started
-            return LabelOutcome.of(plan, dry_run=True, notes=[], timings=timings)
+            notes = [f"values kept outside the dataset for the next `label` of it: {kept}"] if kept is not None and kept.exists() else []
+            return LabelOutcome.of(plan, dry_run=True, notes=notes, timings=timings)
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
         with dataset_lock(ds.root, "label") as lock:
@@ -220,13 +222,16 @@ def run_label(
                 # the same command was killed after its commit landed: finish it, do not label twice
                 if source.caching is Caching.SIDECAR:
                     discard_partial(ds.root)
+                    discard_dry_run_parts(_kept_values_dir(settings, ds, source))
                 return LabelOutcome.of_run(ds.root, landed, notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n])
             lock.declare("label", args, lineage.next_run_id())
-            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            kept = _kept_values_dir(settings, ds, source)
+            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started, kept=kept)
             _refuse_live_scorers(ds.root)  # one may have started while V was gathered
             _run, written = commit_labels(ds, plan, lineage, recovered=note, started=started)
             if source.caching is Caching.SIDECAR:
                 discard_partial(ds.root)
+                discard_dry_run_parts(kept)
             timings.update(written)
             timings["total"] = time.perf_counter() - started
             return LabelOutcome.of(plan, dry_run=False, notes=[note] if note else [], timings=timings)
@@ -235,7 +240,13 @@ def run_label(
             dist.release()
 
 
-def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, started: float) -> tuple[LabelPlan, dict[str, float]]:
+def _kept_values_dir(settings: Settings, ds: LeRobotDataset, source: ValueSource) -> Path | None:
+    """Where a dry run keeps computed values (outside the dataset), for sources worth keeping."""
+    return dry_run_parts_dir(settings.model_cache.parent, ds.root) if source.caching is Caching.SIDECAR else None
+
+
+def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, started: float, *, kept: Path | None = None,
+          dry_run: bool = False) -> tuple[LabelPlan, dict[str, float]]:
     """Read the columns, obtain V for the rollout episodes, plan the labels."""
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     t_read = time.perf_counter()
@@ -244,7 +255,7 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     if dist is not None:
         by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist)
     else:
-        by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute)
+        by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute, kept=kept, dry_run=dry_run)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
     plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
