@@ -254,9 +254,10 @@ def _render_verify(report, episodes: bool) -> None:
     for col in ("check", "result", "detail"):
         t.add_column(col)
     for c in report.checks:
-        t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[c.status], c.detail)
+        t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip", "warn": "WARN"}[c.status], c.detail)
     out.print(t)
-    out.print("all invariants hold" if report.ok else "INVARIANT FAILED")
+    warned = sum(c.status == "warn" for c in report.checks)
+    out.print(("all invariants hold" + (f" ({warned} warning{'s' if warned > 1 else ''})" if warned else "")) if report.ok else "INVARIANT FAILED")
 
 
 

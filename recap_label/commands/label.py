@@ -199,6 +199,7 @@ def run_label(
         return None
     try:
         ds = LeRobotDataset.open(ds_root)
+        ds.require_complete()  # a missing video would surface only after inferring the episodes before it
         if dry_run:
             if pending_commit(ds.root) is not None:
                 raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without --dry-run to complete it first")
@@ -303,6 +304,7 @@ def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard:
     if source.caching is not Caching.SIDECAR:
         raise BadInput("--score-only needs --checkpoint-dir: values from a column or a file have nothing to score")
     ds = LeRobotDataset.open(ds_root)
+    ds.require_complete()
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     source.bind(ds)
     lengths = {e: ds.episodes[e].length for e in cols.rollout_episodes()}

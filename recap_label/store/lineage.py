@@ -173,7 +173,7 @@ class SourceRecord(_Record):
     path: str
     realpath: str
     codebase_version: str
-    fingerprint: dict[str, dict]  # relative path → {size, sha256}
+    fingerprint: dict[str, dict]  # relative path → {size, mtime_ns, sha256} of every copied file (older records: data and info.json, no mtime_ns)
     label_column: str
     label_column_sha256: str | None = None
     extra: dict = field(default_factory=dict)
