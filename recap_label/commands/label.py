@@ -32,7 +32,7 @@ from recap_label.store.fsutil import sha256_file
 from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
 from recap_label.store.lock import dataset_lock, live_holder
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, SIDECAR, info_prior_file, prior_labels_file
-from recap_label.store.writeback import Transaction, check_writable_target, pending_commit, recover
+from recap_label.store.writeback import CREATED_COLUMN_KEY, Transaction, check_writable_target, encode_schema_metadata, pending_commit, recover
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values import distributed
 from recap_label.values.parts import PartialValues, discard_dry_run_parts, discard_partial, dry_run_parts_dir, live_scorers, registered_scorer
@@ -55,10 +55,12 @@ class LabelPlan:
     new_labels: np.ndarray
     changed_files: list[tuple[Path, tuple[int, int]]]  # data files with a changed row, and their rows
     add_feature: bool  # meta/info.json does not declare the label column yet
+    add_column: list[Path]  # data files without the label column: it is created there
     breakdown: Breakdown
     transitions: dict[str, int]
     share_per_task: dict[str, float | None]
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     input_keys: dict[int, str] = field(default_factory=dict)  # what each episode's V was computed from
 
 
@@ -83,7 +85,7 @@ class LabelOutcome:
         return cls(
             plan.root, None if dry_run else plan.run_id, dry_run, plan.values_from, plan.result.thresholds,
             plan.result.pool_sizes, plan.breakdown, plan.transitions, plan.share_per_task, len(plan.changed_files),
-            plan.warnings, notes, timings,
+            plan.warnings, [*notes, *plan.notes], timings,
         )
 
     @classmethod
@@ -110,18 +112,28 @@ def plan_labels(
     """Apply the rule and work out every file, count and warning of the run (pure)."""
     result = apply_rule_to(cols, value, rule)
     new_labels = result.labels(cols.labels)
-    changed = cols.labels != new_labels  # only rollout rows can change
-    changed_files = [(path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if changed[lo:hi].any()]
+    add_column = set(cols.without_label_column)
+    for path, (lo, hi) in cols.file_slices():
+        if path in add_column:  # a created column: demo rows get "positive", as pistar's demo writers put there
+            demo = ~cols.rollout_rows[lo:hi]
+            new_labels[lo:hi][demo] = "positive"
+    changed = cols.labels != new_labels  # only rollout rows can change, and the rows of created columns
+    changed_files = [(path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if path in add_column or changed[lo:hi].any()]
+    warnings = [w for w in [tail_trap_warning(cols, result, rule.lookahead)] if w]
+    notes = []
+    if add_column:
+        notes.append(f"created the label column {settings.adv_col!r} (string) in {len(add_column)} data file(s) that lacked it: rollout frames as labeled, "
+                     "demo frames 'positive'; `recap-label rollback` removes it again")
     run_settings = RunSettings(rule.lookahead, rule.positive_ratio, rule.tail_bootstrap, rule.threshold_scope,
                                settings.human_col, settings.reward_col, settings.adv_col)
     return LabelPlan(
         root=ds.root, run_id=run_id, settings=run_settings, provenance=provenance, values_from=values_from,
         cols=cols, value=value, result=result, new_labels=new_labels, changed_files=changed_files,
-        add_feature=settings.adv_col not in ds.features,
+        add_feature=settings.adv_col not in ds.features, add_column=[p for p in ds.data_files if p in add_column],
         breakdown=breakdown(cols.episode, cols.human, new_labels, kinds=cols.kinds),
         transitions=label_transitions(cols.labels, new_labels),
         share_per_task=share_per_task(cols, result),
-        warnings=[w for w in [tail_trap_warning(cols, result, rule.lookahead)] if w],
+        warnings=warnings, notes=notes,
         input_keys=input_keys or {},
     )
 
@@ -133,12 +145,17 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
     cols, adv_col = plan.cols, plan.settings.adv_col
     txn = Transaction(ds.root, plan.run_id)
     rewritten, prior_files, prior_labels = [], [], []
+    created: dict[str, str] = {}  # file → its schema metadata before the column was added (for rollback)
     for path, (lo, hi) in plan.changed_files:
         txn.stage_labels(path, adv_col, plan.new_labels[lo:hi], signature=cols.signatures.get(path))
         rel = path.relative_to(ds.root).as_posix()
         rewritten.append(rel)
         prior_files += [rel] * (hi - lo)
-        prior_labels += list(cols.labels[lo:hi])
+        if path in plan.add_column:
+            created[rel] = encode_schema_metadata(ds.schema(path).metadata)
+            prior_labels += [None] * (hi - lo)
+        else:
+            prior_labels += list(cols.labels[lo:hi])
     info_prior = None
     if plan.add_feature:
         info_prior = info_prior_file(plan.run_id)
@@ -147,7 +164,10 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
         txn.stage_bytes(ds.root / info_prior, (ds.root / INFO_JSON).read_bytes())
         txn.stage_bytes(ds.root / INFO_JSON, (json.dumps(info, indent=4, ensure_ascii=False) + "\n").encode())
     prior = prior_labels_file(plan.run_id)
-    txn.stage_table(ds.root / prior, pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())}))
+    prior_table = pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())})
+    if created:
+        prior_table = prior_table.replace_schema_metadata({CREATED_COLUMN_KEY: json.dumps(created).encode()})
+    txn.stage_table(ds.root / prior, prior_table)
     sel = cols.rollout_rows
     settings_json = plan.settings.to_json()
     txn.stage_table(ds.root / SIDECAR, sidecar_table(cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel],
@@ -160,7 +180,7 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
         share=b.autonomous_positive_share, share_per_task=plan.share_per_task, transitions=plan.transitions,
         files_rewritten=rewritten, file_sha256_after={rel: sha256_file(staged[rel]) for rel in rewritten},
         prior_labels=prior.as_posix(), info_json_prior=None if info_prior is None else info_prior.as_posix(),
-        demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, cols.labels, cols.kinds),
+        demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, plan.new_labels, cols.kinds),  # = before, unless the column was created
         recovered=recovered, duration_s=round(time.perf_counter() - started, 3),
     )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(lineage.with_run(run)))
