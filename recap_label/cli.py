@@ -431,7 +431,15 @@ def _render_label(o) -> None:
         out.print("positive share per task: " + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None))
     for w in o.warnings:
         out.print(f"warning: {w}")
-    out.print(f"time: {o.timings.get('total', 0):.2f} s")
+    p = o.performance
+    if p:
+        step = "" if p.get("checkpoint_step") is None else f"step {p['checkpoint_step']}, "
+        out.print(f"inference: {p['frames']:,} frames at {p['frames_per_s']:,.1f} frames/s on {p.get('device')}, {p.get('precision')}")
+        out.print(f"  batch {p.get('batch_size')}, {p.get('num_workers')} workers · checkpoint {step}{'EMA' if p.get('ema') else 'raw params'}")
+        split = " · ".join(f"{k} {v:.1f} s" for k, v in p["wall_s"].items() if k != "inference" and v is not None)
+        out.print(f"time: {split} · total {o.timings.get('total', 0):.1f} s")
+    else:
+        out.print(f"time: {o.timings.get('total', 0):.2f} s")
 
 
 # -- rollback -------------------------------------------------------------------------------

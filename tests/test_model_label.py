@@ -254,3 +254,42 @@ def test_dry_run_with_the_model_writes_nothing_in_the_dataset_and_keeps_values_o
     assert out["transitions"] == dry["transitions"] and out["thresholds"] == dry["thresholds"]
     again = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
     np.testing.assert_allclose(again["thresholds"]["global"], out["thresholds"]["global"], atol=1e-6)
+
+
+def test_off_a_terminal_inference_logs_plain_progress_and_reports_its_performance(cli, dataset, monkeypatch):
+    """stderr is not a terminal here (as under `| tee`, nohup, SLURM): plain progress lines at a
+    steady rhythm (every batch, with the rhythm set to 0 s), loading lines, and the performance in
+    the report, in --json and in the run's lineage record."""
+    import re
+
+    from recap_label.values import progress
+    from support import lineage_json
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    r = cli("label", dataset, *model_args("--batch-size", "7"))
+    lines = r.stderr.splitlines()
+    assert all(l.startswith("progress: ") for l in lines), lines
+    assert lines[0] == f"progress: loading the value model {TINY_CHECKPOINT / 'step_00000002'} (EMA) onto cpu …"
+    assert re.fullmatch(r"progress: value model loaded in \d+\.\d s", lines[1])
+    assert lines[2] == "progress: inference of 90 frames on cpu started (a line every 0 s)"
+    steps = [re.fullmatch(r"progress: infer ([\d,]+)/90 frames \(([\d.]+) %\) · ([\d.,]+) frames/s · ETA (\d+):(\d\d):(\d\d)", l) for l in lines[3:-1]]
+    assert steps and all(steps), lines
+    done = [int(m.group(1).replace(",", "")) for m in steps]
+    assert done == sorted(done) and done[-1] == 90 and len(done) >= 90 // 7
+    for m in steps:  # the ETA is what the shown rate gives for the frames left (item 11)
+        frames, rate = int(m.group(1)), float(m.group(3).replace(",", ""))
+        eta = int(m.group(4)) * 3600 + int(m.group(5)) * 60 + int(m.group(6))
+        assert abs(eta - (90 - frames) / rate) <= 0.5 + 0.01 * eta
+    assert re.fullmatch(r"progress: inference done: 90 frames in \d:\d\d:\d\d \([\d.,]+ frames/s\)", lines[-1])
+    assert re.search(r"^inference: 90 frames at [\d.,]+ frames/s on cpu, fp32\n  batch 7, 0 workers · checkpoint step 2, EMA$", r.stdout, re.M)
+    assert re.search(r"^time: load \d+\.\d s · fetch \d+\.\d s · infer \d+\.\d s · write \d+\.\d s · total \d+\.\d s$", r.stdout, re.M)
+    run = lineage_json(dataset)["runs"][-1]
+    perf = run["performance"]
+    assert perf["frames"] == 90 and perf["frames_per_s"] > 0 and perf["device"] == "cpu" and perf["precision"] == "fp32"
+    assert perf["checkpoint_step"] == 2 and perf["ema"] is True and perf["batch_size"] == 7 and perf["num_workers"] == 0
+    assert set(perf["wall_s"]) == {"load", "fetch", "infer", "write", "inference"} and all(v >= 0 for v in perf["wall_s"].values())
+    out = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
+    assert out["performance"]["frames"] == 90 and out["performance"]["wall_s"]["write"] is not None
+    assert set(out["performance"]) >= {"frames_per_s", "wall_s", "device", "precision", "checkpoint_step", "ema"}
+    rerun = json.loads(cli("label", dataset, *model_args("--positive-ratio", "0.4", "--json")).stdout)
+    assert rerun["values_from"] == "sidecar (no inference)" and rerun["performance"] is None

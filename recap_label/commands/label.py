@@ -62,6 +62,7 @@ class LabelPlan:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     input_keys: dict[int, str] = field(default_factory=dict)  # what each episode's V was computed from
+    inference_stats: dict = field(default_factory=dict)  # the value model's stats, when inference ran (values.model_source)
 
 
 @dataclass
@@ -79,13 +80,15 @@ class LabelOutcome:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
+        write = None if dry_run else timings.get("stage", 0.0) + timings.get("commit", 0.0)
         return cls(
             plan.root, None if dry_run else plan.run_id, dry_run, plan.values_from, plan.result.thresholds,
             plan.result.pool_sizes, plan.breakdown, plan.transitions, plan.share_per_task, len(plan.changed_files),
-            plan.warnings, [*notes, *plan.notes], timings,
+            plan.warnings, [*notes, *plan.notes], timings, performance(plan.inference_stats, write),
         )
 
     @classmethod
@@ -94,15 +97,39 @@ class LabelOutcome:
         counts = dict(run.counts)
         b = Breakdown(**{k: counts[k] for k in ("frames", "labels", "intervention", "autonomous", "autonomous_positive_share", "demo_episodes", "rollout_episodes")})
         return cls(root, run.id, False, run.values_from, run.thresholds, run.pool_sizes, b, run.transitions, run.share_per_task,
-                   len(run.files_rewritten), [], notes, {})
+                   len(run.files_rewritten), [], notes, {}, run.performance)
 
     def to_json(self) -> dict:
         return {
             "dataset": str(self.dataset), "run": self.run_id, "dry_run": self.dry_run, "values_from": self.values_from,
             "thresholds": self.thresholds, "pool_sizes": self.pool_sizes, "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions, "share_per_task": self.share_per_task, "files_rewritten": self.files_rewritten,
-            "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
+            "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings, "performance": self.performance,
         }
+
+
+_KNOWN_STATS = {"frames", "wall_s", "fetch_wait_s", "infer_s", "frames_per_s", "load_s", "device", "precision", "batch_size",
+                "num_workers", "checkpoint_step", "ema"}
+
+
+def performance(stats: dict, write_s: float | None) -> dict | None:
+    """The value model's run in one record: frames/s, the wall-time split (load / fetch / infer /
+    write), device, precision, checkpoint step and EMA; other engine figures under "engine"."""
+    if not stats:
+        return None
+
+    def sec(key: str) -> float | None:
+        value = stats.get(key)
+        return None if value is None else round(float(value), 3)
+
+    return {
+        "frames": int(stats.get("frames", 0)), "frames_per_s": round(float(stats.get("frames_per_s", 0.0)), 2),
+        "wall_s": {"load": sec("load_s"), "fetch": sec("fetch_wait_s"), "infer": sec("infer_s"),
+                   "write": None if write_s is None else round(write_s, 3), "inference": sec("wall_s")},
+        "device": stats.get("device"), "precision": stats.get("precision"), "batch_size": stats.get("batch_size"),
+        "num_workers": stats.get("num_workers"), "checkpoint_step": stats.get("checkpoint_step"), "ema": stats.get("ema"),
+        "engine": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in stats.items() if k not in _KNOWN_STATS},
+    }
 
 
 def plan_labels(
@@ -173,6 +200,7 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
     txn.stage_table(ds.root / SIDECAR, sidecar_table(cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel],
                                                      plan.new_labels[sel], plan.provenance, settings_json, plan.input_keys))
     staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
+    staging_s = time.perf_counter() - t0  # the rewrite itself; the renames of the commit follow
     b = plan.breakdown
     run = LabelRun(
         id=plan.run_id, time=now_iso(), settings=plan.settings, value_source=plan.provenance, values_from=plan.values_from,
@@ -181,7 +209,7 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
         files_rewritten=rewritten, file_sha256_after={rel: sha256_file(staged[rel]) for rel in rewritten},
         prior_labels=prior.as_posix(), info_json_prior=None if info_prior is None else info_prior.as_posix(),
         demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, plan.new_labels, cols.kinds),  # = before, unless the column was created
-        recovered=recovered, duration_s=round(time.perf_counter() - started, 3),
+        recovered=recovered, duration_s=round(time.perf_counter() - started, 3), performance=performance(plan.inference_stats, staging_s),
     )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(lineage.with_run(run)))
     t_stage = time.perf_counter()
@@ -280,6 +308,7 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
     plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
+    plan.inference_stats = dict(getattr(source, "stats", None) or {})
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
 

@@ -139,6 +139,8 @@ class LabelRun(_Record):
     recovered: str | None = None
     duration_s: float | None = None
     rolled_back: str | None = None  # id of the rollback run that undid this one
+    # the value model's inference this run: frames/s, wall-time split, device, precision, step, EMA (None: no inference)
+    performance: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -196,7 +197,38 @@ class ModelValues:
         if self._slots is None:
             self.bind(ds)
         engine = self.engine
+        load_s = self._load(engine) if episodes else 0.0
         try:
             yield from engine.episode_values(ds, episodes, list(self._slots.values()))
         finally:
-            self.stats = engine.stats
+            self.stats = {**engine.stats, **self.run_facts(), "load_s": load_s}
+
+    def _load(self, engine) -> float:
+        """Load the weights now (the engine would on first use), timed and announced: a full-size
+        checkpoint takes a while, and a log should not fall silent meanwhile."""
+        from recap_label.values.progress import say
+
+        if getattr(engine, "_model", None) is not None:  # already loaded (or a model given to the engine)
+            return 0.0
+        quiet = self.settings.json
+        say(f"loading the value model {self.step_dir} ({'EMA' if self.use_ema else 'raw params'}) onto {engine.device} …", quiet)
+        t0 = time.perf_counter()
+        engine.model  # noqa: B018 (the property loads)
+        seconds = time.perf_counter() - t0
+        say(f"value model loaded in {seconds:.1f} s", quiet)
+        return seconds
+
+    def run_facts(self) -> dict:
+        """What the inference ran on and with (reported and recorded with its timings)."""
+        engine = self._engine
+        return {
+            "device": None if engine is None else str(engine.device), "precision": self.precision,
+            "batch_size": None if engine is None else engine.batch_size, "num_workers": self.num_workers,
+            "checkpoint_step": checkpoint_step_number(self.step_dir), "ema": self.use_ema,
+        }
+
+
+def checkpoint_step_number(step_dir: Path) -> int | None:
+    """5000 for `step_00005000` (None for a step folder named otherwise)."""
+    m = re.search(r"(\d+)$", step_dir.name)
+    return int(m.group(1)) if m else None
