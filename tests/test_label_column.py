@@ -153,3 +153,24 @@ def test_creating_the_column_is_all_or_nothing(cli, lerobot_home, tmp_path):
     cli("label", dest, "--values", values, "--lookahead", "5")
     assert all("adv_ind" in s.names for s in schemas(dest).values())
     assert json.loads(cli("verify", dest, "--json").stdout)["ok"]
+
+
+def test_a_later_file_without_the_column_is_copied_and_completed(cli, lerobot_home, tmp_path):
+    """The first data file has the column, a later one (a rollout) not: copy counts the labels of
+    the files that have it, label creates it in the other, rollback takes it out of that one only."""
+    spec = synth.simple_spec("v2.1", episodes=4, length=20, demos=1, png_cameras=0, video_cameras=0, size=16)
+    src = synth.write_dataset(tmp_path / "ds", spec)
+    last = data_files(src)[-1]
+    strip_label_column(src, only=[last], info=False)
+    copied = json.loads(cli("copy", src, "--json").stdout)
+    assert copied["labels"]["source"] == copied["labels"]["copy"] == {"none": 40, "positive": 20}
+    dest = tmp_path / "ds_vlm_label"
+    rel = last.relative_to(src).as_posix()
+    before = pq.read_schema(dest / rel)
+    out = json.loads(cli("label", dest, "--values", values_file(dest), "--lookahead", "5", "--json").stdout)
+    assert any(n.startswith("created the label column 'adv_ind' (string) in 1 data file(s)") for n in out["notes"])
+    assert set(pq.read_table(dest / rel)["adv_ind"].to_pylist()) <= {"positive", "negative"}
+    assert out["breakdown"]["autonomous"]["none"] == 0
+    cli("rollback", dest)
+    assert pq.read_schema(dest / rel).equals(before, check_metadata=True)
+    assert all("adv_ind" in pq.read_schema(p).names for p in data_files(dest) if p.name != last.name)

@@ -211,21 +211,32 @@ def _reward(table: pa.Table, reward_col: str) -> np.ndarray:
     return reward
 
 
+def _files_with(ds: LeRobotDataset, column: str) -> list[Path]:
+    """The data files that have `column` (all of them, but for a mixed schema such as pistar's labeler leaves)."""
+    return [p for p in ds.data_files if column in ds.schema(p).names]
+
+
 def label_counts(ds: LeRobotDataset, adv_col: str) -> dict[str, int] | None:
-    """Label value counts over the whole dataset, or None when the column is absent."""
-    if not ds.data_files or adv_col not in ds.schema(ds.data_files[0]).names:
+    """Label value counts over the data files that have the column, or None when none has it."""
+    files = _files_with(ds, adv_col) if ds.data_files else []
+    if not files:
         return None
-    counts = pc.value_counts(ds.read_columns([adv_col])[adv_col]).to_pylist()
+    counts = pc.value_counts(ds.read_columns([adv_col], files)[adv_col]).to_pylist()
     return {("null" if c["values"] is None else str(c["values"])): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
 
 
 def label_column_digest(ds: LeRobotDataset, adv_col: str) -> str | None:
-    """sha256 over the label column of every data file, in file order (None if absent)."""
-    if not ds.data_files or adv_col not in ds.schema(ds.data_files[0]).names:
+    """sha256 over the label column of every data file, in file order (None if no file has it;
+    a file without it counts as such)."""
+    files = set(_files_with(ds, adv_col)) if ds.data_files else set()
+    if not files:
         return None
     h = hashlib.sha256()
     for path in ds.data_files:
-        values = ds.read_columns([adv_col], [path])[adv_col].to_pylist()
         h.update(path.relative_to(ds.root).as_posix().encode())
+        if path not in files:
+            h.update(b"\0(no label column)\0")
+            continue
+        values = ds.read_columns([adv_col], [path])[adv_col].to_pylist()
         h.update(b"\0".join(b"\x01" if v is None else v.encode() for v in values))
     return h.hexdigest()
