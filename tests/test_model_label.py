@@ -111,6 +111,18 @@ def test_torchrun_two_cpu_ranks_give_the_same_labels(cli, lerobot_home, tmp_path
         assert pq.read_table(p)["adv_ind"].to_pylist() == pq.read_table(q)["adv_ind"].to_pylist()
 
 
+@pytest.mark.slow
+def test_torchrun_dry_run_writes_nothing_in_the_dataset(cli, lerobot_home, tmp_path, dataset):
+    before = tree_digest(dataset)
+    r = _label_subprocess(dataset, "--dry-run", "--json", torchrun=2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["values_from"].startswith("inference on 2 ranks") and out["run"] is None
+    assert tree_digest(dataset) == before
+    kept = list((tmp_path / "dry-run-values").glob("ds_vlm_label-*/*/episode-*.parquet"))
+    assert len(kept) == 3  # both ranks' parts, outside the dataset
+
+
 # -- bad input: one Error: line, exit 2, nothing changed ---------------------------------------------
 
 

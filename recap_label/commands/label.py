@@ -302,7 +302,7 @@ def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, s
     source.bind(ds)
     episodes = cols.rollout_episodes()
     if dist is not None:
-        by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist)
+        by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist, parts_base=kept if dry_run else None)
     else:
         by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute, kept=kept, dry_run=dry_run)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
