@@ -63,6 +63,8 @@ def test_label_creates_the_column_everywhere_and_rollback_removes_it(cli, lerobo
     out = json.loads(cli("label", dest, "--values", values_file(dest), "--lookahead", "5", "--json").stdout)
     n = len(before_schemas)
     assert out["files_rewritten"] == n
+    rollout_frames = out["breakdown"]["frames"] - 30  # one 30-frame demo
+    assert set(out["transitions"]) == {"none->positive", "none->negative"} and sum(out["transitions"].values()) == rollout_frames
     assert (f"created the label column 'adv_ind' (string) in {n} data file(s) that lacked it: rollout frames as labeled, "
             "demo frames 'positive'; `recap-label rollback` removes it again") in out["notes"]
     for rel, schema in schemas(dest).items():

@@ -158,7 +158,7 @@ def plan_labels(
         cols=cols, value=value, result=result, new_labels=new_labels, changed_files=changed_files,
         add_feature=settings.adv_col not in ds.features, add_column=[p for p in ds.data_files if p in add_column],
         breakdown=breakdown(cols.episode, cols.human, new_labels, kinds=cols.kinds),
-        transitions=label_transitions(cols.labels, new_labels),
+        transitions=label_transitions(cols.labels[cols.rollout_rows], new_labels[cols.rollout_rows]),  # demo rows change only in a created column (see notes)
         share_per_task=share_per_task(cols, result),
         warnings=warnings, notes=notes,
         input_keys=input_keys or {},
