@@ -300,9 +300,10 @@ def _render_verify(report, episodes: bool) -> None:
     for col in ("check", "result", "detail"):
         t.add_column(col)
     for c in report.checks:
-        t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[c.status], c.detail)
+        t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip", "warn": "WARN"}[c.status], c.detail)
     out.print(t)
-    out.print("all invariants hold" if report.ok else "INVARIANT FAILED")
+    warned = sum(c.status == "warn" for c in report.checks)
+    out.print(("all invariants hold" + (f" ({warned} warning{'s' if warned > 1 else ''})" if warned else "")) if report.ok else "INVARIANT FAILED")
 
 
 
@@ -498,7 +499,15 @@ def _render_label(o) -> None:
     for w in o.warnings:
         out.print(f"warning: {w}")
     _render_value_model(out, o.value_model)
-    out.print(f"time: {o.timings.get('total', 0):.2f} s")
+    p = o.performance
+    if p:
+        step = "" if p.get("checkpoint_step") is None else f"step {p['checkpoint_step']}, "
+        out.print(f"inference: {p['frames']:,} frames at {p['frames_per_s']:,.1f} frames/s on {p.get('device')}, {p.get('precision')}")
+        out.print(f"  batch {p.get('batch_size')}, {p.get('num_workers')} workers · checkpoint {step}{'EMA' if p.get('ema') else 'raw params'}")
+        split = " · ".join(f"{k} {v:.1f} s" for k, v in p["wall_s"].items() if k != "inference" and v is not None)
+        out.print(f"time: {split} · total {o.timings.get('total', 0):.1f} s")
+    else:
+        out.print(f"time: {o.timings.get('total', 0):.2f} s")
 
 
 # -- rollback -------------------------------------------------------------------------------

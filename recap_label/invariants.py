@@ -11,12 +11,12 @@ import numpy as np
 from recap_label.config import Settings
 from recap_label.errors import LockedError
 from recap_label.lerobot.columns import read_label_columns
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import LeRobotDataset, missing_summary
 from recap_label.lerobot.fingerprint import source_unchanged
 from recap_label.rule import demo_labels_digest, tied_at_threshold
 from recap_label.store.fsutil import find_symlinks
 from recap_label.store.lineage import LabelRun, read_lineage
-from recap_label.store.lock import dataset_lock, live_holder
+from recap_label.store.lock import dataset_lock, live_holder, lock_path, read_holder
 from recap_label.store.writeback import pending_commit, recover, stale_staged_files
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values.parts import PartialValues, all_provenances
@@ -26,7 +26,7 @@ from recap_label.values.sidecar import read_sidecar
 @dataclass
 class Check:
     name: str
-    status: str  # "pass" | "fail" | "skip"
+    status: str  # "pass" | "fail" | "skip" | "warn" (worth knowing, not a failed invariant)
     detail: str = ""
 
 
@@ -85,6 +85,10 @@ def interrupted_state(ds: LeRobotDataset) -> tuple[list[str], list[Check]]:
         stale = stale_staged_files(ds.root)
         if stale:
             notes.append(f"{len(stale)} staged file(s) of an interrupted run are left (the data is unchanged by it); `verify --repair` removes them")
+    dead = read_holder(lock_path(ds.root)) if holder is None else None
+    if dead is not None:
+        notes.append(f"a stale lock is left by `recap-label {dead.get('command')}` (pid {dead.get('pid')} on {dead.get('host')}, started {dead.get('started')}), "
+                     "which is no longer running; the next label or rollback clears it")
     return notes, checks
 
 
@@ -98,6 +102,9 @@ def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool =
         busy = None
         notes, state = interrupted_state(ds)
     notes += scoring_notes(ds.root)
+    missing = ds.missing_files()
+    if any(p.suffix == ".parquet" for p in missing):
+        ds.require_complete()  # without every data file there is no breakdown to report
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
     b = breakdown(cols.episode, cols.human, cols.labels, with_episodes, kinds=cols.kinds)
     report = VerifyReport(ds.root, b, notes=notes)
@@ -105,6 +112,10 @@ def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool =
     if busy is not None:
         checks.append(busy)
     checks += state
+
+    checks.append(Check("every file meta/ names is present", "fail" if missing else "pass",
+                        f"{missing_summary(ds.root, missing)}; restore them from the source dataset, or make a new copy" if missing
+                        else f"{len(ds.data_files)} data file(s) and {len({r.path for e in ds.episodes.values() for r in e.videos.values()})} video file(s)"))
 
     links = find_symlinks(ds.root)
     checks.append(
@@ -115,8 +126,8 @@ def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool =
     if record is None:
         checks.append(Check("source unchanged since copy", "skip", "no lineage record: not a recap-label copy"))
     else:
-        same, detail = source_unchanged(record.source.path, record.source.fingerprint) if record.source else (True, "labeled in place: no source recorded")
-        checks.append(Check("source unchanged since copy", "pass" if same else "fail", detail))
+        status, detail = source_unchanged(record.source.path, record.source.fingerprint) if record.source else ("pass", "labeled in place: no source recorded")
+        checks.append(Check("source unchanged since copy", status, detail))
 
     run = record.active_label_run() if record else None
     report.active_run = run
@@ -159,12 +170,18 @@ def _tied_at_threshold(ds: LeRobotDataset, run: LabelRun) -> int:
 
 
 def scoring_notes(root: Path) -> list[str]:
-    """Value parts of sharded scoring that has not been labeled yet: which shards are missing."""
+    """Value parts not labeled yet: of an interrupted inference (how many episodes, what resumes
+    them), or of sharded scoring (which shards are missing)."""
     notes = []
     for prov in all_provenances(root):
         parts = PartialValues(root, prov)
         split = parts.split()
         if split is None:
+            done = len(parts.done())
+            if done:
+                ckpt = prov.get("checkpoint", "the value model")
+                notes.append(f"value parts of an interrupted inference are kept: {done} episode(s) scored with {ckpt} (ema {prov.get('ema')}, {prov.get('precision')}); "
+                             "`recap-label label` with the same value model resumes from them (--recompute ignores them); the labels are unchanged by them")
             continue
         missing = parts.shards_not_done()
         n = split["num_shards"]

@@ -197,8 +197,9 @@ class Cli:
 
 
 def error_line(result) -> str:
-    """Exactly one `Error:` line on stderr and no traceback anywhere."""
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    """Exactly one `Error:` line on stderr and no traceback anywhere (progress lines aside: off a
+    terminal, inference logs `progress: …` lines on stderr before a failure may stop it)."""
+    lines = [l for l in result.stderr.splitlines() if l.strip() and not l.startswith("progress: ")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: "), lines[0]
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout

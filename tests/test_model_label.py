@@ -112,6 +112,18 @@ def test_torchrun_two_cpu_ranks_give_the_same_labels(cli, lerobot_home, tmp_path
         assert pq.read_table(p)["adv_ind"].to_pylist() == pq.read_table(q)["adv_ind"].to_pylist()
 
 
+@pytest.mark.slow
+def test_torchrun_dry_run_writes_nothing_in_the_dataset(cli, lerobot_home, tmp_path, dataset):
+    before = tree_digest(dataset)
+    r = _label_subprocess(dataset, "--dry-run", "--json", torchrun=2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["values_from"].startswith("inference on 2 ranks") and out["run"] is None
+    assert tree_digest(dataset) == before
+    kept = list((tmp_path / "dry-run-values").glob("ds_vlm_label-*/*/episode-*.parquet"))
+    assert len(kept) == 3  # both ranks' parts, outside the dataset
+
+
 # -- bad input: one Error: line, exit 2, nothing changed ---------------------------------------------
 
 
@@ -212,3 +224,88 @@ def test_checkpoint_step_and_converted_weights_cache(cli, dataset, tmp_path):
     assert stat.S_IMODE(cached[0].stat().st_mode) == 0o666 & ~umask  # shareable as the umask allows, not 0600
     r = cli("label", dataset, *model_args("--checkpoint-step", "7"), code=2)
     assert "7" in error_line(r)
+
+
+def test_tokenizer_larger_than_the_embedding_table_is_refused_up_front(cli, dataset, tmp_path):
+    """A 600-piece tokenizer with the 400-row tiny checkpoint: one Error line naming both sizes,
+    before any inference (was an IndexError traceback inside F.embedding)."""
+    import io
+
+    import sentencepiece as spm
+    from assets.make_tiny_tokenizer import training_sentences
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(training_sentences()), model_writer=model, vocab_size=600, model_type="bpe",
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=False, user_defined_symbols=["\n"], character_coverage=1.0,
+        num_threads=1, minloglevel=2,
+    )
+    big = tmp_path / "big.model"
+    big.write_bytes(model.getvalue())
+    before = tree_digest(dataset)
+    line = error_line(cli("label", dataset, *model_args(tokenizer=big), code=2))
+    assert line == (
+        f"Error: tokenizer {big} has 600 pieces (token ids up to 599) but the checkpoint {TINY_CHECKPOINT / 'step_00000002'} "
+        "has a 400-row token embedding table; they do not belong together, pass the --tokenizer-path the value model was trained with"
+    )
+    assert tree_digest(dataset) == before
+    assert not (dataset / "meta" / "recap_label" / "values-partial").exists()
+
+
+def test_dry_run_with_the_model_writes_nothing_in_the_dataset_and_keeps_values_outside(cli, dataset, tmp_path):
+    before = tree_digest(dataset)
+    dry = json.loads(cli("label", dataset, *model_args("--dry-run", "--json")).stdout)
+    assert dry["values_from"] == "inference" and dry["run"] is None
+    assert tree_digest(dataset) == before  # was: meta/recap_label/values-partial/ with the parts
+    assert not (dataset / "meta" / "recap_label" / "values-partial").exists()
+    kept = tmp_path / "dry-run-values"  # beside the model cache (RECAP_LABEL_MODEL_CACHE = tmp_path/model-cache)
+    folders = list(kept.iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("ds_vlm_label-")
+    assert dry["notes"] == [f"values kept outside the dataset for the next `label` of it: {folders[0]}"]
+    assert len(list(folders[0].glob("*/episode-*.parquet"))) == 3
+    out = json.loads(cli("label", dataset, *model_args("--json")).stdout)
+    assert out["values_from"] == f"values kept by an earlier --dry-run in {folders[0]} (no inference)"
+    assert not folders[0].exists()  # committed to the sidecar: the kept copy is dropped
+    assert out["transitions"] == dry["transitions"] and out["thresholds"] == dry["thresholds"]
+    again = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
+    np.testing.assert_allclose(again["thresholds"]["global"], out["thresholds"]["global"], atol=1e-6)
+
+
+def test_off_a_terminal_inference_logs_plain_progress_and_reports_its_performance(cli, dataset, monkeypatch):
+    """stderr is not a terminal here (as under `| tee`, nohup, SLURM): plain progress lines at a
+    steady rhythm (every batch, with the rhythm set to 0 s), loading lines, and the performance in
+    the report, in --json and in the run's lineage record."""
+    import re
+
+    from recap_label.values import progress
+    from support import lineage_json
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    r = cli("label", dataset, *model_args("--batch-size", "7"))
+    lines = r.stderr.splitlines()
+    assert all(l.startswith("progress: ") for l in lines), lines
+    assert lines[0] == f"progress: loading the value model {TINY_CHECKPOINT / 'step_00000002'} (EMA) onto cpu …"
+    assert re.fullmatch(r"progress: value model loaded in \d+\.\d s", lines[1])
+    assert lines[2] == "progress: inference of 90 frames on cpu started (a line every 0 s)"
+    steps = [re.fullmatch(r"progress: infer ([\d,]+)/90 frames \(([\d.]+) %\) · ([\d.,]+) frames/s · ETA (\d+):(\d\d):(\d\d)", l) for l in lines[3:-1]]
+    assert steps and all(steps), lines
+    done = [int(m.group(1).replace(",", "")) for m in steps]
+    assert done == sorted(done) and done[-1] == 90 and len(done) >= 90 // 7
+    for m in steps:  # the ETA is what the shown rate gives for the frames left (item 11)
+        frames, rate = int(m.group(1)), float(m.group(3).replace(",", ""))
+        eta = int(m.group(4)) * 3600 + int(m.group(5)) * 60 + int(m.group(6))
+        assert abs(eta - (90 - frames) / rate) <= 0.5 + 0.01 * eta
+    assert re.fullmatch(r"progress: inference done: 90 frames in \d:\d\d:\d\d \([\d.,]+ frames/s\)", lines[-1])
+    assert re.search(r"^inference: 90 frames at [\d.,]+ frames/s on cpu, fp32\n  batch 7, 0 workers · checkpoint step 2, EMA$", r.stdout, re.M)
+    assert re.search(r"^time: load \d+\.\d s · fetch \d+\.\d s · infer \d+\.\d s · write \d+\.\d s · total \d+\.\d s$", r.stdout, re.M)
+    run = lineage_json(dataset)["runs"][-1]
+    perf = run["performance"]
+    assert perf["frames"] == 90 and perf["frames_per_s"] > 0 and perf["device"] == "cpu" and perf["precision"] == "fp32"
+    assert perf["checkpoint_step"] == 2 and perf["ema"] is True and perf["batch_size"] == 7 and perf["num_workers"] == 0
+    assert set(perf["wall_s"]) == {"load", "fetch", "infer", "write", "inference"} and all(v >= 0 for v in perf["wall_s"].values())
+    out = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
+    assert out["performance"]["frames"] == 90 and out["performance"]["wall_s"]["write"] is not None
+    assert set(out["performance"]) >= {"frames_per_s", "wall_s", "device", "precision", "checkpoint_step", "ema"}
+    rerun = json.loads(cli("label", dataset, *model_args("--positive-ratio", "0.4", "--json")).stdout)
+    assert rerun["values_from"] == "sidecar (no inference)" and rerun["performance"] is None

@@ -21,7 +21,7 @@ from typing import Callable
 from recap_label.errors import BadInput, DatasetError, Interrupted, RecapError
 from recap_label.lerobot.columns import label_column_digest, label_counts
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.lerobot.fingerprint import data_fingerprint
+from recap_label.lerobot.fingerprint import copy_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, umask, write_json_atomic
@@ -269,7 +269,7 @@ def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset,
     parent = read_lineage(plan.src)
     source = SourceRecord(
         given=src_arg, path=str(plan.src.absolute()), realpath=os.path.realpath(plan.src), codebase_version=src_ds.version,
-        fingerprint=data_fingerprint(src_ds, hashes), label_column=adv_col, label_column_sha256=label_column_digest(src_ds, adv_col),
+        fingerprint=copy_fingerprint([(rel, real) for rel, real, _size in plan.files], hashes), label_column=adv_col, label_column_sha256=label_column_digest(src_ds, adv_col),
     )
     record = Lineage.new_copy(plan.iteration, str(plan.src.absolute()) if parent is not None else None, source,
                               {"files": len(plan.files), "bytes": plan.total_bytes})

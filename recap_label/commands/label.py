@@ -33,10 +33,10 @@ from recap_label.store.fsutil import sha256_file
 from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
 from recap_label.store.lock import dataset_lock, live_holder
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, SIDECAR, info_prior_file, prior_labels_file
-from recap_label.store.writeback import Transaction, check_writable_target, pending_commit, recover
+from recap_label.store.writeback import CREATED_COLUMN_KEY, Transaction, check_writable_target, encode_schema_metadata, pending_commit, recover
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values import distributed
-from recap_label.values.parts import PartialValues, discard_partial, live_scorers, registered_scorer
+from recap_label.values.parts import PartialValues, discard_dry_run_parts, discard_partial, dry_run_parts_dir, live_scorers, registered_scorer
 from recap_label.values.sidecar import assemble_values, gather_values, read_parts, sidecar_table
 from recap_label.values.sources import Caching, ValueSource
 
@@ -56,11 +56,14 @@ class LabelPlan:
     new_labels: np.ndarray
     changed_files: list[tuple[Path, tuple[int, int]]]  # data files with a changed row, and their rows
     add_feature: bool  # meta/info.json does not declare the label column yet
+    add_column: list[Path]  # data files without the label column: it is created there
     breakdown: Breakdown
     transitions: dict[str, int]
     share_per_task: dict[str, float | None]
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     input_keys: dict[int, str] = field(default_factory=dict)  # what each episode's V was computed from
+    inference_stats: dict = field(default_factory=dict)  # the value model's stats, when inference ran (values.model_source)
 
 
 @dataclass
@@ -79,13 +82,15 @@ class LabelOutcome:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
+    performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
+        write = None if dry_run else timings.get("stage", 0.0) + timings.get("commit", 0.0)
         return cls(
             plan.root, None if dry_run else plan.run_id, dry_run, plan.values_from, plan.result.thresholds,
             plan.result.pool_sizes, plan.breakdown, plan.transitions, plan.share_per_task, len(plan.changed_files),
-            plan.warnings, notes, timings,
+            plan.warnings, [*notes, *plan.notes], timings, performance=performance(plan.inference_stats, write),
         )
 
     @classmethod
@@ -94,16 +99,40 @@ class LabelOutcome:
         counts = dict(run.counts)
         b = Breakdown(**{k: counts[k] for k in ("frames", "labels", "intervention", "autonomous", "autonomous_positive_share", "demo_episodes", "rollout_episodes")})
         return cls(root, run.id, False, run.values_from, run.thresholds, run.pool_sizes, b, run.transitions, run.share_per_task,
-                   len(run.files_rewritten), [], notes, {})
+                   len(run.files_rewritten), [], notes, {}, run.performance)
 
     def to_json(self) -> dict:
         return {
             "dataset": str(self.dataset), "run": self.run_id, "dry_run": self.dry_run, "values_from": self.values_from,
             "thresholds": self.thresholds, "pool_sizes": self.pool_sizes, "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions, "share_per_task": self.share_per_task, "files_rewritten": self.files_rewritten,
-            "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
+            "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings, "performance": self.performance,
             "value_model": None if self.value_model is None else self.value_model.to_json(),
         }
+
+
+_KNOWN_STATS = {"frames", "wall_s", "fetch_wait_s", "infer_s", "frames_per_s", "load_s", "device", "precision", "batch_size",
+                "num_workers", "checkpoint_step", "ema"}
+
+
+def performance(stats: dict, write_s: float | None) -> dict | None:
+    """The value model's run in one record: frames/s, the wall-time split (load / fetch / infer /
+    write), device, precision, checkpoint step and EMA; other engine figures under "engine"."""
+    if not stats:
+        return None
+
+    def sec(key: str) -> float | None:
+        value = stats.get(key)
+        return None if value is None else round(float(value), 3)
+
+    return {
+        "frames": int(stats.get("frames", 0)), "frames_per_s": round(float(stats.get("frames_per_s", 0.0)), 2),
+        "wall_s": {"load": sec("load_s"), "fetch": sec("fetch_wait_s"), "infer": sec("infer_s"),
+                   "write": None if write_s is None else round(write_s, 3), "inference": sec("wall_s")},
+        "device": stats.get("device"), "precision": stats.get("precision"), "batch_size": stats.get("batch_size"),
+        "num_workers": stats.get("num_workers"), "checkpoint_step": stats.get("checkpoint_step"), "ema": stats.get("ema"),
+        "engine": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in stats.items() if k not in _KNOWN_STATS},
+    }
 
 
 def plan_labels(
@@ -113,18 +142,28 @@ def plan_labels(
     """Apply the rule and work out every file, count and warning of the run (pure)."""
     result = apply_rule_to(cols, value, rule)
     new_labels = result.labels(cols.labels)
-    changed = cols.labels != new_labels  # only rollout rows can change
-    changed_files = [(path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if changed[lo:hi].any()]
+    add_column = set(cols.without_label_column)
+    for path, (lo, hi) in cols.file_slices():
+        if path in add_column:  # a created column: demo rows get "positive", as pistar's demo writers put there
+            demo = ~cols.rollout_rows[lo:hi]
+            new_labels[lo:hi][demo] = "positive"
+    changed = cols.labels != new_labels  # only rollout rows can change, and the rows of created columns
+    changed_files = [(path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if path in add_column or changed[lo:hi].any()]
+    warnings = [w for w in [long_lookahead_warning(cols, rule.lookahead), tail_trap_warning(cols, result, rule.lookahead)] if w]
+    notes = []
+    if add_column:
+        notes.append(f"created the label column {settings.adv_col!r} (string) in {len(add_column)} data file(s) that lacked it: rollout frames as labeled, "
+                     "demo frames 'positive'; `recap-label rollback` removes it again")
     run_settings = RunSettings(rule.lookahead, rule.positive_ratio, rule.tail_bootstrap, rule.threshold_scope,
                                settings.human_col, settings.reward_col, settings.adv_col)
     return LabelPlan(
         root=ds.root, run_id=run_id, settings=run_settings, provenance=provenance, values_from=values_from,
         cols=cols, value=value, result=result, new_labels=new_labels, changed_files=changed_files,
-        add_feature=settings.adv_col not in ds.features,
+        add_feature=settings.adv_col not in ds.features, add_column=[p for p in ds.data_files if p in add_column],
         breakdown=breakdown(cols.episode, cols.human, new_labels, kinds=cols.kinds),
-        transitions=label_transitions(cols.labels, new_labels),
+        transitions=label_transitions(cols.labels[cols.rollout_rows], new_labels[cols.rollout_rows]),  # demo rows change only in a created column (see notes)
         share_per_task=share_per_task(cols, result),
-        warnings=[w for w in [long_lookahead_warning(cols, rule.lookahead), tail_trap_warning(cols, result, rule.lookahead)] if w],
+        warnings=warnings, notes=notes,
         input_keys=input_keys or {},
     )
 
@@ -136,12 +175,17 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
     cols, adv_col = plan.cols, plan.settings.adv_col
     txn = Transaction(ds.root, plan.run_id)
     rewritten, prior_files, prior_labels = [], [], []
+    created: dict[str, str] = {}  # file → its schema metadata before the column was added (for rollback)
     for path, (lo, hi) in plan.changed_files:
         txn.stage_labels(path, adv_col, plan.new_labels[lo:hi], signature=cols.signatures.get(path))
         rel = path.relative_to(ds.root).as_posix()
         rewritten.append(rel)
         prior_files += [rel] * (hi - lo)
-        prior_labels += list(cols.labels[lo:hi])
+        if path in plan.add_column:
+            created[rel] = encode_schema_metadata(ds.schema(path).metadata)
+            prior_labels += [None] * (hi - lo)
+        else:
+            prior_labels += list(cols.labels[lo:hi])
     info_prior = None
     if plan.add_feature:
         info_prior = info_prior_file(plan.run_id)
@@ -150,12 +194,16 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
         txn.stage_bytes(ds.root / info_prior, (ds.root / INFO_JSON).read_bytes())
         txn.stage_bytes(ds.root / INFO_JSON, (json.dumps(info, indent=4, ensure_ascii=False) + "\n").encode())
     prior = prior_labels_file(plan.run_id)
-    txn.stage_table(ds.root / prior, pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())}))
+    prior_table = pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())})
+    if created:
+        prior_table = prior_table.replace_schema_metadata({CREATED_COLUMN_KEY: json.dumps(created).encode()})
+    txn.stage_table(ds.root / prior, prior_table)
     sel = cols.rollout_rows
     settings_json = plan.settings.to_json()
     txn.stage_table(ds.root / SIDECAR, sidecar_table(cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel],
                                                      plan.new_labels[sel], plan.provenance, settings_json, plan.input_keys))
     staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
+    staging_s = time.perf_counter() - t0  # the rewrite itself; the renames of the commit follow
     b = plan.breakdown
     run = LabelRun(
         id=plan.run_id, time=now_iso(), settings=plan.settings, value_source=plan.provenance, values_from=plan.values_from,
@@ -163,8 +211,8 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
         share=b.autonomous_positive_share, share_per_task=plan.share_per_task, transitions=plan.transitions,
         files_rewritten=rewritten, file_sha256_after={rel: sha256_file(staged[rel]) for rel in rewritten},
         prior_labels=prior.as_posix(), info_json_prior=None if info_prior is None else info_prior.as_posix(),
-        demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, cols.labels, cols.kinds),
-        recovered=recovered, duration_s=round(time.perf_counter() - started, 3),
+        demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, plan.new_labels, cols.kinds),  # = before, unless the column was created
+        recovered=recovered, duration_s=round(time.perf_counter() - started, 3), performance=performance(plan.inference_stats, staging_s),
     )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(lineage.with_run(run)))
     t_stage = time.perf_counter()
@@ -202,13 +250,16 @@ def run_label(
         return None
     try:
         ds = LeRobotDataset.open(ds_root)
+        ds.require_complete()  # a missing video would surface only after inferring the episodes before it
         if dry_run:
             if pending_commit(ds.root) is not None:
                 raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without --dry-run to complete it first")
             lineage = read_lineage(ds.root) or Lineage.for_original()
-            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            kept = _kept_values_dir(settings, ds, source)
+            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started, kept=kept, dry_run=True)
             timings["total"] = time.perf_counter() - started
-            return _with_value_model(LabelOutcome.of(plan, dry_run=True, notes=[], timings=timings), plan, settings, ds)
+            notes = [f"values kept outside the dataset for the next `label` of it: {kept}"] if kept is not None and kept.exists() else []
+            return _with_value_model(LabelOutcome.of(plan, dry_run=True, notes=notes, timings=timings), plan, settings, ds)
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
         with dataset_lock(ds.root, "label") as lock:
@@ -223,13 +274,16 @@ def run_label(
                 # the same command was killed after its commit landed: finish it, do not label twice
                 if source.caching is Caching.SIDECAR:
                     discard_partial(ds.root)
+                    discard_dry_run_parts(_kept_values_dir(settings, ds, source))
                 return LabelOutcome.of_run(ds.root, landed, notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n])
             lock.declare("label", args, lineage.next_run_id())
-            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started)
+            kept = _kept_values_dir(settings, ds, source)
+            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started, kept=kept)
             _refuse_live_scorers(ds.root)  # one may have started while V was gathered
             _run, written = commit_labels(ds, plan, lineage, recovered=note, started=started)
             if source.caching is Caching.SIDECAR:
                 discard_partial(ds.root)
+                discard_dry_run_parts(kept)
             timings.update(written)
             timings["total"] = time.perf_counter() - started
             notes = [n for n in [note, _move_active(settings.lerobot_home, ds.root)] if n]
@@ -239,19 +293,26 @@ def run_label(
             dist.release()
 
 
-def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, started: float) -> tuple[LabelPlan, dict[str, float]]:
+def _kept_values_dir(settings: Settings, ds: LeRobotDataset, source: ValueSource) -> Path | None:
+    """Where a dry run keeps computed values (outside the dataset), for sources worth keeping."""
+    return dry_run_parts_dir(settings.model_cache.parent, ds.root) if source.caching is Caching.SIDECAR else None
+
+
+def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, started: float, *, kept: Path | None = None,
+          dry_run: bool = False) -> tuple[LabelPlan, dict[str, float]]:
     """Read the columns, obtain V for the rollout episodes, plan the labels."""
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     t_read = time.perf_counter()
     source.bind(ds)
     episodes = cols.rollout_episodes()
     if dist is not None:
-        by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist)
+        by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist, parts_base=kept if dry_run else None)
     else:
-        by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute)
+        by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute, kept=kept, dry_run=dry_run)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
     t_values = time.perf_counter()
     plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
+    plan.inference_stats = dict(getattr(source, "stats", None) or {})
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
 
@@ -316,6 +377,7 @@ def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard:
     if source.caching is not Caching.SIDECAR:
         raise BadInput("--score-only needs --checkpoint-dir: values from a column or a file have nothing to score")
     ds = LeRobotDataset.open(ds_root)
+    ds.require_complete()
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     source.bind(ds)
     lengths = {e: ds.episodes[e].length for e in cols.rollout_episodes()}

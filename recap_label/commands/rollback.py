@@ -23,7 +23,7 @@ from recap_label.store.lock import process_alive
 from recap_label.store.lineage import LabelRun, Lineage, RollbackRun, lineage_bytes, now_iso, read_lineage, write_lineage
 from recap_label.store.lock import dataset_lock
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE
-from recap_label.store.writeback import Transaction, check_writable_target, recover, recover_commit
+from recap_label.store.writeback import CREATED_COLUMN_KEY, Transaction, check_writable_target, decode_schema_metadata, recover, recover_commit
 
 
 @dataclass
@@ -109,20 +109,24 @@ def _undo(ds: LeRobotDataset, record: Lineage, newest_first: list[LabelRun], not
                 f"{rel} changed since {writer} wrote it; refusing to roll back over someone else's changes (restore the file or make a new copy)"
             )
     adv_col = newest_first[0].settings.adv_col
-    labels: dict[str, list] = {}
+    labels: dict[str, list | dict] = {}  # file → its prior labels, or its schema metadata from before the column existed
     info_prior = None
     for run in newest_first:  # newest first: each run's prior state is the next one's input
         prior = read_parquet_table(ds.root / run.prior_labels, ["file", "label"])
         files = np.asarray(prior["file"].to_numpy(zero_copy_only=False), dtype=object)
         values = np.asarray(prior["label"].to_numpy(zero_copy_only=False), dtype=object)
+        created = json.loads((prior.schema.metadata or {}).get(CREATED_COLUMN_KEY, b"{}"))
         for rel in dict.fromkeys(files.tolist()):
-            labels[rel] = values[files == rel].tolist()
+            labels[rel] = decode_schema_metadata(created[rel]) if rel in created else values[files == rel].tolist()
         if run.info_json_prior:
             info_prior = (ds.root / run.info_json_prior).read_bytes()
     rollback_id = record.next_run_id()
     txn = Transaction(ds.root, rollback_id)
     for rel, values in labels.items():
-        txn.stage_labels(ds.root / rel, adv_col, values)
+        if isinstance(values, dict):  # the run created the column: take it out again
+            txn.stage_without_label_column(ds.root / rel, adv_col, values)
+        else:
+            txn.stage_labels(ds.root / rel, adv_col, values)
     if info_prior is not None:
         txn.stage_bytes(ds.root / INFO_JSON, info_prior)
     undone = [r.id for r in newest_first]

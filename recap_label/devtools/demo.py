@@ -2,7 +2,8 @@
 
 Generates a small LeRobot v2.1 dataset (one demo, rollouts with interventions, a PNG and a
 video camera), then runs copy → label → verify → label again → rollback → verify, all inside
-./demo-out (its own LeRobot home, so the user's cache is not touched).
+./demo-out: its own LeRobot home and its own converted-model cache, so neither the user's
+LeRobot cache nor ~/.cache/recap-label is touched.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def run(*args: str, env: dict) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
+def demo_env(out: Path) -> dict:
+    """The demo's environment: every place recap-label writes outside a dataset lies in `out`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_")}  # the user's settings would leak in
+    return {**env, "HF_LEROBOT_HOME": str((out / "lerobot-home").absolute()),
+            "RECAP_LABEL_MODEL_CACHE": str((out / "model-cache").absolute()), "COLUMNS": "100"}
 
 
 def label_args(dataset: str) -> list[str]:
@@ -39,7 +45,7 @@ def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir()
-    env = {**os.environ, "HF_LEROBOT_HOME": str((OUT / "lerobot-home").absolute()), "COLUMNS": "100"}
+    env = demo_env(OUT)
     src = OUT / "example_rollouts"
     spec = synth.simple_spec("v2.1", episodes=6, length=90, demos=1, png_cameras=1, video_cameras=1, size=64)
     synth.write_dataset(src, spec)

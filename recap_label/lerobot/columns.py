@@ -67,12 +67,13 @@ class LabelColumns:
     episode: np.ndarray
     frame: np.ndarray
     human: np.ndarray
-    labels: np.ndarray  # str objects; "none" everywhere when the label column is absent
+    labels: np.ndarray  # str objects; "none" in the files without the label column
     task: np.ndarray | None = None
     reward: np.ndarray | None = None
     file_rows: list[tuple[Path, int]] = field(default_factory=list)  # (data file, rows) in order
     signatures: dict[Path, list[int]] = field(default_factory=dict)  # as read: a later rewrite is refused
-    has_label_column: bool = True
+    has_label_column: bool = True  # in at least one data file
+    without_label_column: list[Path] = field(default_factory=list)  # data files lacking it (label creates it there)
 
     @cached_property
     def groups(self) -> EpisodeGroups:
@@ -98,8 +99,7 @@ class LabelColumns:
 
 
 def _missing_column(ds: LeRobotDataset, col: str, flag: str) -> DatasetError:
-    hint = " (the label column must exist, e.g. the 'none' placeholder)" if flag == "--adv-col" else ""
-    return DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag}{hint}; {column_list(ds)}")
+    return DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag}; {column_list(ds)}")
 
 
 def column_list(ds: LeRobotDataset) -> str:
@@ -109,19 +109,25 @@ def column_list(ds: LeRobotDataset) -> str:
 
 def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, reward_col: str | None = None) -> LabelColumns:
     """The columns of every data file, validated. With `reward_col` (label): reward, task, file
-    rows and signatures too, and the label column must exist; without (verify): labels read
-    "none" where the column is absent."""
+    rows and signatures too. Labels read "none" in files without the label column (which label
+    creates there; pistar's labeler leaves demo files without it)."""
     if not ds.data_files:
         raise DatasetError(f"{ds.root} has no episodes; nothing to label")
     names = ds.schema(ds.data_files[0]).names
-    present = adv_col in names
     if reward_col is not None:
-        for col, flag in ((reward_col, "--reward-col"), (human_col, "--human-col"), (adv_col, "--adv-col")):
+        for col, flag in ((reward_col, "--reward-col"), (human_col, "--human-col")):
             if col not in names:
                 raise _missing_column(ds, col, flag)
-    cols = ["episode_index", "frame_index", "task_index", human_col] + ([reward_col] if reward_col else []) + ([adv_col] if present else [])
+    cols = ["episode_index", "frame_index", "task_index", human_col] + ([reward_col] if reward_col else [])
+    lacking = [p for p in ds.data_files if adv_col not in ds.schema(p).names]
+    if reward_col is not None and len(lacking) == len(ds.data_files):
+        _refuse_label_column_typo(ds, adv_col)
     signatures = {p: file_signature(p) for p in ds.data_files} if reward_col else {}
-    tables = [ds.read_columns(cols, [p]) for p in ds.data_files]
+    tables, labels = [], []
+    for p in ds.data_files:
+        t = ds.read_columns(cols + ([] if p in lacking else [adv_col]), [p])
+        labels.append(np.full(t.num_rows, "none", dtype=object) if p in lacking else _labels(t, adv_col))
+        tables.append(t.select(cols))
     try:
         table = pa.concat_tables(tables)
     except pa.ArrowInvalid:
@@ -130,17 +136,35 @@ def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, rewa
         episode=table["episode_index"].to_numpy(),
         frame=table["frame_index"].to_numpy(),
         human=human_mask(scalar_column(table[human_col]), human_col),
-        labels=_labels(table, adv_col) if present else np.full(table.num_rows, "none", dtype=object),
+        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=object),
         task=table["task_index"].to_numpy(),
         file_rows=[(p, t.num_rows) for p, t in zip(ds.data_files, tables)],
         signatures=signatures,
-        has_label_column=present,
+        has_label_column=len(lacking) < len(ds.data_files),
+        without_label_column=lacking,
     )
     if reward_col is not None:
         out.reward = _reward(table, reward_col)
     _check_frames(out)
-    _check_same_columns(ds)
+    _check_same_columns(ds, ignore=adv_col)
     return out
+
+
+LABEL_VALUES = {"positive", "negative", "none"}
+
+
+def _refuse_label_column_typo(ds: LeRobotDataset, adv_col: str) -> None:
+    """A label column that exists nowhere is created by label, unless another column already holds
+    labels: then --adv-col is most likely misspelt, and a second label column is not what is meant."""
+    schema = ds.schema(ds.data_files[0])
+    for f in schema:
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            values = set(ds.read_columns([f.name], ds.data_files[:1])[f.name].to_pylist())
+            if values and values <= LABEL_VALUES:
+                raise DatasetError(
+                    f"column {adv_col!r} is missing from every data file, but {f.name!r} holds labels ({', '.join(sorted(values))}); "
+                    f"pass --adv-col {f.name} (label creates a missing label column only where the dataset has none)"
+                )
 
 
 def _check_frames(cols: LabelColumns) -> None:
@@ -159,11 +183,12 @@ def _check_frames(cols: LabelColumns) -> None:
         )
 
 
-def _check_same_columns(ds: LeRobotDataset) -> None:
-    """Every data file has the columns of the first one (LeRobot writes one schema)."""
-    first = set(ds.schema(ds.data_files[0]).names)
+def _check_same_columns(ds: LeRobotDataset, ignore: str) -> None:
+    """Every data file has the columns of the first one (LeRobot writes one schema), the label
+    column `ignore` aside (label creates it where it is missing)."""
+    first = set(ds.schema(ds.data_files[0]).names) - {ignore}
     for path in ds.data_files[1:]:
-        names = set(ds.schema(path).names)
+        names = set(ds.schema(path).names) - {ignore}
         if names != first:
             extra, missing = sorted(names - first), sorted(first - names)
             what = f"has column(s) {', '.join(map(repr, extra))} that {ds.data_files[0].name} lacks" if extra else f"lacks column(s) {', '.join(map(repr, missing))}"
@@ -191,21 +216,32 @@ def _reward(table: pa.Table, reward_col: str) -> np.ndarray:
     return reward
 
 
+def _files_with(ds: LeRobotDataset, column: str) -> list[Path]:
+    """The data files that have `column` (all of them, but for a mixed schema such as pistar's labeler leaves)."""
+    return [p for p in ds.data_files if column in ds.schema(p).names]
+
+
 def label_counts(ds: LeRobotDataset, adv_col: str) -> dict[str, int] | None:
-    """Label value counts over the whole dataset, or None when the column is absent."""
-    if not ds.data_files or adv_col not in ds.schema(ds.data_files[0]).names:
+    """Label value counts over the data files that have the column, or None when none has it."""
+    files = _files_with(ds, adv_col) if ds.data_files else []
+    if not files:
         return None
-    counts = pc.value_counts(ds.read_columns([adv_col])[adv_col]).to_pylist()
+    counts = pc.value_counts(ds.read_columns([adv_col], files)[adv_col]).to_pylist()
     return {("null" if c["values"] is None else str(c["values"])): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
 
 
 def label_column_digest(ds: LeRobotDataset, adv_col: str) -> str | None:
-    """sha256 over the label column of every data file, in file order (None if absent)."""
-    if not ds.data_files or adv_col not in ds.schema(ds.data_files[0]).names:
+    """sha256 over the label column of every data file, in file order (None if no file has it;
+    a file without it counts as such)."""
+    files = set(_files_with(ds, adv_col)) if ds.data_files else set()
+    if not files:
         return None
     h = hashlib.sha256()
     for path in ds.data_files:
-        values = ds.read_columns([adv_col], [path])[adv_col].to_pylist()
         h.update(path.relative_to(ds.root).as_posix().encode())
+        if path not in files:
+            h.update(b"\0(no label column)\0")
+            continue
+        values = ds.read_columns([adv_col], [path])[adv_col].to_pylist()
         h.update(b"\0".join(b"\x01" if v is None else v.encode() for v in values))
     return h.hexdigest()

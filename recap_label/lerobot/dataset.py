@@ -308,6 +308,21 @@ class LeRobotDataset:
                 raise DatasetError(f"data file {path} listed in meta/ is missing; restore it from the source dataset")
         return list(seen)
 
+    def missing_files(self) -> list[Path]:
+        """The data and video files meta/ names (every episode's, every camera's) that are not on disk."""
+        named: dict[Path, None] = {}
+        for ep in self.episodes.values():
+            named.setdefault(ep.data_file, None)
+            for ref in ep.videos.values():
+                named.setdefault(ref.path, None)
+        return [p for p in named if not p.is_file()]
+
+    def require_complete(self) -> None:
+        """Refuse a dataset with a file missing, before any work that would need it."""
+        missing = self.missing_files()
+        if missing:
+            raise DatasetError(f"{self.root.name} is incomplete: {missing_summary(self.root, missing)}; restore them from the source dataset (or make a new copy)")
+
     def schema(self, path: Path) -> pa.Schema:
         try:
             return pq.read_schema(path)
@@ -395,6 +410,13 @@ class LeRobotDataset:
         table = read_parquet_table(ep.data_file, cols, filters=[("episode_index", "=", episode_index)])
         order = np.argsort(table["frame_index"].to_numpy(), kind="stable")
         return table.take(pa.array(order))
+
+
+def missing_summary(root: Path, missing: list[Path]) -> str:
+    """'2 files that meta/ names are missing (videos/a.mp4, videos/b.mp4)', at most 3 named."""
+    names = ", ".join(p.relative_to(root).as_posix() for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    n = len(missing)
+    return f"{n} file{'' if n == 1 else 's'} that meta/ names {'is' if n == 1 else 'are'} missing ({names})"
 
 
 def _int(value) -> int:

@@ -193,6 +193,26 @@ def tree_names(step_dir: str | Path) -> set[str]:
     return {keys[0] for keys, _ in entries}
 
 
+EMBEDDING_PARAM = ("llm", "embedder", "input_embedding")
+
+
+def embedding_rows(step_dir: str | Path, use_ema: bool = True) -> int | None:
+    """Rows of the checkpoint's token embedding table (the vocabulary it was trained with), from
+    the array's metadata only; None when it cannot be told (loading the weights then says why)."""
+    import tensorstore as ts
+
+    step_dir = Path(step_dir)
+    entries, use_zarr3 = _read_tree_metadata(step_dir)
+    keys = ("ema_params" if use_ema else "params", *EMBEDDING_PARAM)
+    if keys not in {k for k, _ in entries}:
+        return None
+    try:
+        shape = ts.open(_array_spec(step_dir, ".".join(keys), use_zarr3), open=True, read=True).result().shape
+    except Exception:  # damaged or incomplete: load_flat_params names the parameter
+        return None
+    return int(shape[0]) if len(shape) == 2 else None
+
+
 def load_flat_params(step_dir: str | Path, use_ema: bool = True) -> dict[str, np.ndarray]:
     """The `ema_params` (default) or `params` tree as {"img/embedding/kernel": float32 array, ...}.
 

@@ -139,6 +139,8 @@ class LabelRun(_Record):
     recovered: str | None = None
     duration_s: float | None = None
     rolled_back: str | None = None  # id of the rollback run that undid this one
+    # the value model's inference this run: frames/s, wall-time split, device, precision, step, EMA (None: no inference)
+    performance: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -179,7 +181,7 @@ class SourceRecord(_Record):
     path: str
     realpath: str
     codebase_version: str
-    fingerprint: dict[str, dict]  # relative path → {size, sha256}
+    fingerprint: dict[str, dict]  # relative path → {size, mtime_ns, sha256} of every copied file (older records: data and info.json, no mtime_ns)
     label_column: str
     label_column_sha256: str | None = None
     extra: dict = field(default_factory=dict)

@@ -18,6 +18,8 @@ finished by `recover()` the same way.
 
 Parquet rewrites replace only the label column: the Arrow schema and its metadata (the
 `huggingface` key included), the other columns, the row order and the row groups are kept.
+A file without the label column gets it appended (string), declared in its `huggingface`
+features too; taking it out again restores the schema metadata recorded before.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class Transaction:
         `signature`: file_signature(target) taken when the labels were computed from it; a file
         changed since then is refused (else its new rows would get labels computed for the old)."""
         self._add(target, lambda p: rewrite_label_column(target, p, column, values), planned=signature)
+
+    def stage_without_label_column(self, target: Path, column: str, metadata: dict[bytes, bytes] | None) -> None:
+        """Stage a copy of parquet `target` without `column`, its schema metadata set back to
+        `metadata` (as it was before the column was added)."""
+        self._add(target, lambda p: drop_label_column(target, p, column, metadata))
 
     def abort(self, also: Path | None = None) -> list[Path]:
         """Remove every staged file and undo link (each on its own: one failure does not stop
@@ -379,29 +386,88 @@ def recover(root: Path) -> str | None:
     return recover_commit(root)[0]
 
 
+# prior_labels.parquet of a run that created the label column: {file: its schema metadata before}
+CREATED_COLUMN_KEY = b"recap_label.created_label_column"
+
+
+def encode_schema_metadata(metadata: dict[bytes, bytes] | None) -> str:
+    """Schema metadata as JSON text, byte-exact (base64), to be put back by a rollback."""
+    import base64
+
+    return json.dumps({base64.b64encode(k).decode(): base64.b64encode(v).decode() for k, v in (metadata or {}).items()})
+
+
+def decode_schema_metadata(text: str) -> dict[bytes, bytes]:
+    import base64
+
+    return {base64.b64decode(k): base64.b64decode(v) for k, v in json.loads(text).items()}
+
+
+def schema_with_label_column(schema: pa.Schema, column: str) -> pa.Schema:
+    """`schema` with a string `column` appended, declared in the `huggingface` features (as the
+    `datasets` writer declares a string feature) when the file has that key."""
+    out = schema.append(pa.field(column, pa.string()))
+    meta = dict(schema.metadata or {})
+    hf = meta.get(b"huggingface")
+    if hf is not None:
+        try:
+            doc = json.loads(hf)
+            features = doc["info"]["features"]
+        except (ValueError, KeyError, TypeError):
+            features = None
+        if isinstance(features, dict):
+            features[column] = {"dtype": "string", "_type": "Value"}
+            meta[b"huggingface"] = json.dumps(doc).encode()
+    return out.with_metadata(meta) if meta else out
+
+
+def _compression(meta) -> str:
+    compression = meta.row_group(0).column(0).compression.lower() if meta.num_row_groups else "snappy"
+    return "none" if compression == "uncompressed" else compression
+
+
 def rewrite_label_column(src: Path, dst: Path, column: str, values) -> None:
-    """Write `dst` = `src` with `column` replaced, keeping schema, metadata and row groups."""
+    """Write `dst` = `src` with `column` replaced, keeping schema, metadata and row groups; a
+    file without `column` gets it appended (schema_with_label_column)."""
     pf = pq.ParquetFile(src)
     schema = pf.schema_arrow
     idx = schema.get_field_index(column)
+    if idx < 0:
+        schema = schema_with_label_column(schema, column)
+        idx = schema.get_field_index(column)
     fld = schema.field(idx)
     meta = pf.metadata
     if meta.num_rows != len(values):
         raise RecapError(f"internal error: {len(values)} labels for {meta.num_rows} rows of {src}; nothing was written")
-    compression = meta.row_group(0).column(0).compression.lower() if meta.num_row_groups else "snappy"
-    if compression == "uncompressed":
-        compression = "none"
+    compression = _compression(meta)
     offset = 0
     with pq.ParquetWriter(dst, schema, compression=compression) as writer:
         for i in range(pf.num_row_groups):
             table = pf.read_row_group(i)
             n = table.num_rows
             new = pa.array(list(values[offset : offset + n]), type=fld.type)
-            writer.write_table(table.set_column(idx, fld, new), row_group_size=max(n, 1))
+            table = table.set_column(idx, fld, new) if idx < table.num_columns else table.append_column(fld, new)
+            writer.write_table(table, row_group_size=max(n, 1))
             offset += n
     check = pq.ParquetFile(dst)
     if not check.schema_arrow.equals(schema, check_metadata=True) or check.metadata.num_rows != meta.num_rows:
         raise RecapError(f"internal error: the rewritten {src.name} does not keep its schema; nothing was written")
+
+
+def drop_label_column(src: Path, dst: Path, column: str, metadata: dict[bytes, bytes] | None) -> None:
+    """Write `dst` = `src` without `column`, with schema metadata `metadata`; row groups kept."""
+    pf = pq.ParquetFile(src)
+    idx = pf.schema_arrow.get_field_index(column)
+    if idx < 0:
+        raise RecapError(f"internal error: {src} has no column {column!r} to remove; nothing was written")
+    schema = pf.schema_arrow.remove(idx).with_metadata(metadata) if metadata else pf.schema_arrow.remove(idx).remove_metadata()
+    with pq.ParquetWriter(dst, schema, compression=_compression(pf.metadata)) as writer:
+        for i in range(pf.num_row_groups):
+            table = pf.read_row_group(i).remove_column(idx)
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+    check = pq.ParquetFile(dst)
+    if not check.schema_arrow.equals(schema, check_metadata=True) or check.metadata.num_rows != pf.metadata.num_rows:
+        raise RecapError(f"internal error: {src.name} without {column!r} does not keep its schema; nothing was written")
 
 
 def check_writable_target(root: Path, path: Path) -> None:

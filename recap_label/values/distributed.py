@@ -86,7 +86,8 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
             if source.provenance() != plan["provenance"]:
                 error = f"rank {dist.rank} was started with different settings than rank 0"
             else:
-                partial = PartialValues(ds.root, plan["provenance"]).ensure()
+                base = plan.get("parts_base")  # a dry run keeps its parts outside the dataset
+                partial = PartialValues(ds.root, plan["provenance"], base=None if base is None else Path(base)).ensure()
                 partial.keys = source.input_keys(ds, plan["assign"][dist.rank])
                 for ev in source.episode_values(ds, plan["assign"][dist.rank]):
                     partial.add(ev)
@@ -101,8 +102,10 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
         raise RecapError(f"rank {dist.rank}: {error}")
 
 
-def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist) -> tuple[dict[int, EpisodeValues], str, dict]:
-    """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all."""
+def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist,
+         parts_base: Path | None = None) -> tuple[dict[int, EpisodeValues], str, dict]:
+    """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all.
+    `parts_base`: where the value parts go instead of the dataset's values-partial/ (a dry run)."""
     nothing_to_infer = {"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": source.provenance()}
     if source.caching is Caching.READ_EACH_RUN:
         dist.broadcast(nothing_to_infer)
@@ -118,14 +121,14 @@ def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute
             return values, "sidecar (no inference)", cached[0], keys
     source.prepare()
     provenance = source.provenance()
-    partial = PartialValues(ds.root, provenance).ensure()
+    partial = PartialValues(ds.root, provenance, base=parts_base).ensure()
     partial.keys = keys
     lengths = {e: ds.episodes[e].length for e in episodes}
     if recompute:
         partial.drop(episodes)
     done = set(read_parts(partial, lengths))
     assign = assign_by_frames({e: n for e, n in lengths.items() if e not in done}, dist.world)
-    dist.broadcast({"ok": True, "assign": assign, "provenance": provenance})
+    dist.broadcast({"ok": True, "assign": assign, "provenance": provenance, "parts_base": None if parts_base is None else str(parts_base)})
     error = None
     try:
         for ev in source.episode_values(ds, assign[0]):

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from recap_label.errors import DatasetError, DeviceError
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.frames import iter_episode_frames
+from recap_label.values.progress import Progress as _Progress
 from recap_label.values.sources import EpisodeValues
 
 
@@ -503,37 +504,3 @@ def _warn(message: str) -> None:
     import sys
 
     sys.stderr.write(f"warning: {message}\n")
-
-
-class _Progress:
-    """Rich progress on stderr: frames/s, ETA and, on CUDA, GPU memory."""
-
-    def __init__(self, total: int, device: torch.device, quiet: bool):
-        self.device = device
-        self.bar = None
-        if quiet:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return
-        self.bar = Progress(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                            TimeRemainingColumn(), TextColumn("{task.fields[mem]}"), console=console, transient=True)
-        self.task = self.bar.add_task("infer", total=total, rate="", mem="")
-        self.bar.start()
-        self.t0 = time.perf_counter()
-        self.done = 0
-
-    def advance(self, n: int) -> None:
-        if self.bar is None:
-            return
-        self.done += n
-        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
-        mem = f"GPU {torch.cuda.max_memory_allocated(self.device) / 2**30:.1f} GiB" if self.device.type == "cuda" else ""
-        self.bar.update(self.task, advance=n, rate=f"{rate:,.1f} frames/s", mem=mem)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -91,6 +92,19 @@ def default_workers() -> int:
     return 0 if cores <= 2 else min(8, cores - 1)
 
 
+def _check_vocabulary(tokenizer, step_dir: Path, use_ema: bool) -> None:
+    """A tokenizer with more pieces than the checkpoint has embedding rows is not the model's own:
+    its ids would index past the table (an IndexError deep in the forward pass)."""
+    from recap_label.model.checkpoint import embedding_rows
+
+    rows = embedding_rows(step_dir, use_ema)
+    if rows is not None and tokenizer.vocab_size > rows:
+        raise TokenizerError(
+            f"tokenizer {tokenizer.path} has {tokenizer.vocab_size:,} pieces (token ids up to {tokenizer.vocab_size - 1:,}) but the checkpoint "
+            f"{step_dir} has a {rows:,}-row token embedding table; they do not belong together, pass the --tokenizer-path the value model was trained with"
+        )
+
+
 class ModelValues:
     """The value model as a value source (see values.sources.ValueSource)."""
 
@@ -120,7 +134,7 @@ class ModelValues:
             raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {settings.device!r}")
         if settings.tokenizer_path is None:
             raise TokenizerError("no tokenizer given; pass --tokenizer-path to the value model's SentencePiece tokenizer.model")
-        PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
+        tokenizer = PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
         precision = settings.precision
         if precision not in PRECISIONS:
             raise DeviceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; see recap-label label --help")
@@ -129,6 +143,7 @@ class ModelValues:
         if tree not in tree_names(step_dir):
             hint = "pass --no-use-ema to use params" if use_ema else "this step has no params tree"
             raise CheckpointError(f"checkpoint step {step_dir} has no {tree}; {hint}")
+        _check_vocabulary(tokenizer, step_dir, use_ema)
         if settings.batch_size is not None and settings.batch_size < 1:
             raise DeviceError(f"--batch-size must be >= 1, got {settings.batch_size}")
         workers = default_workers() if settings.num_workers is None else settings.num_workers
@@ -190,7 +205,38 @@ class ModelValues:
         if self._slots is None:
             self.bind(ds)
         engine = self.engine
+        load_s = self._load(engine) if episodes else 0.0
         try:
             yield from engine.episode_values(ds, episodes, list(self._slots.values()))
         finally:
-            self.stats = engine.stats
+            self.stats = {**engine.stats, **self.run_facts(), "load_s": load_s}
+
+    def _load(self, engine) -> float:
+        """Load the weights now (the engine would on first use), timed and announced: a full-size
+        checkpoint takes a while, and a log should not fall silent meanwhile."""
+        from recap_label.values.progress import say
+
+        if getattr(engine, "_model", None) is not None:  # already loaded (or a model given to the engine)
+            return 0.0
+        quiet = self.settings.json
+        say(f"loading the value model {self.step_dir} ({'EMA' if self.use_ema else 'raw params'}) onto {engine.device} …", quiet)
+        t0 = time.perf_counter()
+        engine.model  # noqa: B018 (the property loads)
+        seconds = time.perf_counter() - t0
+        say(f"value model loaded in {seconds:.1f} s", quiet)
+        return seconds
+
+    def run_facts(self) -> dict:
+        """What the inference ran on and with (reported and recorded with its timings)."""
+        engine = self._engine
+        return {
+            "device": None if engine is None else str(engine.device), "precision": self.precision,
+            "batch_size": None if engine is None else engine.batch_size, "num_workers": self.num_workers,
+            "checkpoint_step": checkpoint_step_number(self.step_dir), "ema": self.use_ema,
+        }
+
+
+def checkpoint_step_number(step_dir: Path) -> int | None:
+    """5000 for `step_00005000` (None for a step folder named otherwise)."""
+    m = re.search(r"(\d+)$", step_dir.name)
+    return int(m.group(1)) if m else None

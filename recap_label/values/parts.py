@@ -6,6 +6,10 @@ one `episode-XXXXXX.parquet` per scored episode, each written atomically under i
 any number of processes (an interrupted run resuming, torchrun ranks, `--shard I/N` jobs of a
 cluster array) add parts side by side and a half-written part is never mistaken for a done one.
 
+A `--dry-run` writes nothing inside the dataset: the parts it computes are kept in the same
+layout outside it (`dry_run_parts_dir`: recap-label's cache folder, keyed by the dataset's real
+path), where the next `label` of that dataset finds and reuses them.
+
 Sharded scoring also leaves `split.json` (how many shards and which episodes each owns) and a
 `shard-III-of-NNN.done` marker per finished shard; a scoring process registers itself under
 `values-partial/scorers/` while it runs, so a label commit can refuse while scoring is live.
@@ -51,10 +55,11 @@ def _load_json(path: Path):
 class PartialValues:
     """The parts of one provenance (created on first use)."""
 
-    def __init__(self, root: Path, provenance: dict):
+    def __init__(self, root: Path, provenance: dict, base: Path | None = None):
         self.root = root
         self.provenance = provenance
-        self.dir = root / PARTIAL_DIR / provenance_key(provenance)
+        self.dir = (root / PARTIAL_DIR if base is None else base) / provenance_key(provenance)
+        self.read_only = False  # a dry run's view of the dataset's parts: a bad part is skipped, not removed
         self.dropped: list[int] = []  # episodes whose part did not read back whole
         self.keys: dict[int, str] = {}  # input key per episode (values.sources.ValueSource.input_keys)
         self.stale: list[int] = []  # episodes whose part was computed from other inputs
@@ -62,10 +67,11 @@ class PartialValues:
     # -- finding parts without the model ---------------------------------------------------
 
     @classmethod
-    def find(cls, root: Path, source: ValueSource) -> "PartialValues | None":
-        """The parts a source can reuse (exact provenance first), or None."""
+    def find(cls, root: Path, source: ValueSource, base: Path | None = None) -> "PartialValues | None":
+        """The parts a source can reuse (exact provenance first), or None; `base`: parts kept
+        outside the dataset instead of its values-partial/."""
         mine = source.provenance()
-        found = [cls(root, prov) for prov in all_provenances(root) if source.reuses(prov)]
+        found = [cls(root, prov, base) for prov in all_provenances(root, base) if source.reuses(prov)]
         found.sort(key=lambda p: p.provenance != mine)
         return found[0] if found else None
 
@@ -113,12 +119,14 @@ class PartialValues:
         except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
             whole, stored = False, ""
         if whole and self.keys.get(episode) and stored != self.keys[episode]:
-            path.unlink(missing_ok=True)
+            if not self.read_only:
+                path.unlink(missing_ok=True)
             self.stale.append(episode)
             return None
         if whole:
             return EpisodeValues(episode, frames, values)
-        path.unlink(missing_ok=True)
+        if not self.read_only:
+            path.unlink(missing_ok=True)
         self.dropped.append(episode)
         return None
 
@@ -184,8 +192,8 @@ class PartialValues:
         return [i + 1 for i, eps in enumerate(split["episodes"]) if not set(eps) <= episodes_done]
 
 
-def all_provenances(root: Path) -> list[dict]:
-    folder = root / PARTIAL_DIR
+def all_provenances(root: Path, base: Path | None = None) -> list[dict]:
+    folder = root / PARTIAL_DIR if base is None else base
     if not folder.is_dir():
         return []
     out = []
@@ -208,6 +216,19 @@ def discard_partial(root: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         fsync_dir(folder.parent)
+
+
+def dry_run_parts_dir(cache_dir: Path, root: Path) -> Path:
+    """Where `label --dry-run` keeps the values it computed for the dataset at `root`: under
+    `cache_dir` (recap-label's cache), one folder per dataset, keyed by its real path."""
+    real = os.path.realpath(root)
+    return Path(cache_dir) / "dry-run-values" / f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:12]}"
+
+
+def discard_dry_run_parts(folder: Path | None) -> None:
+    """Drop what a dry run kept, once a label run has committed those values to the sidecar."""
+    if folder is not None and folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- live scoring processes ------------------------------------------------------------------

@@ -72,11 +72,15 @@ def gather_values(
     episodes: list[int],
     *,
     recompute: bool,
+    kept: Path | None = None,
+    dry_run: bool = False,
 ) -> tuple[dict[int, EpisodeValues], str, dict, dict[int, str]]:
     """V for every frame of `episodes`: (values by episode, how they were obtained, the
     provenance of the values used, the input key of each episode). In order: the source itself
     (a column or file), the values sidecar, complete value parts (resumed runs, finished shards),
-    then inference of what is left. Cached values whose episode's inputs changed are computed again."""
+    then parts an earlier --dry-run kept outside the dataset (in `kept`), then inference of what is
+    left. Cached values whose episode's inputs changed are computed again. With `dry_run` nothing
+    is written inside the dataset: new parts go to `kept` instead."""
     if source.caching is Caching.READ_EACH_RUN:
         out = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
         return out, source.provenance()["source"], source.provenance(), {}
@@ -95,6 +99,7 @@ def gather_values(
     found = None if recompute else PartialValues.find(ds.root, source)
     if found is not None:
         found.keys = keys
+        found.read_only = dry_run
         have.update(read_parts(found, {e: n for e, n in lengths.items() if e not in have}))
         missing = found.missing_shards(set(have))
         if missing and found.split() is not None:
@@ -110,13 +115,19 @@ def gather_values(
             return have, how + _notes(found), found.provenance, keys
     elif not recompute and provenance is None:
         _refuse_foreign_shards(ds.root, source)
+    earlier = None if recompute or kept is None else PartialValues.find(ds.root, source, base=kept)
+    if earlier is not None and (provenance is None or provenance == earlier.provenance) and (found is None or found.provenance == earlier.provenance):
+        earlier.keys = keys
+        have.update(read_parts(earlier, {e: n for e, n in lengths.items() if e not in have}))
+        if len(have) == len(episodes):
+            return have, f"values kept by an earlier --dry-run in {kept} (no inference)" + _notes(found, earlier), earlier.provenance, keys
     source.prepare()  # from here on the provenance is what inference really runs with
-    partial = PartialValues(ds.root, source.provenance()).ensure()
+    partial = PartialValues(ds.root, source.provenance(), base=kept if dry_run else None).ensure()
     partial.keys = keys
     if recompute:
         partial.drop(episodes)
         have = {}
-    elif found is None or found.dir != partial.dir:
+    elif (found is None or found.dir != partial.dir) and (earlier is None or earlier.dir != partial.dir):
         have.update(read_parts(partial, {e: n for e, n in lengths.items() if e not in have}))
     todo = [e for e in episodes if e not in have]
     try:
