@@ -99,7 +99,7 @@ class LabelOutcome:
         counts = dict(run.counts)
         b = Breakdown(**{k: counts[k] for k in ("frames", "labels", "intervention", "autonomous", "autonomous_positive_share", "demo_episodes", "rollout_episodes")})
         return cls(root, run.id, False, run.values_from, run.thresholds, run.pool_sizes, b, run.transitions, run.share_per_task,
-                   len(run.files_rewritten), [], notes, {}, run.performance)
+                   len(run.files_rewritten), [], notes, {}, performance=run.performance)
 
     def to_json(self) -> dict:
         return {
