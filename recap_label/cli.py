@@ -623,16 +623,18 @@ def iterations_cmd(
 
     from recap_label.store.lineage import split_iteration_name
 
-    t = Table(title=f"iterations of {its.base}", title_justify="left")
-    for col in ("", "name", "parent", "runs", "share", "thr", "step", "state"):
-        t.add_column(col, justify="right" if col in ("runs", "share", "thr", "step") else "left", no_wrap=col in ("name", "state"))
+    out = _stdout()
+    out.print(f"iterations of {its.base}")
+    t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a row fits 80 columns; a long name folds, numbers never do
+    for col in ("", "name", "parent", "runs", "share", "threshold", "step", "state"):
+        t.add_column(col, justify="right" if col in ("runs", "share", "threshold", "step") else "left",
+                     no_wrap=col != "name", overflow="fold" if col == "name" else "ellipsis")
     for r in its.rows:
         state = "missing" if r.missing else "retired" if r.retired else "registered" if r.registered else "unregistered"
         parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
         t.add_row("*" if r.active else "", r.name, parent, str(r.runs),
                   "-" if r.share is None else f"{100 * r.share:.1f} %", "-" if r.threshold is None else f"{r.threshold:.4g}",
                   "-" if r.checkpoint_step is None else str(r.checkpoint_step), state)
-    out = _stdout()
     out.print(t)
     for r in its.rows:
         out.print(f"{r.name}: {r.path}")

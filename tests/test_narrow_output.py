@@ -118,3 +118,14 @@ def test_ctrl_c_during_copy_closes_the_progress_bar(lerobot_home, tmp_path):
     after = text[text.index("Error:"):]
     assert "━" not in after and "MB" not in after, repr(after)  # the bar is gone, not drawn again below the error
     assert after.splitlines()[0].startswith("Error: interrupted; the copy was taken back") and after.splitlines()[0].endswith("run the same command to copy again")
+
+
+def test_iterations_rows_fit_80_columns(long_copy, lerobot_home):
+    """Each iteration is one whole row: the share, the threshold and the state are never cut."""
+    run80("label", long_copy, "--values", values_file(long_copy), "--lookahead", "5", home=lerobot_home)
+    out = run80("iterations", long_copy, home=lerobot_home).splitlines()
+    table = out[1:3]  # the header and the one row; the paths follow, whole, on lines of their own
+    assert all(len(line) <= 80 for line in table), out
+    row = table[1]
+    assert re.search(r" 1 +30\.\d % +-?\d\.\d+ +- +registered$", row.rstrip()), out
+    assert f"{long_copy.name}: {long_copy}" in out
