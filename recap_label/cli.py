@@ -297,8 +297,9 @@ def _render_verify(report, episodes: bool) -> None:
         out.print(episodes_table(report.breakdown))
     _render_value_model(out, report.value_model)
     t = Table(title="invariants", title_justify="left")
-    for col in ("check", "result", "detail"):
-        t.add_column(col)
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")  # a long path is folded onto the next line, never cut with "…"
     for c in report.checks:
         t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip", "warn": "WARN"}[c.status], c.detail)
     out.print(t)
