@@ -14,14 +14,45 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from recap_label import __version__
 from recap_label.config import Settings, resolve_settings
 from recap_label.errors import RecapError
 
 D = Settings.default  # help texts show the built-in defaults from the one place they are set
+# the UsageError of the Click that Typer parses with (its own vendored copy since Typer 0.26)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _JsonUsageErrors(TyperGroup):
+    """A usage error (a flag or value Click rejects before a command runs, e.g. `--lookahead 1e30`)
+    is, under --json, also the JSON error object on stdout, like every other error."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["recap_label.args"] = list(args)  # every token, the command's own flags included
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as exc:
+            self._json_error(ctx, exc)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _UsageError as exc:
+            self._json_error(ctx, exc)
+            raise
+
+    @staticmethod
+    def _json_error(ctx, exc) -> None:
+        given = [a for a in ctx.meta.get("recap_label.args", []) if a in ("--json", "--no-json")]
+        if given[-1] == "--json" if given else isinstance(ctx.obj, Settings) and ctx.obj.json:
+            _print_json({"error": exc.format_message(), "exit_code": exc.exit_code, "kind": "usage_error"})
+
 
 app = typer.Typer(
+    cls=_JsonUsageErrors,
     name="recap-label",
     help=(
         "Stage 5 of RECAP (pi*0.6): copy a LeRobot dataset safely, label every rollout frame "

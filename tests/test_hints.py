@@ -196,6 +196,18 @@ def test_json_error_is_an_object_on_stdout_too(cli, copy, tmp_path):
     assert json.loads(r.stdout) == {"error": error_line(r).removeprefix("Error: "), "exit_code": 2, "kind": "config_error"}
 
 
+def test_json_usage_error_is_an_object_on_stdout_too(cli, copy):
+    """A flag or value Click rejects before the command runs (`--lookahead 1e30`, a misspelt option
+    or command): under --json the same JSON object on stdout; without it, nothing on stdout."""
+    for args, flag_first in ((("label", copy, "--lookahead", "1e30", "--json"), False), (("labl", copy), True),
+                             (("label", copy, "--lookahed", "5"), True), (("--bogus", "label", copy), True)):
+        r = cli(*(("--json", *args) if flag_first else args), code=2)
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith("Error: ") and json.loads(r.stdout) == {"error": line.removeprefix("Error: "), "exit_code": 2, "kind": "usage_error"}, r.stdout
+        assert cli(*args[:-1] if not flag_first else args, code=2).stdout == ""
+    assert cli("--json", "label", copy, "--no-json", "--lookahead", "x", code=2).stdout == ""  # the command's own flag wins
+
+
 # -- Ctrl-C during copy ----------------------------------------------------------------------------
 
 
