@@ -413,7 +413,7 @@ def label_cmd(
     from recap_label.rule import RuleSettings, resolve_ratio
     from recap_label.values.sources import value_source_from_options
 
-    if top_percent is not None and top_percent < 1 and positive_ratio is None:
+    if top_percent is not None and 0 < top_percent < 1 and positive_ratio is None:  # 0 and below are refused, not warned
         from recap_label.errors import warn
 
         warn(f"--top-percent {top_percent:g} labels {top_percent:g} % of the autonomous frames positive; "

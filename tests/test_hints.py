@@ -145,6 +145,8 @@ def test_top_percent_below_one_is_warned(cli, copy):
     r = cli("label", copy, "--values", values_file(copy), "--lookahead", "5", "--top-percent", "0.3", "--json")
     assert "warning: --top-percent 0.3 labels 0.3 % of the autonomous frames positive; for 30 % pass --top-percent 30 (or --positive-ratio 0.3)" in r.stderr
     assert not cli("label", copy, "--values", values_file(copy), "--lookahead", "5", "--top-percent", "30").stderr
+    for n in ("0", "-5"):  # refused with its one Error line, no warning that suggests the same value again
+        assert refused(cli, copy, "--values", values_file(copy), "--top-percent", n) == f"Error: --top-percent must be in (0, 100], got {float(n)}"
 
 
 def test_lookahead_longer_than_every_episode_is_warned(cli, copy):
