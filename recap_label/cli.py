@@ -735,8 +735,10 @@ def diff_cmd(
 ):
     """Compare the labels (and V) of two iterations, or of two label runs of one copy. Only reads.
 
-    Example:  recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2
-    Example:  recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002
+    \b
+    Examples:
+      recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2
+      recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002
     """
     from recap_label.commands.diff import diff_datasets, plot_diff
 

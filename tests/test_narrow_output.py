@@ -108,6 +108,9 @@ def test_rollback_help_shows_each_example_on_its_own_line(lerobot_home):
     out = run80("rollback", "--help", home=lerobot_home).splitlines()
     assert any(line.strip().startswith("recap-label rollback local/vial_v21_vlm_label_v3") and line.strip().endswith("# undo the last label run") for line in out)
     assert any(line.strip().endswith("--iteration  # back to _v2") for line in out)
+    out = [line.strip() for line in run80("diff", "--help", home=lerobot_home).splitlines()]  # the same for diff's two examples
+    assert "recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2" in out
+    assert "recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002" in out
 
 
 @pytest.mark.slow  # copies 300 MB: the bar shows only for large copies
