@@ -14,14 +14,45 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from recap_label import __version__
 from recap_label.config import Settings, resolve_settings
 from recap_label.errors import RecapError
 
 D = Settings.default  # help texts show the built-in defaults from the one place they are set
+# the UsageError of the Click that Typer parses with (its own vendored copy since Typer 0.26)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _JsonUsageErrors(TyperGroup):
+    """A usage error (a flag or value Click rejects before a command runs, e.g. `--lookahead 1e30`)
+    is, under --json, also the JSON error object on stdout, like every other error."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["recap_label.args"] = list(args)  # every token, the command's own flags included
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as exc:
+            self._json_error(ctx, exc)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _UsageError as exc:
+            self._json_error(ctx, exc)
+            raise
+
+    @staticmethod
+    def _json_error(ctx, exc) -> None:
+        given = [a for a in ctx.meta.get("recap_label.args", []) if a in ("--json", "--no-json")]
+        if given[-1] == "--json" if given else isinstance(ctx.obj, Settings) and ctx.obj.json:
+            _print_json({"error": exc.format_message(), "exit_code": exc.exit_code, "kind": "usage_error"})
+
 
 app = typer.Typer(
+    cls=_JsonUsageErrors,
     name="recap-label",
     help=(
         "Stage 5 of RECAP (pi*0.6): copy a LeRobot dataset safely, label every rollout frame "
@@ -297,8 +328,9 @@ def _render_verify(report, episodes: bool) -> None:
         out.print(episodes_table(report.breakdown))
     _render_value_model(out, report.value_model)
     t = Table(title="invariants", title_justify="left")
-    for col in ("check", "result", "detail"):
-        t.add_column(col)
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")  # a long path is folded onto the next line, never cut with "…"
     for c in report.checks:
         t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip", "warn": "WARN"}[c.status], c.detail)
     out.print(t)
@@ -381,7 +413,7 @@ def label_cmd(
     from recap_label.rule import RuleSettings, resolve_ratio
     from recap_label.values.sources import value_source_from_options
 
-    if top_percent is not None and top_percent < 1 and positive_ratio is None:
+    if top_percent is not None and 0 < top_percent < 1 and positive_ratio is None:  # 0 and below are refused, not warned
         from recap_label.errors import warn
 
         warn(f"--top-percent {top_percent:g} labels {top_percent:g} % of the autonomous frames positive; "
@@ -705,8 +737,10 @@ def diff_cmd(
 ):
     """Compare the labels (and V) of two iterations, or of two label runs of one copy. Only reads.
 
-    Example:  recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2
-    Example:  recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002
+    \b
+    Examples:
+      recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2
+      recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002
     """
     from recap_label.commands.diff import diff_datasets, plot_diff
 

@@ -145,6 +145,8 @@ def test_top_percent_below_one_is_warned(cli, copy):
     r = cli("label", copy, "--values", values_file(copy), "--lookahead", "5", "--top-percent", "0.3", "--json")
     assert "warning: --top-percent 0.3 labels 0.3 % of the autonomous frames positive; for 30 % pass --top-percent 30 (or --positive-ratio 0.3)" in r.stderr
     assert not cli("label", copy, "--values", values_file(copy), "--lookahead", "5", "--top-percent", "30").stderr
+    for n in ("0", "-5"):  # refused with its one Error line, no warning that suggests the same value again
+        assert refused(cli, copy, "--values", values_file(copy), "--top-percent", n) == f"Error: --top-percent must be in (0, 100], got {float(n)}"
 
 
 def test_lookahead_longer_than_every_episode_is_warned(cli, copy):
@@ -194,6 +196,18 @@ def test_json_error_is_an_object_on_stdout_too(cli, copy, tmp_path):
     assert cli("verify", tmp_path / "nothere", code=2).stdout == ""  # without --json: stderr only
     r = cli("--json", "--config", tmp_path / "missing.toml", "config", code=2)  # an error before any command runs
     assert json.loads(r.stdout) == {"error": error_line(r).removeprefix("Error: "), "exit_code": 2, "kind": "config_error"}
+
+
+def test_json_usage_error_is_an_object_on_stdout_too(cli, copy):
+    """A flag or value Click rejects before the command runs (`--lookahead 1e30`, a misspelt option
+    or command): under --json the same JSON object on stdout; without it, nothing on stdout."""
+    for args, flag_first in ((("label", copy, "--lookahead", "1e30", "--json"), False), (("labl", copy), True),
+                             (("label", copy, "--lookahed", "5"), True), (("--bogus", "label", copy), True)):
+        r = cli(*(("--json", *args) if flag_first else args), code=2)
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith("Error: ") and json.loads(r.stdout) == {"error": line.removeprefix("Error: "), "exit_code": 2, "kind": "usage_error"}, r.stdout
+        assert cli(*args[:-1] if not flag_first else args, code=2).stdout == ""
+    assert cli("--json", "label", copy, "--no-json", "--lookahead", "x", code=2).stdout == ""  # the command's own flag wins
 
 
 # -- Ctrl-C during copy ----------------------------------------------------------------------------

@@ -138,6 +138,11 @@ def test_a_misspelt_label_column_is_not_created_beside_the_real_one(cli, lerobot
     assert line == ("Error: column 'adv_idn' is missing from every data file, but 'adv_ind' holds labels (positive); "
                     "pass --adv-col adv_ind (label creates a missing label column only where the dataset has none)")
     assert tree_digest(dest) == before
+    # verify and diff read it as misspelt too, not as a label column of "none" that fails invariants
+    cli("label", dest, "--value-column", "value_label")
+    for command in (("verify", dest), ("diff", dest, dest)):
+        r = cli(*command, "--adv-col", "adv_idn", code=2)
+        assert error_line(r) == line and "INVARIANT" not in r.stdout, command
 
 
 @pytest.mark.slow

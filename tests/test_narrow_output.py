@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from recap_label.devtools import synth
-from support import Cli, cmd, sub_env, tiny_spec, values_file
+from support import FIXTURES, Cli, cmd, sub_env, tiny_spec, values_file, writable_copy
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +68,28 @@ def test_rollback_list_marks_only_the_run_on_disk_and_keeps_the_time(long_copy, 
     assert rows["run-0001"].rstrip().endswith(" active") and rows["run-0002"].rstrip().endswith("undone by run-0003")
 
 
+def test_verify_names_a_missing_file_whole(lerobot_home, tmp_path):
+    """The invariants table folds a long detail onto more lines instead of cutting it with '…':
+    the missing file is there to read (and restore)."""
+    src = writable_copy(FIXTURES / "v2.1" / "video_av1", tmp_path / "spec")
+    run80("copy", src, home=lerobot_home)
+    long_copy = tmp_path / "spec_vlm_label"
+    video = sorted((long_copy / "videos").rglob("*.mp4"))[-1]
+    video.unlink()
+    detail = {c["name"]: c for c in json.loads(run80("verify", long_copy, "--json", home=lerobot_home, code=1))["checks"]}["every file meta/ names is present"]["detail"]
+    assert video.relative_to(long_copy).as_posix() in detail
+    out = run80("verify", long_copy, home=lerobot_home, code=1).splitlines()
+    assert "…" not in "\n".join(out) and max(len(line) for line in out if line.startswith("│")) <= 80
+    start = next(i for i, line in enumerate(out) if "every file meta/ names" in line)
+    cells = []
+    for line in out[start:]:
+        if line.startswith("│ ") and (not cells or line.split("│")[1].strip() in ("", "present")):
+            cells.append(line.split("│")[3].strip())
+        elif cells:
+            break
+    assert "".join(cells).replace(" ", "") == detail.replace(" ", "")
+
+
 def test_config_is_not_cut(lerobot_home, tmp_path):
     cache = tmp_path / "a" / "rather" / "long" / "tokenizer" / "folder" / "that" / "does" / "not" / "fit" / "tokenizer.model"
     (tmp_path / "recap-label.toml").write_text(f'tokenizer_path = "{cache}"\nlookahead = 7\n')
@@ -86,6 +108,9 @@ def test_rollback_help_shows_each_example_on_its_own_line(lerobot_home):
     out = run80("rollback", "--help", home=lerobot_home).splitlines()
     assert any(line.strip().startswith("recap-label rollback local/vial_v21_vlm_label_v3") and line.strip().endswith("# undo the last label run") for line in out)
     assert any(line.strip().endswith("--iteration  # back to _v2") for line in out)
+    out = [line.strip() for line in run80("diff", "--help", home=lerobot_home).splitlines()]  # the same for diff's two examples
+    assert "recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2" in out
+    assert "recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002" in out
 
 
 @pytest.mark.slow  # copies 300 MB: the bar shows only for large copies

@@ -59,3 +59,21 @@ def test_label_and_rollback_keep_each_files_mode(cli, lerobot_home, tmp_path):
     assert {p: (mode(p), p.stat().st_uid, p.stat().st_gid) for p in files} == before
     cli("rollback", dest)
     assert {p: mode(p) for p in files} == {p: m for p, (m, _, _) in before.items()}
+
+
+def test_label_and_rollback_keep_each_files_owner_where_permitted(cli, lerobot_home, tmp_path):
+    """Root may give the rewritten file its old owner and group back (a teammate's file stays theirs)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root may give a file another owner")
+    src = synth.write_dataset(tmp_path / "ds", tiny_spec())
+    cli("copy", src, "--json")
+    dest = tmp_path / "ds_vlm_label"
+    files = data_files(dest)
+    for p in files:
+        os.chown(p, 65534, 65534)  # nobody:nogroup
+    inodes = {p: p.stat().st_ino for p in files}
+    cli("label", dest, "--values", values_file(dest), "--lookahead", "5", "--json")
+    assert any(p.stat().st_ino != inodes[p] for p in files)  # files were rewritten
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in files} == {(65534, 65534)}
+    cli("rollback", dest)
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in files} == {(65534, 65534)}

@@ -120,7 +120,7 @@ def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, rewa
                 raise _missing_column(ds, col, flag)
     cols = ["episode_index", "frame_index", "task_index", human_col] + ([reward_col] if reward_col else [])
     lacking = [p for p in ds.data_files if adv_col not in ds.schema(p).names]
-    if reward_col is not None and len(lacking) == len(ds.data_files):
+    if len(lacking) == len(ds.data_files):  # label, and verify/diff too: a misspelt --adv-col is not a column of "none"
         _refuse_label_column_typo(ds, adv_col)
     signatures = {p: file_signature(p) for p in ds.data_files} if reward_col else {}
     tables, labels = [], []
