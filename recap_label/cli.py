@@ -625,7 +625,8 @@ def iterations_cmd(
 
     t = Table(title=f"iterations of {its.base}", title_justify="left")
     for col in ("", "name", "parent", "runs", "share", "thr", "step", "state"):
-        t.add_column(col, justify="right" if col in ("runs", "share", "thr", "step") else "left", no_wrap=col in ("name", "state"))
+        # the numbers never shrink; a long name folds (its path is printed in full under the table)
+        t.add_column(col, justify="right" if col in ("runs", "share", "thr", "step") else "left", no_wrap=col != "name", overflow="fold")
     for r in its.rows:
         state = "missing" if r.missing else "retired" if r.retired else "registered" if r.registered else "unregistered"
         parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"

@@ -118,3 +118,12 @@ def test_ctrl_c_during_copy_closes_the_progress_bar(lerobot_home, tmp_path):
     after = text[text.index("Error:"):]
     assert "━" not in after and "MB" not in after, repr(after)  # the bar is gone, not drawn again below the error
     assert after.splitlines()[0].startswith("Error: interrupted; the copy was taken back") and after.splitlines()[0].endswith("run the same command to copy again")
+
+
+def test_iterations_keeps_the_numbers_whole_beside_a_long_name(long_copy, lerobot_home):
+    run80("label", long_copy, "--values", values_file(long_copy), "--lookahead", "5", home=lerobot_home)
+    row = json.loads(run80("iterations", long_copy, "--json", home=lerobot_home))["iterations"][0]
+    out = run80("iterations", long_copy, home=lerobot_home)
+    assert f"{100 * row['share']:.1f} %" in out and f"{row['threshold']:.4g}" in out and "registered" in out
+    assert f"{long_copy.name}: {long_copy}" in out.splitlines()  # the name a table row folds, whole under it
+    assert max(len(line.rstrip()) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 80  # the table; plain lines stay whole
