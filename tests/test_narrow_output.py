@@ -127,3 +127,16 @@ def test_iterations_keeps_the_numbers_whole_beside_a_long_name(long_copy, lerobo
     assert f"{100 * row['share']:.1f} %" in out and f"{row['threshold']:.4g}" in out and "registered" in out
     assert f"{long_copy.name}: {long_copy}" in out.splitlines()  # the name a table row folds, whole under it
     assert max(len(line.rstrip()) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 80  # the table; plain lines stay whole
+
+
+def test_diff_settings_fold_a_long_path_instead_of_cutting_it(long_copy, lerobot_home):
+    run80("label", long_copy, "--values", values_file(long_copy, seed=0), "--lookahead", "5", home=lerobot_home)
+    run80("copy", f"local/{long_copy.name}_active", home=lerobot_home)
+    v2 = long_copy.parent / f"{long_copy.name}_v2"
+    run80("label", v2, "--values", values_file(v2, seed=1), "--lookahead", "5", home=lerobot_home)
+    settings = json.loads(run80("diff", long_copy, v2, "--json", home=lerobot_home))["settings"]
+    out = run80("diff", long_copy, v2, home=lerobot_home)
+    table = out[out.index("thresholds and settings that differ"):]
+    cells = "".join(line.split("│")[3].strip() for line in table.splitlines() if line.startswith("│"))  # column B, unfolded
+    assert "…" not in out and all(str(vb) in cells for _, vb in settings.values() if vb is not None)
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 80
