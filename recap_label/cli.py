@@ -637,7 +637,7 @@ def iterations_cmd(
     out.print(t)
     for r in its.rows:
         out.print(f"{r.name}: {r.path}")
-    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no iteration labeled yet; `recap-label activate <copy>` sets it)")
+    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)")
 
 
 @app.command("activate")
