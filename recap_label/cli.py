@@ -710,6 +710,10 @@ def diff_cmd(
     from recap_label.commands.diff import diff_datasets, plot_diff
 
     settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
+    if plot is not None:
+        from recap_label.plotting import check_plot_destination
+
+        check_plot_destination(plot)  # before the work, as verify does: a wrong name is bad input, not a traceback
     report = diff_datasets(a, b, settings, common=common, force=force)
     if plot is not None:
         plot_diff(report, plot)
