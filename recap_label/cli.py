@@ -619,6 +619,9 @@ def iterations_cmd(
     if settings.json:
         _print_json(its.to_json())
         return
+    if not its.rows:  # a sentence, not an empty table
+        _stdout().print(f"{its.base} has no iteration copies yet; `recap-label copy {dataset}` makes the first")
+        return
     from rich.table import Table
 
     from recap_label.store.lineage import split_iteration_name
