@@ -651,6 +651,9 @@ def iterations_cmd(
     if settings.json:
         _print_json(its.to_json())
         return
+    if not its.rows:  # a sentence, not an empty table
+        _stdout().print(f"{its.base} has no iteration copies yet; `recap-label copy {dataset}` makes the first")
+        return
     from rich.table import Table
 
     from recap_label.store.lineage import split_iteration_name
@@ -670,7 +673,7 @@ def iterations_cmd(
     out.print(t)
     for r in its.rows:
         out.print(f"{r.name}: {r.path}")
-    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no iteration labeled yet; `recap-label activate <copy>` sets it)")
+    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)")
 
 
 @app.command("activate")
@@ -745,6 +748,10 @@ def diff_cmd(
     from recap_label.commands.diff import diff_datasets, plot_diff
 
     settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, json=json_out)
+    if plot is not None:
+        from recap_label.plotting import check_plot_destination
+
+        check_plot_destination(plot)  # before the work, as verify does: a wrong name is bad input, not a traceback
     report = diff_datasets(a, b, settings, common=common, force=force)
     if plot is not None:
         plot_diff(report, plot)

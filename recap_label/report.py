@@ -114,9 +114,10 @@ def diff_tables(d, top: int | None):
         t.add_row("|ΔV| mean / max", f"{num(d.values['mean_abs_dv'], '{:.4f}')} / {num(d.values['max_abs_dv'], '{:.4f}')}")
         tables.append(t)
     t = Table(title="thresholds and settings that differ", title_justify="left")
-    t.add_column("")
-    t.add_column("A", justify="right")
-    t.add_column("B", justify="right")
+    t.add_column("", no_wrap=True)
+    # a checkpoint path or hash folds onto more lines instead of being cut
+    t.add_column("A", justify="right", overflow="fold")
+    t.add_column("B", justify="right", overflow="fold")
     for name, th in d.thresholds.items():
         t.add_row(f"threshold {name}", num(th["a"], "{:.5g}"), num(th["b"], "{:.5g}") + (f" ({th['shift']:+.4g})" if th["shift"] is not None else ""))
     for k, (va, vb) in d.settings.items():

@@ -32,6 +32,7 @@ SPEARMAN_FLOOR = 0.3  # rank correlation with the Monte-Carlo value under this: 
 SUPPORT = (-1.0, 0.0)  # the value head's bins span [-1, 0]
 HALF_BIN = 0.5 * (SUPPORT[1] - SUPPORT[0]) / 200  # half a bin of the 201-bin head
 TAIL_MIN_FRAMES = 10  # fewer autonomous tail frames than this: no pile-up warning
+TAIL_EPISODE_SHARE = 0.9  # one episode's tail frames positive over this share (and twice the overall): pile-up
 
 
 @dataclass
@@ -122,10 +123,16 @@ def assess(
         warnings.append(f"V's Spearman correlation with {mc_column!r} is {rho:.2f} (< {SPEARMAN_FLOOR}): V orders the frames poorly")
     if n_tail >= TAIL_MIN_FRAMES and auto.any():
         tail_rate, overall = tail_pos / n_tail, n_pos / int(auto.sum())
-        if tail_rate > max(2 * overall, 0.5):
+        bar, episode_bar = max(2 * overall, 0.5), max(2 * overall, TAIL_EPISODE_SHARE)
+        # per episode too: a pile-up on the successful episodes alone can leave the pooled share under the bar
+        ep_tail = np.bincount(inverse, weights=tail_auto, minlength=ids.size)
+        ep_tail_pos = np.bincount(inverse, weights=pos_auto & tail, minlength=ids.size)
+        piled = ids[(ep_tail >= TAIL_MIN_FRAMES) & (ep_tail_pos > episode_bar * ep_tail)]
+        if tail_rate > bar or piled.size:
+            where = f"; in {piled.size} of {ids.size} rollout episodes over {100 * episode_bar:.0f} %, e.g. {', '.join(map(str, piled[:3]))}" if piled.size else ""
             warnings.append(
                 f"{tail_pos} of {n_pos} autonomous positives are in the last {lookahead} frames of an episode ({100 * tail_rate:.0f} % of those frames "
-                f"are positive, {100 * overall:.0f} % overall): the zero tail bootstrap makes A = sum(r) - V[t] there; compare with --tail-bootstrap last"
+                f"are positive, {100 * overall:.0f} % overall{where}): the zero tail bootstrap makes A = sum(r) - V[t] there; compare with --tail-bootstrap last"
             )
     ties = tied_at_threshold(np.asarray(advantage, dtype=np.float32), labels, thresholds) if advantage is not None and thresholds else 0
     return ValueModelSection(

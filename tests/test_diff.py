@@ -168,3 +168,18 @@ def test_diff_bad_input_changes_nothing(cli, lerobot_home, tmp_path):
     res = cli("diff", v, m, "--common", "--plot", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "episodes that flipped most" in res.stdout
     assert {p: snapshot(p) for p in (v, c, m)} == before
+
+
+def test_diff_plot_destination_is_checked_first(cli, lerobot_home, tmp_path):
+    src = synth.write_dataset(tmp_path / "vial", synth.simple_spec("v2.1", episodes=4, length=30, demos=1, png_cameras=0, video_cameras=0))
+    cli("copy", src, "--no-register")
+    v = tmp_path / "vial_vlm_label"
+    cli("label", v, "--value-column", "value_label", "--lookahead", "5")
+    cli("label", v, "--value-column", "value_label", "--lookahead", "5", "--positive-ratio", "0.5")
+    runs = (f"{v}@run-0001", f"{v}@run-0002")
+    txt = tmp_path / "diff.txt"
+    assert error_line(cli("diff", *runs, "--plot", txt, code=2)) == f"Error: --plot {txt}: the plot is a PNG; pass a file name ending in .png"
+    missing = tmp_path / "nowhere" / "diff.png"
+    assert error_line(cli("diff", *runs, "--plot", missing, code=2)) == (
+        f"Error: --plot {missing}: folder {missing.parent} does not exist; create it first or pass another path")
+    assert not txt.exists() and not missing.parent.exists()

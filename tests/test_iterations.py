@@ -81,6 +81,19 @@ def test_rolling_back_the_only_run_moves_active_off_the_copy(cli, lerobot_home, 
     assert out["notes"][-1].startswith("local/vial_vlm_label_active removed: vial_vlm_label has no label run now")
 
 
+def test_iterations_of_an_original_without_copies_says_so(cli, lerobot_home, vial):
+    assert cli("iterations", vial).stdout.splitlines() == [f"vial has no iteration copies yet; `recap-label copy {vial}` makes the first"]
+    assert json.loads(cli("iterations", vial, "--json").stdout)["iterations"] == []
+
+
+def test_iterations_without_active_does_not_claim_nothing_was_labeled(cli, lerobot_home, vial, tmp_path):
+    cli("copy", vial)
+    cli("label", "local/vial_vlm_label", *LABEL)
+    cli("rollback", "local/vial_vlm_label", "--iteration")  # labeled, then retired: no alias left
+    assert cli("iterations", vial).stdout.splitlines()[-1] == (
+        "local/vial_vlm_label_active is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)")
+
+
 def test_recopy_of_an_original_is_refused_and_names_the_iteration_to_follow(cli, lerobot_home, vial, tmp_path):
     cli("copy", vial)
     cli("label", "local/vial_vlm_label", *LABEL)

@@ -154,3 +154,16 @@ def test_iterations_rows_fit_80_columns(long_copy, lerobot_home):
     row = table[1]
     assert re.search(r" 1 +30\.\d % +-?\d\.\d+ +- +registered$", row.rstrip()), out
     assert f"{long_copy.name}: {long_copy}" in out
+
+
+def test_diff_settings_fold_a_long_path_instead_of_cutting_it(long_copy, lerobot_home):
+    run80("label", long_copy, "--values", values_file(long_copy, seed=0), "--lookahead", "5", home=lerobot_home)
+    run80("copy", f"local/{long_copy.name}_active", home=lerobot_home)
+    v2 = long_copy.parent / f"{long_copy.name}_v2"
+    run80("label", v2, "--values", values_file(v2, seed=1), "--lookahead", "5", home=lerobot_home)
+    settings = json.loads(run80("diff", long_copy, v2, "--json", home=lerobot_home))["settings"]
+    out = run80("diff", long_copy, v2, home=lerobot_home)
+    table = out[out.index("thresholds and settings that differ"):]
+    cells = "".join(line.split("│")[3].strip() for line in table.splitlines() if line.startswith("│"))  # column B, unfolded
+    assert "…" not in out and all(str(vb) in cells for _, vb in settings.values() if vb is not None)
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 80

@@ -134,3 +134,17 @@ def test_label_and_verify_run_without_polars(lerobot_home, tmp_path):
     out = json.loads(run("label", dest, "--values", values_file(dest), "--lookahead", "10", "--json").stdout)
     assert out["value_model"]["frames"] > 0 and out["run"] == "run-0001"
     assert json.loads(run("verify", dest, "--json").stdout)["value_model"]["frames"] > 0
+
+
+def test_a_pile_up_in_the_tails_of_a_few_episodes_warns(cli, lerobot_home, tmp_path):
+    """4 successes in 10 rollouts: their tails are all positive, the pooled tail share stays under 50 %."""
+    spec = synth.simple_spec("v2.1", episodes=10, length=120, demos=0, png_cameras=0, video_cameras=0)
+    episodes = [dataclasses.replace(e, success=i < 4, interventions=[]) for i, e in enumerate(spec.episodes)]
+    cli("copy", synth.write_dataset(tmp_path / "vial", dataclasses.replace(spec, episodes=episodes)))
+    dest = tmp_path / "vial_vlm_label"
+    vm = json.loads(cli("label", dest, "--values", flat_values(dest, tmp_path / "flat.parquet"), "--lookahead", "10", "--json").stdout)["value_model"]
+    assert (vm["successes"], vm["tail_positives"]) == (4, 40)  # every tail frame of every success, and no other tail frame
+    assert vm["warnings"][-1] == (
+        "40 of 360 autonomous positives are in the last 10 frames of an episode (40 % of those frames are positive, 30 % overall; "
+        "in 4 of 10 rollout episodes over 90 %, e.g. 0, 1, 2): the zero tail bootstrap makes A = sum(r) - V[t] there; compare with --tail-bootstrap last"
+    )
