@@ -11,6 +11,7 @@ import numpy as np
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import human_mask, scalar_column
 from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.store.fsutil import write_file_atomic
 from recap_label.store.lineage import LabelRun
 from recap_label.values.sidecar import read_sidecar
 
@@ -111,6 +112,7 @@ def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: P
     out = Path(out)
     # the texts a reader (and a test) can check without looking at pixels
     description = f"y axis: {ylabel}; positive frames marked: {marked}; intervention spans: {'; '.join(spans) or 'none'}"
-    fig.savefig(out, dpi=110, metadata={"Title": title, "Description": description})
+    # atomic like every other write: a crash never leaves half a PNG under the name asked for
+    write_file_atomic(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Title": title, "Description": description}))
     plt.close(fig)
     return out

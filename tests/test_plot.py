@@ -60,3 +60,26 @@ def test_plot_of_a_values_file_says_so(cli, dest, tmp_path):
     values = values_file(dest)
     text = plotted(cli, dest, tmp_path, "--values", values)
     assert text["Description"].startswith(f"y axis: V (values file {values.name}); ")
+
+
+def test_a_plot_that_fails_half_way_leaves_no_file(cli, dest, tmp_path, monkeypatch):
+    """The PNG is written like every other file: into a temp file beside it, then renamed; a
+    failure half-way (disk full) leaves neither half a PNG under the name asked for nor the temp."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    cli("label", dest, "--value-column", "value_label", "--lookahead", "5")
+
+    def half_then_full(self, fname, *args, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG\r\n")  # the first bytes, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", half_then_full)
+    out = tmp_path / "plots" / "labels.png"
+    out.parent.mkdir()
+    r = cli("verify", dest, "--plot", out, code=None)
+    assert r.exit_code == 2
+    assert r.stderr == "Error: disk full while running `recap-label verify`; free space and run again (nothing was changed)\n"
+    assert list(out.parent.iterdir()) == []

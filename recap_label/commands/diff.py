@@ -25,6 +25,7 @@ from recap_label.errors import BadInput
 from recap_label.lerobot.columns import read_label_columns
 from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table, resolve_dataset_path
 from recap_label.stats import cohen_kappa, confusion, pearson, spearman
+from recap_label.store.fsutil import write_file_atomic
 from recap_label.store.lineage import LabelRun, Lineage, checkpoint_step, read_lineage, split_iteration_name
 from recap_label.summary import LABELS
 from recap_label.values.sidecar import read_sidecar
@@ -274,6 +275,6 @@ def plot_diff(report: DiffReport, out: Path, episodes_shown: int = 4) -> Path:
         if a.value is not None or b.value is not None:
             ax.legend(fontsize=7, loc="upper left")
     out = Path(out)
-    fig.savefig(out, dpi=100)
+    write_file_atomic(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))  # never half a PNG under the name asked for
     plt.close(fig)
     return out
