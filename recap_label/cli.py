@@ -86,7 +86,6 @@ def guarded(fn):
     --json the same error is also a JSON object on stdout."""
 
     def fail(message: str, code: int, kind: str, kwargs: dict):
-        message = _NUMPY_SCALAR.sub(r"\1", message)  # a last guard: np.float32(-0.98) reads -0.98
         _err(message)
         if _json_wanted(kwargs):
             _print_json({"error": message, "exit_code": code, "kind": kind})
@@ -106,9 +105,6 @@ def guarded(fn):
             fail("interrupted; the dataset is unchanged or will be completed by the next run", 130, "interrupted", kwargs)
 
     return wrapper
-
-
-_NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|bool|str)_?\d*\(([^()]*)\)")
 
 
 def _error_kind(exc: RecapError) -> str:

@@ -17,15 +17,16 @@ def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False
         check_plot_destination(plot)  # before the work, not after it
     ds = LeRobotDataset.open(ds_root)
     report = verify_dataset(ds, settings, with_episodes=with_episodes, repair=repair)
+    if repair:
+        ds = LeRobotDataset.open(report.dataset)  # --repair may have rewritten files: read what is on disk now
     from recap_label.value_check import section_of_dataset
 
-    report.value_model, why = section_of_dataset(LeRobotDataset.open(report.dataset) if repair else ds, settings, report.active_run)
+    report.value_model, why = section_of_dataset(ds, settings, report.active_run)
     if why:
         report.notes.append(why)
     if plot is not None:
         from recap_label.plotting import plot_labels
 
-        # verify --repair may have rewritten files: plot what is on disk now
-        plot_labels(LeRobotDataset.open(report.dataset) if repair else ds, settings.human_col, report.active_run, plot)
+        plot_labels(ds, settings.human_col, report.active_run, plot)
         report.notes.append(f"plot written to {plot}")
     return report

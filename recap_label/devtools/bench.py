@@ -564,49 +564,6 @@ def model_flags(device: str) -> list[str]:
     return ["--checkpoint-dir", str(TINY_CKPT), "--tokenizer-path", str(TINY_TOKENIZER), "--device", device]
 
 
-class GpuSampler:
-    """torch.cuda.utilization() sampled every 100 ms (needs pynvml); None where unavailable."""
-
-    def __init__(self, device):
-        import threading
-
-        self.samples: list[int] = []
-        self.device = device
-        self._stop = threading.Event()
-        self._thread = None
-        if device.type == "cuda":
-            try:
-                import torch
-
-                torch.cuda.utilization(device)
-                self._thread = threading.Thread(target=self._run, daemon=True)
-            except Exception:
-                self._thread = None
-
-    def _run(self):
-        import torch
-
-        while not self._stop.wait(0.1):
-            try:
-                self.samples.append(torch.cuda.utilization(self.device))
-            except Exception:
-                return
-
-    def __enter__(self):
-        if self._thread:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-
-    @property
-    def mean(self) -> float | None:
-        return float(np.mean(self.samples)) if self.samples else None
-
-
 def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: Path, rows: list[Row]) -> None:
     from recap_label.rule import RuleSettings
     from recap_label.commands.label import run_label
@@ -619,7 +576,9 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
     frames = walls = None
     runs, last = [], None
     for _ in range(min(repeat, 2)):  # each run labels all 21,286 frames
-        with GpuSampler(device) as gpu:
+        from recap_label.devtools.gpu_check import GpuBusy  # one sampler (nvml, else nvidia-smi) for both tools
+
+        with GpuBusy(device) as gpu:
             t0 = time.perf_counter()
             out = run_label(av1_scratch, settings, RuleSettings(), source, recompute=True, allow_original=True)
             wall = time.perf_counter() - t0

@@ -338,19 +338,23 @@ def ensure_dataset(cache: Path, name: str, spec, budget: Budget, estimate: float
 
 
 class GpuBusy:
-    """GPU utilization sampled every 100 ms: torch.cuda.utilization (pynvml), else nvidia-smi."""
+    """GPU utilization sampled every 100 ms: torch.cuda.utilization (pynvml), else nvidia-smi.
+    `device`: the CUDA device to watch (default: the current one); a CPU device samples nothing."""
 
-    def __init__(self):
+    def __init__(self, device=None):
         import threading
 
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._proc = None
         self._thread = None
+        if device is not None and getattr(device, "type", "cuda") != "cuda":
+            return
+        self._index = 0 if device is None or getattr(device, "index", None) is None else device.index
         try:
             import torch
 
-            torch.cuda.utilization()
+            torch.cuda.utilization(self._index)
             self._thread = threading.Thread(target=self._nvml, daemon=True)
         except Exception:
             if shutil.which("nvidia-smi"):
@@ -360,10 +364,13 @@ class GpuBusy:
         import torch
 
         while not self._stop.wait(0.1):
-            self.samples.append(float(torch.cuda.utilization()))
+            try:
+                self.samples.append(float(torch.cuda.utilization(self._index)))
+            except Exception:
+                return
 
     def _smi(self):
-        self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0", "-lms", "100"],
+        self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", str(self._index), "-lms", "100"],
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         for line in self._proc.stdout:
             if self._stop.is_set():
