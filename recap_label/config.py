@@ -98,6 +98,10 @@ class Settings:
             rows.append((f.name, "" if value is None else str(value), self.sources.get(f.name, "default")))
         return rows
 
+    def to_json(self) -> dict:
+        """`recap-label config --json`: every key's shown value and where it came from."""
+        return {k: {"value": v, "source": s} for k, v, s in self.as_rows()}
+
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
 _DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "sources" and f.default is not dataclasses.MISSING}

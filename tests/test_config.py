@@ -96,7 +96,7 @@ def test_module_entry_point_and_light_imports():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("recap-label ")
     code = (
-        "import sys, recap_label.cli, recap_label.commands.verify, recap_label.commands.copy, recap_label.commands.rollback, recap_label.report, recap_label.values.sources, recap_label.values.model_source;"
+        "import sys, recap_label.cli, recap_label.commands.verify, recap_label.commands.copy, recap_label.commands.rollback, recap_label.cli.render, recap_label.values.sources, recap_label.values.model_source;"
         "heavy=[m for m in ('torch','transformers','av') if m in sys.modules]; print(heavy)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=sub_env())

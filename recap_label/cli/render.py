@@ -1,16 +1,24 @@
-"""Tables for the terminal (rich): the label breakdown, per-episode rows, side-by-side counts.
+"""Everything the commands print for a human (rich tables and plain lines): one function per result.
 
-Only drawing; the numbers come from summary.py and the commands. The CLI prints `to_json()`
-of the same objects instead when --json is given.
+Only drawing; the numbers and the domain facts (which run is active, which iteration retired)
+come from the library's result objects. Under --json cli/output.py prints their `to_json()`
+instead. rich, numpy and the library are imported only when something is drawn: `--help` stays light.
 """
 
 from __future__ import annotations
 
-from recap_label.summary import LABELS, Breakdown
+from typing import TYPE_CHECKING
+
+from recap_label.cli.output import console
+
+if TYPE_CHECKING:
+    from recap_label.summary import Breakdown
 
 
 def breakdown_table(b: Breakdown, title: str = "adv_ind breakdown"):
     from rich.table import Table
+
+    from recap_label.summary import LABELS
 
     t = Table(title=title, title_justify="left")
     t.add_column("frames")
@@ -79,7 +87,7 @@ def diff_tables(d, top: int | None):
     episodes and tasks, V agreement, threshold shift and the settings that differ."""
     from rich.table import Table
 
-    CLASSES = LABELS  # the diff's classes: positive, negative, none
+    from recap_label.summary import LABELS as CLASSES  # the diff's classes: positive, negative, none
 
     def num(x, fmt="{:.3f}"):
         return "n/a" if x is None else fmt.format(x)
@@ -124,3 +132,258 @@ def diff_tables(d, top: int | None):
         t.add_row(k, str(va), str(vb))
     tables.append(t)
     return tables
+
+
+# -- one function per command's result ----------------------------------------------------------
+
+
+def configuration(settings) -> None:
+    """`config`: a table of key, value, source; one TOML-style line per key when a table would cut paths."""
+    import json
+
+    from rich.table import Table
+
+    out, rows = console(), settings.as_rows()
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    if sum(widths) + 10 > out.width:
+        out.print("recap-label configuration (key = value  # source)")
+        for key, _, source in rows:
+            value = getattr(settings, key)
+            shown = json.dumps(value if isinstance(value, (bool, int, float)) else "" if value is None else str(value))
+            out.print(f"{key} = {shown}  # {source}")
+        return
+    t = Table(title="recap-label configuration", title_justify="left")
+    for col in ("key", "value", "source"):
+        t.add_column(col, no_wrap=True)
+    for row in rows:
+        t.add_row(*row)
+    out.print(t)
+
+
+def copied(result) -> None:
+    out = console()
+    for note in result.notes:
+        out.print(f"note: {note}")
+    if result.finished_interrupted:
+        out.print(f"note: finished an interrupted copy of {result.src}: {result.dest} was complete; its registration is done now")
+    out.print(f"copied {result.files} files ({result.bytes / 1e6:,.1f} MB) → {result.dest}  (iteration {result.iteration})")
+    out.print("verified: no symlinks, every file byte-identical to its source")
+    if result.registered:
+        out.print(f"registered: {result.registered} → {result.dest}  (repo_id local/{result.dest.name})")
+    out.print(counts_side_by_side("source", result.source_counts, "copy", result.copy_counts))
+
+
+_PROGRESS_MIN_BYTES = 256 << 20
+
+
+class ByteProgress:
+    """`copy`'s rich bar on bytes for large copies on a terminal; silent otherwise. close() removes it."""
+
+    def __init__(self):
+        self.progress = None
+
+    def __call__(self, total: int, files: int):
+        from rich.console import Console
+
+        err = Console(stderr=True)
+        if total < _PROGRESS_MIN_BYTES or not err.is_terminal:
+            return lambda n: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+        self.progress = Progress("copy", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True)
+        task = self.progress.add_task("copy", total=total)
+        self.progress.start()
+        return lambda n: self.progress.update(task, advance=n)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def verified(report, episodes: bool) -> None:
+    from rich.table import Table
+
+    out = console()
+    out.print(f"dataset {report.dataset}")
+    for note in report.notes:
+        out.print(f"note: {note}")
+    out.print(breakdown_table(report.breakdown))
+    out.print(summary_line(report.breakdown))
+    if episodes:
+        out.print(episodes_table(report.breakdown))
+    _value_model(out, report.value_model)
+    t = Table(title="invariants", title_justify="left")
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")  # a long path is folded onto the next line, never cut with "…"
+    for c in report.checks:
+        t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip", "warn": "WARN"}[c.status], c.detail)
+    out.print(t)
+    warned = sum(c.status == "warn" for c in report.checks)
+    out.print(("all invariants hold" + (f" ({warned} warning{'s' if warned > 1 else ''})" if warned else "")) if report.ok else "INVARIANT FAILED")
+
+
+def _value_model(out, section) -> None:
+    if section is None:
+        return
+    out.print(value_model_table(section))
+    for note in section.notes:
+        out.print(f"note: {note}")
+    for w in section.warnings:
+        out.print(f"warning: value model: {w}")
+
+
+def scored(s) -> None:
+    """`label --score-only`."""
+    out = console()
+    who = "scored" if s.shard is None else f"shard {s.shard[0]}/{s.shard[1]}: scored"
+    out.print(f"{who} {s.inferred} of {s.episodes} episode(s) ({s.frames:,} frames; {s.reused} already done) in {s.seconds:.1f} s")
+    out.print(f"value parts: {s.parts}")
+    if s.dropped:
+        out.print(f"note: {len(s.dropped)} damaged part(s) scored again (episodes {', '.join(map(str, s.dropped))})")
+    if s.missing_shards:
+        out.print(f"shards still to finish: {', '.join(map(str, s.missing_shards))}")
+    elif s.shard is not None:
+        out.print("every shard is done: run `recap-label label` without --shard to write the labels")
+
+
+def labeled(o) -> None:
+    from rich.table import Table
+
+    out = console()
+    for note in o.notes:
+        out.print(f"note: {note}")
+    head = "DRY RUN — nothing written" if o.dry_run else f"{o.run_id}: {o.files_rewritten} data file(s) rewritten"
+    out.print(f"{head} · {o.dataset}")
+    out.print(f"values from: {o.values_from}")
+    for name, thr in o.thresholds.items():
+        shown = "n/a (no autonomous frames)" if thr is None else f"{thr:.6g}"
+        out.print(f"threshold ({name}, {o.pool_sizes[name]:,} autonomous frames): {shown}")
+    out.print(breakdown_table(o.breakdown, title="adv_ind after labeling" if not o.dry_run else "adv_ind if labeled"))
+    out.print(summary_line(o.breakdown))
+    if o.transitions:
+        out.print("label transitions (rollout frames)")  # a line of its own: a narrow table's title would wrap
+        t = Table()
+        t.add_column("from -> to")
+        t.add_column("frames", justify="right")
+        for k, v in o.transitions.items():
+            t.add_row(k, f"{v:,}")
+        out.print(t)
+    else:
+        out.print("no label changes")
+    if len(o.share_per_task) > 1:
+        out.print("positive share per task: " + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None))
+    for w in o.warnings:
+        out.print(f"warning: {w}")
+    _value_model(out, o.value_model)
+    p = o.performance
+    if p:
+        step = "" if p.get("checkpoint_step") is None else f"step {p['checkpoint_step']}, "
+        out.print(f"inference: {p['frames']:,} frames at {p['frames_per_s']:,.1f} frames/s on {p.get('device')}, {p.get('precision')}")
+        out.print(f"  batch {p.get('batch_size')}, {p.get('num_workers')} workers · checkpoint {step}{'EMA' if p.get('ema') else 'raw params'}")
+        split = " · ".join(f"{k} {v:.1f} s" for k, v in p["wall_s"].items() if k != "inference" and v is not None)
+        out.print(f"time: {split} · total {o.timings.get('total', 0):.1f} s")
+    else:
+        out.print(f"time: {o.timings.get('total', 0):.2f} s")
+
+
+def retired(res) -> None:
+    """`rollback --iteration`."""
+    out = console()
+    out.print(f"retired {res.dataset}" + (" (deleted)" if res.deleted else " (folder kept)"))
+    for name in res.unregistered:
+        out.print(f"unregistered {name}")
+    for note in res.notes:
+        out.print(f"note: {note}")
+    if res.active_now:
+        out.print(f"active iteration now: {res.active_now}")
+
+
+def run_history(history) -> None:
+    """`rollback --list`: one row per run, its status from the history (commands/rollback.RunHistory)."""
+    out = console()
+    if not history.runs:
+        out.print(f"no runs recorded for {history.dataset}: no label run yet, its labels are those it was copied with")
+        return
+    from rich.table import Table
+
+    out.print(f"runs of {history.dataset}")
+    t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a whole row fits 80 columns
+    t.add_column("run", no_wrap=True)
+    t.add_column("time (UTC)", no_wrap=True)  # a whole timestamp, never cut
+    for col in ("kind", "values", "share"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("status", overflow="fold")
+    for r in history.runs:
+        if r.kind == "rollback":
+            t.add_row(r.id, _utc(r.time), r.kind, "", "", history.status(r))
+        else:
+            share = "" if r.share is None else f"{100 * r.share:.2f} %"
+            t.add_row(r.id, _utc(r.time), r.kind, r.value_source.get("source", ""), share, history.status(r))
+    out.print(t)
+
+
+def rolled_back(res) -> None:
+    out = console()
+    for note in res.notes:
+        out.print(f"note: {note}")
+    out.print(f"rolled back {', '.join(res.undone)}: {res.files_restored} data file(s) restored to their prior labels")
+
+
+def iterations(its, given: str) -> None:
+    """`iterations`; `given` is the dataset argument, for the hint when there is no copy yet."""
+    out = console()
+    if not its.rows:  # a sentence, not an empty table
+        out.print(f"{its.base} has no iteration copies yet; `recap-label copy {given}` makes the first")
+        return
+    from rich.table import Table
+
+    from recap_label.store.lineage import split_iteration_name
+
+    out.print(f"iterations of {its.base}")
+    t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a row fits 80 columns; a long name folds, numbers never do
+    for col in ("", "name", "parent", "runs", "share", "threshold", "step", "state"):
+        t.add_column(col, justify="right" if col in ("runs", "share", "threshold", "step") else "left",
+                     no_wrap=col != "name", overflow="fold" if col == "name" else "ellipsis")
+    for r in its.rows:
+        state = "missing" if r.missing else "retired" if r.retired else "registered" if r.registered else "unregistered"
+        parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
+        t.add_row("*" if r.active else "", r.name, parent, str(r.runs),
+                  "-" if r.share is None else f"{100 * r.share:.1f} %", "-" if r.threshold is None else f"{r.threshold:.4g}",
+                  "-" if r.checkpoint_step is None else str(r.checkpoint_step), state)
+    out.print(t)
+    for r in its.rows:
+        out.print(f"{r.name}: {r.path}")
+    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)")
+
+
+def activated(a) -> None:
+    console().print(f"local/{a.alias.name} → {a.target}")
+
+
+def registered(res) -> None:
+    out = console()
+    out.print(f"registered: {res.entry} → {res.dest}" + (f"  (was {res.before})" if res.before and res.before != str(res.dest) else ""))
+    if res.alias_moved:
+        out.print(f"the _active alias followed it to {res.dest}")
+
+
+def diff(report, top: int | None) -> None:
+    out = console()
+    out.print(f"A = {report.a_path} ({report.a})")
+    out.print(f"B = {report.b_path} ({report.b})")
+    for t in diff_tables(report, top):
+        out.print(t)
+    for note in report.notes:
+        out.print(f"note: {note}")
+
+
+def _utc(stamp: str) -> str:
+    """2026-12-01T10:04:05+00:00 -> 2026-12-01 10:04:05 (19 columns)."""
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return str(stamp)

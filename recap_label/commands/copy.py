@@ -58,6 +58,14 @@ class CopyResult:
     finished_interrupted: bool = False  # this run only finished a killed copy's registration
     notes: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict:
+        return {
+            "source": str(self.src), "dest": str(self.dest), "iteration": self.iteration,
+            "files": self.files, "bytes": self.bytes,
+            "registered": None if self.registered is None else str(self.registered),
+            "labels": {"source": self.source_counts, "copy": self.copy_counts}, "notes": self.notes,
+        }
+
 
 def _inside(a: Path, b: Path) -> bool:
     """True when a is b or lies inside b (after resolving symlinks)."""

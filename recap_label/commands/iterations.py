@@ -98,7 +98,16 @@ def list_iterations(arg: str, home: Path) -> Iterations:
     return Iterations(base, f"local/{alias.name}", alias_target, rows)
 
 
-def activate(arg: str, home: Path) -> Path:
+@dataclass
+class Activated:
+    alias: Path  # local/<base>_vlm_label_active in the LeRobot home
+    target: str  # what it points at now, as the link says
+
+    def to_json(self) -> dict:
+        return {"alias": f"local/{self.alias.name}", "target": self.target}
+
+
+def activate(arg: str, home: Path) -> Activated:
     """Point `_active` at the copy ARG names; refused for a missing, unlabeled or retired copy."""
     root = Path(os.path.realpath(resolve_dataset_path(arg, home)))
     LeRobotDataset.open(root)
@@ -113,7 +122,8 @@ def activate(arg: str, home: Path) -> Path:
         set_active(home, root)
     except OSError as exc:
         raise io_error(exc, f"pointing local/{active_alias(home, root.name).name} at {root.name}") from None
-    return active_alias(home, root.name)
+    alias = active_alias(home, root.name)
+    return Activated(alias, os.readlink(alias))
 
 
 @dataclass
@@ -122,6 +132,9 @@ class Registered:
     dest: Path
     before: str | None  # where local/<name> pointed before (None: it did not exist)
     alias_moved: bool
+
+    def to_json(self) -> dict:
+        return {"entry": str(self.entry), "dest": str(self.dest), "before": self.before, "alias_moved": self.alias_moved}
 
 
 def register_copy(path: Path, home: Path, replace: bool = False) -> Registered:

@@ -42,6 +42,43 @@ def list_runs(ds_root: Path) -> list[LabelRun | RollbackRun]:
     return record.runs if record else []
 
 
+@dataclass
+class RunHistory:
+    """`rollback --list`: the recorded runs, oldest first, and where each label run's labels are now."""
+
+    dataset: Path
+    runs: list[LabelRun | RollbackRun]
+
+    @property
+    def on_disk(self) -> str | None:
+        """The label run whose labels the data files hold: only the newest one not undone."""
+        standing = self._standing()
+        return standing[-1] if standing else None
+
+    def _standing(self) -> list[str]:
+        return [r.id for r in self.runs if r.kind == "label" and not r.rolled_back]
+
+    def status(self, run: LabelRun | RollbackRun) -> str:
+        """"active", "replaced by run-X" (its labels are no longer on disk), "undone by run-Y", or
+        for a rollback run "undid run-A, run-B"."""
+        if run.kind == "rollback":
+            return "undid " + ", ".join(run.undid)
+        if run.rolled_back:
+            return f"undone by {run.rolled_back}"
+        if run.id == self.on_disk:
+            return "active"
+        standing = self._standing()
+        return f"replaced by {standing[standing.index(run.id) + 1]}"
+
+    def to_json(self) -> list[dict]:
+        on_disk = self.on_disk
+        return [{**r.to_json(), **({"labels_on_disk": r.id == on_disk} if r.kind == "label" else {})} for r in self.runs]
+
+
+def run_history(ds_root: Path) -> RunHistory:
+    return RunHistory(ds_root, list_runs(LeRobotDataset.open(ds_root).root))
+
+
 def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path | None = None) -> RollbackOutcome:
     outcome = _rollback_runs(ds_root, to_run)
     if lerobot_home is not None:

@@ -1,0 +1,79 @@
+"""The one error boundary of the command line.
+
+Whatever goes wrong in any command, or before one runs, ends here: a RecapError (its message,
+exit code and `kind`), an OSError no closer place explained (`os_error`), Ctrl-C (`interrupted`,
+130) become one `Error: …` line on stderr and the exit code; under --json the same error is also
+a JSON object on stdout. A usage error (a flag or value Click rejects before a command runs, e.g.
+`--lookahead 1e30`) keeps Click's `Usage:` lines and `Error:` line, and is the same JSON object
+under --json. Nothing else is caught: a bug shows its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import typer
+from typer.core import TyperGroup
+
+from recap_label.cli.output import print_json
+from recap_label.config import Settings
+from recap_label.errors import FileOperationError, Interrupted, RecapError
+
+try:  # the Click that Typer parses with: its own copy since Typer 0.26 ...
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover  ... Click itself before
+    from click.exceptions import UsageError
+
+USAGE_ERROR_KIND = "usage_error"  # the `kind` of a usage error, beside the RecapError kinds (errors.py)
+_ARGS = "recap_label.args"
+
+
+class Boundary(TyperGroup):
+    """The app's group: its own parsing (root flags, the command's name) and everything it invokes
+    (the root callback, the command's parsing and body) run inside `errors_reported`."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta[_ARGS] = list(args)  # every token, the command's own flags included
+        with errors_reported(ctx):
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        with errors_reported(ctx):
+            return super().invoke(ctx)
+
+
+@contextmanager
+def errors_reported(ctx):
+    try:
+        yield
+    except UsageError as exc:
+        if json_wanted(ctx):
+            print_json({"error": exc.format_message(), "exit_code": exc.exit_code, "kind": USAGE_ERROR_KIND})
+        raise  # Click prints its usage lines and the `Error:` line
+    except RecapError as exc:
+        _fail(ctx, exc)
+    except OSError as exc:  # disk full, permissions, … outside the places that say more
+        from recap_label.store.fsutil import os_error_message
+
+        command = " ".join(filter(None, ("recap-label", ctx.invoked_subcommand)))
+        _fail(ctx, FileOperationError(os_error_message(exc, f"running `{command}`")))
+    except KeyboardInterrupt:
+        _fail(ctx, Interrupted("interrupted; the dataset is unchanged or will be completed by the next run"))
+
+
+def json_wanted(ctx) -> bool:
+    """The last --json / --no-json given (the command's own flag after the root's), else the
+    resolved configuration (flag, environment, file) once the root callback has built it."""
+    given = [a for a in ctx.meta.get(_ARGS, []) if a in ("--json", "--no-json")]
+    if given:
+        return given[-1] == "--json"
+    return isinstance(ctx.obj, Settings) and ctx.obj.json
+
+
+def _fail(ctx, exc: RecapError):
+    sys.stderr.write(f"Error: {exc.message}\n")
+    sys.stderr.flush()
+    if json_wanted(ctx):
+        print_json(exc.to_json())
+    raise typer.Exit(exc.exit_code) from None

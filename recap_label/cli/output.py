@@ -1,0 +1,32 @@
+"""The one way a command's result reaches stdout: its `to_json()` under --json, else its
+rendering (cli/render.py). No command tests --json itself."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+from recap_label.config import Settings
+
+
+def show(settings: Settings, result: Any, render: Callable[..., None], *view: Any) -> None:
+    """Print `result`: `result.to_json(*view)` as JSON when settings.json, else `render(result, *view)`.
+    `view` is what both forms take (e.g. verify's --episodes); None prints nothing (a torchrun
+    rank other than 0: rank 0 reports)."""
+    if result is None:
+        return
+    if settings.json:
+        print_json(result.to_json(*view))
+    else:
+        render(result, *view)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)  # plain lines never broken: a path stays one piece
