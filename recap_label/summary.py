@@ -1,5 +1,5 @@
 """The label breakdown (what the pasted pyarrow snippet used to print): label counts overall,
-by intervention and per episode, computed from column arrays. report.py draws it."""
+by intervention and per episode, computed from column arrays. cli/render.py draws it."""
 
 from __future__ import annotations
 

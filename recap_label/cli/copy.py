@@ -10,7 +10,7 @@ import typer
 from recap_label.cli import render
 from recap_label.cli.app import app
 from recap_label.cli.options import AdvColOpt, JsonOpt, settings_of
-from recap_label.cli.output import show
+from recap_label.cli.output import byte_progress, show
 
 
 @app.command("copy")
@@ -37,12 +37,12 @@ def copy_cmd(
 
     settings = settings_of(ctx, adv_col=adv_col, json=json_out)
     src_path = resolve_dataset_path(src, settings.lerobot_home)
-    bar = render.ByteProgress()
+    bar = byte_progress(settings)
     try:
         result = copy_dataset(
             src, src_path, dest, adv_col=settings.adv_col, lerobot_home=settings.lerobot_home,
             do_register=not no_register, replace_registration=replace_registration, from_original=from_original,
-            progress=None if settings.json else bar,
+            progress=bar,
         )
     finally:
         bar.close()  # also on Ctrl-C or an error: the next line must not land on the bar

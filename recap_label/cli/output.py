@@ -22,6 +22,13 @@ def show(settings: Settings, result: Any, render: Callable[..., None], *view: An
         render(result, *view)
 
 
+def byte_progress(settings: Settings):
+    """`copy`'s progress bar on stderr; none under --json, where only the JSON object is printed."""
+    from recap_label.cli.render import ByteProgress
+
+    return ByteProgress(silent=settings.json)
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 

@@ -177,16 +177,18 @@ _PROGRESS_MIN_BYTES = 256 << 20
 
 
 class ByteProgress:
-    """`copy`'s rich bar on bytes for large copies on a terminal; silent otherwise. close() removes it."""
+    """`copy`'s rich bar on bytes for large copies on a terminal; silent otherwise (and when told,
+    under --json). close() removes it."""
 
-    def __init__(self):
+    def __init__(self, silent: bool = False):
+        self.silent = silent
         self.progress = None
 
     def __call__(self, total: int, files: int):
         from rich.console import Console
 
         err = Console(stderr=True)
-        if total < _PROGRESS_MIN_BYTES or not err.is_terminal:
+        if self.silent or total < _PROGRESS_MIN_BYTES or not err.is_terminal:
             return lambda n: None
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
