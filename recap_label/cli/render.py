@@ -349,11 +349,10 @@ def iterations(its, given: str) -> None:
         t.add_column(col, justify="right" if col in ("runs", "share", "threshold", "step") else "left",
                      no_wrap=col != "name", overflow="fold" if col == "name" else "ellipsis")
     for r in its.rows:
-        state = "missing" if r.missing else "retired" if r.retired else "registered" if r.registered else "unregistered"
         parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
         t.add_row("*" if r.active else "", r.name, parent, str(r.runs),
                   "-" if r.share is None else f"{100 * r.share:.1f} %", "-" if r.threshold is None else f"{r.threshold:.4g}",
-                  "-" if r.checkpoint_step is None else str(r.checkpoint_step), state)
+                  "-" if r.checkpoint_step is None else str(r.checkpoint_step), r.state)
     out.print(t)
     for r in its.rows:
         out.print(f"{r.name}: {r.path}")

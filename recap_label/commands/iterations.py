@@ -30,6 +30,11 @@ class IterationRow:
     missing: bool
     retired: bool
 
+    @property
+    def state(self) -> str:
+        """One word for the row: missing (folder gone), retired, registered (as local/<name>), unregistered."""
+        return "missing" if self.missing else "retired" if self.retired else "registered" if self.registered else "unregistered"
+
 
 @dataclass
 class Iterations:
