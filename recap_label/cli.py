@@ -407,7 +407,7 @@ def label_cmd(
     from recap_label.errors import BadInput
     from recap_label.lerobot.dataset import resolve_dataset_path
     from recap_label.rule import RuleSettings, resolve_ratio
-    from recap_label.values.sources import value_source_from_options
+    from recap_label.values.factory import value_source_from_options
 
     if top_percent is not None and 0 < top_percent < 1 and positive_ratio is None:  # 0 and below are refused, not warned
         from recap_label.errors import warn

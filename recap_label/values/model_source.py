@@ -20,7 +20,7 @@ from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.model.precision import PRECISIONS
 from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, camera_slot_order
 from recap_label.store.fsutil import sha256_file
-from recap_label.values.sources import Caching, EpisodeValues
+from recap_label.values.types import Caching, EpisodeValues
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -106,7 +106,7 @@ def _check_vocabulary(tokenizer, step_dir: Path, use_ema: bool) -> None:
 
 
 class ModelValues:
-    """The value model as a value source (see values.sources.ValueSource)."""
+    """The value model as a value source (see values.types.ValueSource)."""
 
     caching = Caching.SIDECAR
     name = "the value model"
