@@ -298,7 +298,8 @@ class ValueCache:
     @contextmanager
     def scoring(self, what: str) -> Iterator[None]:
         """Announce this scoring process for the duration of the block (a label commit waits for it)."""
-        self._require_inference()  # before anything is written in the dataset
+        self._require_inference()
+        self.source.prepare()  # a model that cannot run (a tokenizer that does not fit it) is refused before anything is written
         with registered_scorer(self.ds.root, what):
             yield
 
