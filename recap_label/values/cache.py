@@ -62,8 +62,16 @@ def read_sidecar(root: Path) -> tuple[dict, pa.Table] | None:
     return provenance, table
 
 
-def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, advantage: np.ndarray, label: np.ndarray, provenance: dict, settings: dict,
-                  input_keys: dict[int, str] | None = None) -> pa.Table:
+def sidecar_table(
+    episode: np.ndarray,
+    frame: np.ndarray,
+    value: np.ndarray,
+    advantage: np.ndarray,
+    label: np.ndarray,
+    provenance: dict,
+    settings: dict,
+    input_keys: dict[int, str] | None = None,
+) -> pa.Table:
     table = pa.table(
         {
             "episode_index": pa.array(episode, pa.int64()),
@@ -73,23 +81,43 @@ def sidecar_table(episode: np.ndarray, frame: np.ndarray, value: np.ndarray, adv
             "label": pa.array(label, pa.string()),
         }
     )
-    meta = {b"recap_label.provenance": json.dumps(provenance, sort_keys=True).encode(), b"recap_label.settings": json.dumps(settings, sort_keys=True).encode(),
-            b"recap_label.input_keys": json.dumps({str(k): v for k, v in (input_keys or {}).items()}, sort_keys=True).encode()}
+    meta = {
+        b"recap_label.provenance": json.dumps(provenance, sort_keys=True).encode(),
+        b"recap_label.settings": json.dumps(settings, sort_keys=True).encode(),
+        b"recap_label.input_keys": json.dumps(
+            {str(k): v for k, v in (input_keys or {}).items()}, sort_keys=True
+        ).encode(),
+    }
     return table.replace_schema_metadata(meta)
 
 
-def sidecar_values(ds: LeRobotDataset, table: pa.Table, episodes: list[int], keys: dict[int, str] | None = None) -> dict[int, EpisodeValues]:
+def sidecar_values(
+    ds: LeRobotDataset, table: pa.Table, episodes: list[int], keys: dict[int, str] | None = None
+) -> dict[int, EpisodeValues]:
     """V from the sidecar table for the episodes it covers whole and, when `keys` are given,
     whose inputs are unchanged since (the key stored with them matches)."""
     stored = {}
     try:
-        stored = {int(k): v for k, v in json.loads((table.schema.metadata or {}).get(b"recap_label.input_keys", b"{}")).items()}
+        stored = {
+            int(k): v
+            for k, v in json.loads((table.schema.metadata or {}).get(b"recap_label.input_keys", b"{}")).items()
+        }
     except (ValueError, TypeError, AttributeError):
         stored = {}
-    split = {ev.episode_index: ev for ev in split_by_episode(
-        table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), table["value"].to_numpy().astype(np.float64), episodes)}
-    return {e: ev for e, ev in split.items()
-            if ev.frame_index.size == ds.episodes[e].length and (not keys or stored.get(e) == keys.get(e))}
+    split = {
+        ev.episode_index: ev
+        for ev in split_by_episode(
+            table["episode_index"].to_numpy(),
+            table["frame_index"].to_numpy(),
+            table["value"].to_numpy().astype(np.float64),
+            episodes,
+        )
+    }
+    return {
+        e: ev
+        for e, ev in split.items()
+        if ev.frame_index.size == ds.episodes[e].length and (not keys or stored.get(e) == keys.get(e))
+    }
 
 
 # -- where dry-run values live, and the parts kept in a dataset --------------------------------
@@ -162,7 +190,9 @@ class ValueCache:
     it computes (outside the dataset; None for sources read each run); with `dry_run` nothing is
     written inside the dataset."""
 
-    def __init__(self, ds: LeRobotDataset, source: ValueSource, dry_run_dir: Path | None = None, *, dry_run: bool = False):
+    def __init__(
+        self, ds: LeRobotDataset, source: ValueSource, dry_run_dir: Path | None = None, *, dry_run: bool = False
+    ):
         self.ds, self.source = ds, source
         self.caches = source.caching is Caching.SIDECAR
         self.dry_run_dir = dry_run_dir if self.caches else None
@@ -176,14 +206,22 @@ class ValueCache:
     def _lengths(self, episodes: list[int]) -> dict[int, int]:
         return {e: self.ds.episodes[e].length for e in episodes}
 
-    def _parts(self, provenance: dict, keys: dict[int, str], base: Path | None = None, read_only: bool = False) -> PartialValues:
+    def _parts(
+        self, provenance: dict, keys: dict[int, str], base: Path | None = None, read_only: bool = False
+    ) -> PartialValues:
         return PartialValues(self.ds.root, provenance, base, keys=keys, read_only=read_only)
 
-    def _reusable(self, keys: dict[int, str], base: Path | None = None, read_only: bool = False) -> PartialValues | None:
+    def _reusable(
+        self, keys: dict[int, str], base: Path | None = None, read_only: bool = False
+    ) -> PartialValues | None:
         """The parts the source can reuse (exact provenance first), or None; `base`: parts kept
         outside the dataset instead of its values-partial/."""
         mine = self.source.provenance()
-        found = [self._parts(prov, keys, base, read_only) for prov in all_provenances(self.ds.root, base) if self.source.reuses(prov)]
+        found = [
+            self._parts(prov, keys, base, read_only)
+            for prov in all_provenances(self.ds.root, base)
+            if self.source.reuses(prov)
+        ]
         found.sort(key=lambda p: p.provenance != mine)
         return found[0] if found else None
 
@@ -230,27 +268,43 @@ class ValueCache:
             if unfinished and shards is not None:
                 n = shards["num_shards"]
                 raise BadInput(
-                    f"shards {', '.join(map(str, unfinished))} of {n} have not finished scoring {ds.root.name}; run them "
-                    f"(`recap-label label … --shard I/{n} --score-only`), then label again"
+                    f"shards {', '.join(map(str, unfinished))} of {n} have not finished scoring {ds.root.name}; "
+                    f"run them (`recap-label label … --shard I/{n} --score-only`), then label again"
                 )
             if not look.missing and (sidecar_provenance is None or sidecar_provenance == found.provenance):
-                how = (f"scored parts ({shards['num_shards']} shards, no inference)" if shards
-                       else f"scored parts (resumed: {len(look.values)} of {len(episodes)} episodes were already done, no inference)")
+                how = (
+                    f"scored parts ({shards['num_shards']} shards, no inference)"
+                    if shards
+                    else f"scored parts (resumed: {len(look.values)} of {len(episodes)} episodes were already done, "
+                    "no inference)"
+                )
                 return look.finished(how + _notes(found), found.provenance)
         elif not recompute and sidecar_provenance is None:
             self._refuse_foreign_shards()
-        earlier = look.earlier = None if recompute or self.dry_run_dir is None else self._reusable(look.keys, base=self.dry_run_dir)
-        if earlier is not None and sidecar_provenance in (None, earlier.provenance) and (found is None or found.provenance == earlier.provenance):
+        earlier = look.earlier = (
+            None if recompute or self.dry_run_dir is None else self._reusable(look.keys, base=self.dry_run_dir)
+        )
+        if (
+            earlier is not None
+            and sidecar_provenance in (None, earlier.provenance)
+            and (found is None or found.provenance == earlier.provenance)
+        ):
             look.values.update(earlier.read_whole({e: lengths[e] for e in look.missing}))
             if not look.missing:
-                return look.finished(f"values kept by an earlier --dry-run in {self.dry_run_dir} (no inference)" + _notes(found, earlier), earlier.provenance)
+                return look.finished(
+                    f"values kept by an earlier --dry-run in {self.dry_run_dir} (no inference)"
+                    + _notes(found, earlier),
+                    earlier.provenance,
+                )
         return look
 
     def open_inference(self, look: Lookup, *, recompute: bool = False) -> PartialValues:
         """Step 5 begins: prepare the source, open the parts inference writes into (their own
         earlier parts count as done), and set `look.todo`."""
         self.source.prepare()  # from here on the provenance is what inference really runs with
-        parts = look.parts = self._parts(self.source.provenance(), look.keys, self.dry_run_dir if self.dry_run else None).ensure()
+        parts = look.parts = self._parts(
+            self.source.provenance(), look.keys, self.dry_run_dir if self.dry_run else None
+        ).ensure()
         if recompute:
             parts.drop(look.episodes)
             look.values = {}
@@ -265,7 +319,9 @@ class ValueCache:
         look.values.update(parts.read_whole(self._lengths(look.todo)))
         lost = look.missing
         if lost:
-            raise BadInput(f"the values of episode {lost[0]} could not be read back from {parts.dir}; check the disk and run again")
+            raise BadInput(
+                f"the values of episode {lost[0]} could not be read back from {parts.dir}; check the disk and run again"
+            )
         n, todo = len(look.episodes), len(look.todo)
         if ranks is not None:
             sizes = ", ".join(f"rank {r}: {len(a)}" for r, a in enumerate(ranks))
@@ -280,7 +336,9 @@ class ValueCache:
 
     def infer_share(self, episodes: list[int], provenance: dict) -> None:
         """A torchrun rank's share of the inference the lead rank opened with `provenance`."""
-        parts = self._parts(provenance, self.source.input_keys(self.ds, episodes), self.dry_run_dir if self.dry_run else None).ensure()
+        parts = self._parts(
+            provenance, self.source.input_keys(self.ds, episodes), self.dry_run_dir if self.dry_run else None
+        ).ensure()
         for ev in self.source.episode_values(self.ds, episodes):
             parts.add(ev)
 
@@ -289,7 +347,8 @@ class ValueCache:
         for other in kept_parts(self.ds.root):
             if other.split() is not None:
                 raise BadInput(
-                    f"{self.ds.root.name} holds shard parts scored with other settings: {provenance_difference(self.source.provenance(), other.provenance)}; "
+                    f"{self.ds.root.name} holds shard parts scored with other settings: "
+                    f"{provenance_difference(self.source.provenance(), other.provenance)}; "
                     "score the shards with these settings, or pass --recompute to ignore them"
                 )
 
@@ -299,7 +358,8 @@ class ValueCache:
     def scoring(self, what: str) -> Iterator[None]:
         """Announce this scoring process for the duration of the block (a label commit waits for it)."""
         self._require_inference()
-        self.source.prepare()  # a model that cannot run (a tokenizer that does not fit it) is refused before anything is written
+        # a model that cannot run (a tokenizer that does not fit it) is refused before anything is written
+        self.source.prepare()
         with registered_scorer(self.ds.root, what):
             yield
 
@@ -338,11 +398,25 @@ class ValueCache:
 
     # -- after the run -------------------------------------------------------------------------------
 
-    def stage(self, txn, episode: np.ndarray, frame: np.ndarray, value: np.ndarray, advantage: np.ndarray, label: np.ndarray, *,
-              provenance: dict, settings: dict, input_keys: dict[int, str]) -> None:
+    def stage(
+        self,
+        txn,
+        episode: np.ndarray,
+        frame: np.ndarray,
+        value: np.ndarray,
+        advantage: np.ndarray,
+        label: np.ndarray,
+        *,
+        provenance: dict,
+        settings: dict,
+        input_keys: dict[int, str],
+    ) -> None:
         """Stage the new sidecar (the rollout frames' V, A and label) in the label commit `txn`
         (store.writeback.Transaction)."""
-        txn.stage_table(self.ds.root / SIDECAR, sidecar_table(episode, frame, value, advantage, label, provenance, settings, input_keys))
+        txn.stage_table(
+            self.ds.root / SIDECAR,
+            sidecar_table(episode, frame, value, advantage, label, provenance, settings, input_keys),
+        )
 
     def committed(self) -> None:
         """The label commit landed: the sidecar holds the values now, so the parts it folded in
@@ -359,8 +433,9 @@ def _notes(*parts: PartialValues | None) -> str:
     stale = sorted({e for p in parts if p is not None for e in p.stale})
     out = ""
     if dropped:
-        out += f"; {len(dropped)} damaged value part(s) dropped and scored again (episode {', '.join(map(str, dropped))})"
+        out += (
+            f"; {len(dropped)} damaged value part(s) dropped and scored again (episode {', '.join(map(str, dropped))})"
+        )
     if stale:
         out += f"; {len(stale)} value part(s) of changed inputs scored again (episode {', '.join(map(str, stale))})"
     return out
-

@@ -10,13 +10,28 @@ from recap_label.values.sources import ColumnValues, FileValues
 from recap_label.values.types import ValueSource
 
 
-def value_source_from_options(settings: Settings, *, values_file: Path | None, value_column: str | None, use_ema: bool, compile_model: bool,
-                              values_column: str | None = None) -> ValueSource:
+def value_source_from_options(
+    settings: Settings,
+    *,
+    values_file: Path | None,
+    value_column: str | None,
+    use_ema: bool,
+    compile_model: bool,
+    values_column: str | None = None,
+) -> ValueSource:
     """The one value source the options name. A checkpoint from the config file or environment
     is a default: an explicit --values or --value-column takes its place."""
     checkpoint = settings.checkpoint_dir
     checkpoint_flag = settings.sources.get("checkpoint_dir", "").startswith("flag")
-    given = [n for n, v in (("--checkpoint-dir", checkpoint if checkpoint_flag else None), ("--values", values_file), ("--value-column", value_column)) if v is not None]
+    given = [
+        n
+        for n, v in (
+            ("--checkpoint-dir", checkpoint if checkpoint_flag else None),
+            ("--values", values_file),
+            ("--value-column", value_column),
+        )
+        if v is not None
+    ]
     if not given and checkpoint is not None:
         given = ["--checkpoint-dir"]
     if len(given) != 1:

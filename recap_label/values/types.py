@@ -57,7 +57,9 @@ class ValueSource(Protocol):
     def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
 
 
-def split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]) -> Iterator[EpisodeValues]:
+def split_by_episode(
+    ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]
+) -> Iterator[EpisodeValues]:
     order = np.lexsort((fr, ep))
     ep, fr, val = ep[order], fr[order], val[order]
     for e in episodes:
@@ -65,7 +67,13 @@ def split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: 
         yield EpisodeValues(int(e), fr[lo:hi], val[lo:hi])
 
 
-def assemble_values(rows_episode: np.ndarray, rows_frame: np.ndarray, rollout_rows: np.ndarray, by_episode: dict[int, EpisodeValues], source_name: str) -> np.ndarray:
+def assemble_values(
+    rows_episode: np.ndarray,
+    rows_frame: np.ndarray,
+    rollout_rows: np.ndarray,
+    by_episode: dict[int, EpisodeValues],
+    source_name: str,
+) -> np.ndarray:
     """V per dataset row (NaN outside rollouts); every rollout frame must have one finite value."""
     value = np.full(rows_episode.size, np.nan)
     for e in np.unique(rows_episode[rollout_rows]):
@@ -73,15 +81,24 @@ def assemble_values(rows_episode: np.ndarray, rows_frame: np.ndarray, rollout_ro
         ev = by_episode.get(int(e))
         frames = rows_frame[sel]
         if ev is None or ev.frame_index.size == 0:
-            raise BadInput(f"{source_name} has no values for rollout episode {int(e)}; every frame of a rollout episode needs a value")
+            raise BadInput(
+                f"{source_name} has no values for rollout episode {int(e)}; "
+                "every frame of a rollout episode needs a value"
+            )
         pos = np.searchsorted(ev.frame_index, frames)
         pos_c = np.minimum(pos, ev.frame_index.size - 1)
         missing = ev.frame_index[pos_c] != frames
         if missing.any():
-            raise BadInput(f"{source_name} has no value for episode {int(e)} frame {int(frames[missing][0])}; every frame of a rollout episode needs a value")
+            raise BadInput(
+                f"{source_name} has no value for episode {int(e)} frame {int(frames[missing][0])}; "
+                "every frame of a rollout episode needs a value"
+            )
         v = ev.value[pos_c]
         bad = ~np.isfinite(v)
         if bad.any():
-            raise BadInput(f"{source_name} has a non-finite value ({v[bad][0]}) at episode {int(e)} frame {int(frames[bad][0])}; values must be finite")
+            raise BadInput(
+                f"{source_name} has a non-finite value ({v[bad][0]}) at episode {int(e)} frame {int(frames[bad][0])}; "
+                "values must be finite"
+            )
         value[sel] = v
     return value
