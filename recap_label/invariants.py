@@ -19,8 +19,7 @@ from recap_label.store.lineage import LabelRun, read_lineage
 from recap_label.store.lock import dataset_lock, live_holder, lock_path, read_holder
 from recap_label.store.writeback import pending_commit, recover, stale_staged_files
 from recap_label.summary import Breakdown, breakdown
-from recap_label.values.parts import PartialValues, all_provenances
-from recap_label.values.sidecar import read_sidecar
+from recap_label.values.cache import kept_parts, read_sidecar
 
 
 @dataclass
@@ -173,8 +172,8 @@ def scoring_notes(root: Path) -> list[str]:
     """Value parts not labeled yet: of an interrupted inference (how many episodes, what resumes
     them), or of sharded scoring (which shards are missing)."""
     notes = []
-    for prov in all_provenances(root):
-        parts = PartialValues(root, prov)
+    for parts in kept_parts(root):
+        prov = parts.provenance
         split = parts.split()
         if split is None:
             done = len(parts.done())

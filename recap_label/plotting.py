@@ -13,7 +13,7 @@ from recap_label.lerobot.columns import human_mask, scalar_column
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.store.fsutil import write_file_atomic
 from recap_label.store.lineage import LabelRun
-from recap_label.values.sidecar import read_sidecar
+from recap_label.values.cache import read_sidecar
 
 
 _STYLES = ("-", "--", ":", "-.")

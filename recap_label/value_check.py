@@ -160,7 +160,7 @@ def section_of_dataset(ds, settings, run) -> tuple[ValueModelSection | None, str
     """The section from the values sidecar and the dataset's columns; (None, why) when there is
     no sidecar or it does not hold the labels on disk (a rolled-back run's)."""
     from recap_label.lerobot.columns import read_label_columns, scalar_column
-    from recap_label.values.sidecar import read_sidecar
+    from recap_label.values.cache import read_sidecar
 
     if run is None:
         return None, None

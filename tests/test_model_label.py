@@ -74,6 +74,37 @@ def test_rule_only_rerun_uses_the_sidecar_and_ema_is_default(cli, dataset):
     assert first["run"] == "run-0001"
 
 
+INFERENCE_MODULES = ("torch", "transformers", "tensorstore", "ml_dtypes", "av")
+
+# `python -m recap_label …` with a hook that prints, at interpreter exit, which inference modules were imported
+AT_EXIT_IMPORTS = (
+    "import atexit, runpy, sys\n"
+    f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {INFERENCE_MODULES!r} if m in sys.modules), file=sys.stderr))\n"
+    "sys.argv[0] = 'recap-label'\n"
+    "runpy.run_module('recap_label', run_name='__main__')\n"
+)
+
+
+@pytest.mark.slow  # two label subprocesses, one with inference
+def test_relabel_from_the_sidecar_imports_no_inference_module(dataset):
+    """Nothing to infer: the checkpoint is checked (step, tree, content hash) but neither torch nor
+    the checkpoint reader (tensorstore, ml_dtypes) nor video decoding comes in."""
+    env = sub_env(model_cache=os.environ["RECAP_LABEL_MODEL_CACHE"])
+
+    def label(*extra: str) -> tuple[dict, str]:
+        r = subprocess.run([sys.executable, "-c", AT_EXIT_IMPORTS, "label", str(dataset), *model_args(*extra, "--json")],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout), next(line for line in r.stderr.splitlines() if line.startswith("IMPORTED "))
+
+    first, imported = label()
+    assert first["values_from"] == "inference"
+    assert imported == f"IMPORTED {sorted(INFERENCE_MODULES)!r}"  # the hook sees them when inference runs
+    again, imported = label("--positive-ratio", "0.5")
+    assert again["values_from"] == "sidecar (no inference)"
+    assert imported == "IMPORTED []"
+
+
 def _label_subprocess(dest: Path, *extra: str, crash: str | None = None, torchrun: int = 0) -> subprocess.CompletedProcess:
     env = sub_env(crash=crash, model_cache=os.environ["RECAP_LABEL_MODEL_CACHE"])  # the `lerobot_home` fixture's cache and home
     head = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(torchrun), "--master-port", "29533"] if torchrun else [sys.executable]

@@ -69,7 +69,7 @@ def label_cmd(
     from recap_label.label_request import LabelRequest
     from recap_label.lerobot.dataset import resolve_dataset_path
     from recap_label.rule import RuleSettings
-    from recap_label.values.sources import value_source_from_options
+    from recap_label.values.factory import value_source_from_options
 
     request = LabelRequest.from_flags(
         dataset=dataset, data_dir=data_dir, positive_ratio=positive_ratio, top_percent=top_percent, shard=shard,

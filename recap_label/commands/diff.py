@@ -28,7 +28,7 @@ from recap_label.stats import cohen_kappa, confusion, pearson, spearman
 from recap_label.store.fsutil import write_file_atomic
 from recap_label.store.lineage import LabelRun, Lineage, checkpoint_step, read_lineage, split_iteration_name
 from recap_label.summary import LABELS
-from recap_label.values.sidecar import read_sidecar
+from recap_label.values.cache import read_sidecar
 
 CLASSES = LABELS  # positive, negative, none (anything else counts as none)
 _RUN_RE = re.compile(r"^(?P<ds>.+)@(?P<run>run-\d+)$")

@@ -32,13 +32,12 @@ from recap_label.rule import (
 from recap_label.store.fsutil import sha256_file
 from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
 from recap_label.store.lock import dataset_lock, live_holder
-from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, SIDECAR, info_prior_file, prior_labels_file
+from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, info_prior_file, prior_labels_file
 from recap_label.store.writeback import CREATED_COLUMN_KEY, Transaction, check_writable_target, encode_schema_metadata, pending_commit, recover
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values import distributed
-from recap_label.values.parts import PartialValues, discard_dry_run_parts, discard_partial, dry_run_parts_dir, live_scorers, registered_scorer
-from recap_label.values.sidecar import assemble_values, gather_values, read_parts, sidecar_table
-from recap_label.values.sources import Caching, ValueSource
+from recap_label.values.cache import ValueCache
+from recap_label.values.types import ValueSource, assemble_values
 
 
 @dataclass
@@ -168,7 +167,8 @@ def plan_labels(
     )
 
 
-def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, recovered: str | None, started: float) -> tuple[LabelRun, dict[str, float]]:
+def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, cache: ValueCache, *, recovered: str | None,
+                  started: float) -> tuple[LabelRun, dict[str, float]]:
     """Stage the new data files, the prior labels, the sidecar and the lineage; commit them at once.
     Returns the run recorded and the time spent staging and committing."""
     t0 = time.perf_counter()
@@ -200,8 +200,8 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, *, reco
     txn.stage_table(ds.root / prior, prior_table)
     sel = cols.rollout_rows
     settings_json = plan.settings.to_json()
-    txn.stage_table(ds.root / SIDECAR, sidecar_table(cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel],
-                                                     plan.new_labels[sel], plan.provenance, settings_json, plan.input_keys))
+    cache.stage(txn, cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel], plan.new_labels[sel],
+                provenance=plan.provenance, settings=settings_json, input_keys=plan.input_keys)
     staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
     staging_s = time.perf_counter() - t0  # the rewrite itself; the renames of the commit follow
     b = plan.breakdown
@@ -255,35 +255,32 @@ def run_label(
             if pending_commit(ds.root) is not None:
                 raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without --dry-run to complete it first")
             lineage = read_lineage(ds.root) or Lineage.for_original()
-            kept = _kept_values_dir(settings, ds, source)
-            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started, kept=kept, dry_run=True)
+            cache = ValueCache.of(ds, source, settings, dry_run=True)
+            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
             timings["total"] = time.perf_counter() - started
+            kept = cache.dry_run_dir
             notes = [f"values kept outside the dataset for the next `label` of it: {kept}"] if kept is not None and kept.exists() else []
             return _with_value_model(LabelOutcome.of(plan, dry_run=True, notes=notes, timings=timings), plan, settings, ds)
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
         with dataset_lock(ds.root, "label") as lock:
-            _refuse_live_scorers(ds.root)
+            _refuse_live_scorers(ValueCache(ds, source))
             note = recover(ds.root)
             ds = LeRobotDataset.open(ds_root) if note else ds
+            cache = ValueCache.of(ds, source, settings)
             lineage = check_safe_to_write(ds, allow_original)
             args = {"rule": rule.__dict__, "columns": [settings.human_col, settings.reward_col, settings.adv_col],
                     "source": source.provenance(), "allow_original": allow_original, "recompute": recompute}
             landed = lineage.run(lock.interrupted_run("label", args) or "")
             if isinstance(landed, LabelRun):
                 # the same command was killed after its commit landed: finish it, do not label twice
-                if source.caching is Caching.SIDECAR:
-                    discard_partial(ds.root)
-                    discard_dry_run_parts(_kept_values_dir(settings, ds, source))
+                cache.committed()
                 return LabelOutcome.of_run(ds.root, landed, notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n])
             lock.declare("label", args, lineage.next_run_id())
-            kept = _kept_values_dir(settings, ds, source)
-            plan, timings = _plan(ds, settings, rule, source, lineage, recompute, dist, started, kept=kept)
-            _refuse_live_scorers(ds.root)  # one may have started while V was gathered
-            _run, written = commit_labels(ds, plan, lineage, recovered=note, started=started)
-            if source.caching is Caching.SIDECAR:
-                discard_partial(ds.root)
-                discard_dry_run_parts(kept)
+            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
+            _refuse_live_scorers(cache)  # one may have started while V was gathered
+            _run, written = commit_labels(ds, plan, lineage, cache, recovered=note, started=started)
+            cache.committed()
             timings.update(written)
             timings["total"] = time.perf_counter() - started
             notes = [n for n in [note, _move_active(settings.lerobot_home, ds.root)] if n]
@@ -293,25 +290,21 @@ def run_label(
             dist.release()
 
 
-def _kept_values_dir(settings: Settings, ds: LeRobotDataset, source: ValueSource) -> Path | None:
-    """Where a dry run keeps computed values (outside the dataset), for sources worth keeping."""
-    return dry_run_parts_dir(settings.model_cache.parent, ds.root) if source.caching is Caching.SIDECAR else None
-
-
-def _plan(ds, settings, rule, source, lineage: Lineage, recompute: bool, dist, started: float, *, kept: Path | None = None,
-          dry_run: bool = False) -> tuple[LabelPlan, dict[str, float]]:
+def _plan(ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float) -> tuple[LabelPlan, dict[str, float]]:
     """Read the columns, obtain V for the rollout episodes, plan the labels."""
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     t_read = time.perf_counter()
+    source = cache.source
     source.bind(ds)
     episodes = cols.rollout_episodes()
     if dist is not None:
-        by_episode, values_from, provenance, keys = distributed.lead(ds, source, episodes, recompute, dist, parts_base=kept if dry_run else None)
+        values = distributed.lead(cache, episodes, recompute, dist)
     else:
-        by_episode, values_from, provenance, keys = gather_values(ds, source, episodes, recompute=recompute, kept=kept, dry_run=dry_run)
-    value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, by_episode, source.name)
+        values = cache.gather(episodes, recompute=recompute)
+    value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, values.by_episode, source.name)
     t_values = time.perf_counter()
-    plan = plan_labels(ds, cols, value, rule, settings, provenance=provenance, values_from=values_from, run_id=lineage.next_run_id(), input_keys=keys)
+    plan = plan_labels(ds, cols, value, rule, settings, provenance=values.provenance, values_from=values.values_from, run_id=lineage.next_run_id(),
+                       input_keys=values.input_keys)
     plan.inference_stats = dict(getattr(source, "stats", None) or {})
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
@@ -337,11 +330,11 @@ def _move_active(home: Path, root: Path) -> str | None:
         return f"could not point local/{active_alias(home, root.name).name} at this copy ({exc.strerror}); run `recap-label activate {root}`"
 
 
-def _refuse_live_scorers(root: Path) -> None:
-    scorers = live_scorers(root)
+def _refuse_live_scorers(cache: ValueCache) -> None:
+    scorers = cache.live_scorers()
     if scorers:
         who = "; ".join(f"{s.get('what')} (pid {s.get('pid')} on {s.get('host')})" for s in scorers)
-        raise BadInput(f"{root.name} is being scored by {len(scorers)} process(es): {who}; label when they have finished")
+        raise BadInput(f"{cache.ds.root.name} is being scored by {len(scorers)} process(es): {who}; label when they have finished")
 
 
 # -- scoring only: one shard of a cluster array, or everything before a dry run ----------------
@@ -374,38 +367,19 @@ def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard:
     Takes no lock (many shards run at once); refuses while a label or rollback holds the lock or
     a commit is pending, and registers itself so that a label commit waits for it."""
     started = time.perf_counter()
-    if source.caching is not Caching.SIDECAR:
-        raise BadInput("--score-only needs --checkpoint-dir: values from a column or a file have nothing to score")
     ds = LeRobotDataset.open(ds_root)
     ds.require_complete()
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     source.bind(ds)
-    lengths = {e: ds.episodes[e].length for e in cols.rollout_episodes()}
+    cache = ValueCache(ds, source)
     what = "scoring" if shard is None else f"scoring shard {shard[0]}/{shard[1]}"
-    with registered_scorer(ds.root, what):
+    with cache.scoring(what):
         if pending_commit(ds.root) is not None:
             raise BadInput(f"{ds.root.name} has an interrupted commit; finish it with `recap-label label` (or `verify`) first, then score")
         holder = live_holder(ds.root)
         if holder is not None:
             raise BadInput(f"{ds.root.name} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); score when it has finished")
-        source.prepare()
-        parts = PartialValues(ds.root, source.provenance()).ensure()
-        parts.keys = source.input_keys(ds, sorted(lengths))
-        if shard is None:
-            mine = sorted(lengths)
-        else:
-            index, n = shard
-            assignment = distributed.assign_by_frames(lengths, n)
-            parts.claim_split(n, assignment)
-            mine = assignment[index - 1]
-        if recompute:
-            parts.drop(mine)
-        have = read_parts(parts, {e: lengths[e] for e in mine})
-        todo = [e for e in mine if e not in have]
-        for ev in source.episode_values(ds, todo):
-            parts.add(ev)
-        if shard is not None:
-            parts.mark_shard_done(*shard)
-        missing = parts.shards_not_done()
-    return ScoreOutcome(ds.root, shard, len(mine), len(todo), len(have), int(sum(lengths[e] for e in mine)), parts.dir, missing,
-                        parts.dropped, time.perf_counter() - started)
+        done = cache.score(cols.rollout_episodes(), shard=shard, recompute=recompute)
+    frames = int(sum(ds.episodes[e].length for e in done.episodes))
+    return ScoreOutcome(ds.root, shard, len(done.episodes), done.inferred, done.reused, frames, done.parts, done.missing_shards,
+                        done.dropped, time.perf_counter() - started)

@@ -1,3 +1,4 @@
-"""Where V comes from: the value-source protocol and its sources (a dataset column, a values file,
-the value model), the values sidecar, the inference engine and torchrun scoring.
+"""Where V comes from: the value-source protocol (types), its sources (a dataset column, a values
+file, the value model) and the factory that picks one, the value cache (the sidecar and the
+resumable parts), the inference engine and torchrun scoring.
 Importing this package does not import torch; only inference does."""

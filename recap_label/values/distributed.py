@@ -1,9 +1,10 @@
 """Many GPUs, many nodes: `torchrun --nproc-per-node N -m recap_label label …`.
 
-Rank 0 holds the dataset lock, validates, and splits the episodes still to infer across
-ranks, balanced by frames. Every rank writes its per-episode values into the shared
-resumable sidecar folder; rank 0 then computes the single global threshold and writes
-the labels once. Only Python objects are exchanged (gloo), so no NCCL is needed.
+Rank 0 holds the dataset lock, validates, looks the values up in the value cache
+(values.cache) and splits the episodes still to infer across ranks, balanced by frames.
+Every rank writes its per-episode values into the same value parts; rank 0 then computes the
+single global threshold and writes the labels once. Only Python objects are exchanged (gloo),
+so no NCCL is needed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.values.parts import PartialValues
-from recap_label.values.sidecar import cached_values, gather_values, read_parts, read_sidecar
-from recap_label.values.sources import Caching, EpisodeValues, ValueSource
+from recap_label.values.cache import ValueCache, Values
+from recap_label.values.parts import assign_by_frames
+from recap_label.values.types import ValueSource
 
 
 def world_size() -> int:
@@ -63,19 +64,8 @@ def start() -> Dist | None:
     return Dist() if world_size() > 1 else None
 
 
-def assign_by_frames(lengths: dict[int, int], world: int) -> list[list[int]]:
-    """Longest episodes first, each to the rank with the fewest frames so far."""
-    loads = [0] * world
-    out: list[list[int]] = [[] for _ in range(world)]
-    for ep, n in sorted(lengths.items(), key=lambda kv: (-kv[1], kv[0])):
-        r = loads.index(min(loads))
-        out[r].append(ep)
-        loads[r] += n
-    return [sorted(x) for x in out]
-
-
 def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
-    """A non-zero rank: infer the episodes rank 0 assigns, into the shared sidecar parts."""
+    """A non-zero rank: infer the episodes rank 0 assigns, into the same value parts."""
     plan = dist.broadcast(None)
     error = None
     try:
@@ -86,11 +76,9 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
             if source.provenance() != plan["provenance"]:
                 error = f"rank {dist.rank} was started with different settings than rank 0"
             else:
-                base = plan.get("parts_base")  # a dry run keeps its parts outside the dataset
-                partial = PartialValues(ds.root, plan["provenance"], base=None if base is None else Path(base)).ensure()
-                partial.keys = source.input_keys(ds, plan["assign"][dist.rank])
-                for ev in source.episode_values(ds, plan["assign"][dist.rank]):
-                    partial.add(ev)
+                kept = plan.get("dry_run_dir")  # a dry run keeps its parts outside the dataset
+                cache = ValueCache(ds, source, None if kept is None else Path(kept), dry_run=kept is not None)
+                cache.infer_share(plan["assign"][dist.rank], plan["provenance"])
     except RecapError as exc:
         error = exc.message
     finally:
@@ -102,37 +90,22 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
         raise RecapError(f"rank {dist.rank}: {error}")
 
 
-def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute: bool, dist: Dist,
-         parts_base: Path | None = None) -> tuple[dict[int, EpisodeValues], str, dict]:
-    """Rank 0: split the episodes still to infer across ranks, infer its own share, wait for all.
-    `parts_base`: where the value parts go instead of the dataset's values-partial/ (a dry run)."""
-    nothing_to_infer = {"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": source.provenance()}
-    if source.caching is Caching.READ_EACH_RUN:
-        dist.broadcast(nothing_to_infer)
+def lead(cache: ValueCache, episodes: list[int], recompute: bool, dist: Dist) -> Values:
+    """Rank 0: look the values up in the cache, split the episodes still to infer across ranks,
+    infer its own share, wait for all."""
+    look = cache.lookup(episodes, recompute=recompute)
+    if look.done is not None:
+        dist.broadcast({"ok": True, "assign": [[] for _ in range(dist.world)], "provenance": cache.source.provenance()})
         dist.gather(None)
-        return gather_values(ds, source, episodes, recompute=False)
-    keys = source.input_keys(ds, episodes)  # once: for PNG cameras it reads the image bytes
-    cached = None if recompute else read_sidecar(ds.root)
-    if cached is not None and source.reuses(cached[0]):
-        values = cached_values(ds, cached[1], episodes, keys)
-        if len(values) == len(episodes):
-            dist.broadcast(nothing_to_infer)
-            dist.gather(None)
-            return values, "sidecar (no inference)", cached[0], keys
-    source.prepare()
-    provenance = source.provenance()
-    partial = PartialValues(ds.root, provenance, base=parts_base).ensure()
-    partial.keys = keys
-    lengths = {e: ds.episodes[e].length for e in episodes}
-    if recompute:
-        partial.drop(episodes)
-    done = set(read_parts(partial, lengths))
-    assign = assign_by_frames({e: n for e, n in lengths.items() if e not in done}, dist.world)
-    dist.broadcast({"ok": True, "assign": assign, "provenance": provenance, "parts_base": None if parts_base is None else str(parts_base)})
+        return look.done
+    parts = cache.open_inference(look, recompute=recompute)
+    assign = assign_by_frames({e: cache.ds.episodes[e].length for e in look.todo}, dist.world)
+    kept = str(cache.dry_run_dir) if cache.dry_run else None
+    dist.broadcast({"ok": True, "assign": assign, "provenance": parts.provenance, "dry_run_dir": kept})
     error = None
     try:
-        for ev in source.episode_values(ds, assign[0]):
-            partial.add(ev)
+        for ev in cache.source.episode_values(cache.ds, assign[0]):
+            parts.add(ev)
     except RecapError as exc:
         error = exc.message
     errors = dist.gather(error)
@@ -140,5 +113,4 @@ def lead(ds: LeRobotDataset, source: ValueSource, episodes: list[int], recompute
     if failed:
         r, e = failed[0]
         raise RecapError(f"rank {r}: {e}" if r else e)
-    sizes = ", ".join(f"rank {r}: {len(a)}" for r, a in enumerate(assign))
-    return read_parts(partial, lengths), f"inference on {dist.world} ranks (episodes {sizes}; {len(done)} already done)", provenance, keys
+    return cache.finish(look, ranks=assign)

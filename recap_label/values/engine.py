@@ -23,7 +23,7 @@ from recap_label.errors import DatasetError, DeviceError
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.frames import iter_episode_frames
 from recap_label.values.progress import Progress as _Progress
-from recap_label.values.sources import EpisodeValues
+from recap_label.values.types import EpisodeValues
 
 
 def _rank_device(spec: str) -> str:

@@ -3,7 +3,9 @@
 Everything that can be checked cheaply is checked up front (tokenizer, checkpoint step and
 tree, batch size, device name); the device itself, the weights and the inference engine
 (values.engine, which imports torch) come in only when `prepare()` is called, i.e. when the
-values sidecar cannot be reused.
+value cache (values.cache) cannot supply every value. So does the check that the tokenizer fits
+the checkpoint's embedding table: reading the table's shape imports tensorstore (about a second),
+which a relabel from the sidecar does not need.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from recap_label.config import Settings
 from recap_label.errors import BadInput, CheckpointError, DatasetError, DeviceError, TokenizerError, warn
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.model.precision import PRECISIONS
-from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, camera_slot_order
+from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, PromptTokenizer, camera_slot_order
 from recap_label.store.fsutil import sha256_file
-from recap_label.values.sources import Caching, EpisodeValues
+from recap_label.values.types import Caching, EpisodeValues
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -106,19 +108,19 @@ def _check_vocabulary(tokenizer, step_dir: Path, use_ema: bool) -> None:
 
 
 class ModelValues:
-    """The value model as a value source (see values.sources.ValueSource)."""
+    """The value model as a value source (see values.types.ValueSource)."""
 
     caching = Caching.SIDECAR
     name = "the value model"
 
-    def __init__(self, *, step_dir: Path, checkpoint_hash: str, use_ema: bool, tokenizer_path: Path, settings: Settings,
+    def __init__(self, *, step_dir: Path, checkpoint_hash: str, use_ema: bool, tokenizer: PromptTokenizer, settings: Settings,
                  device: str, batch_size: int | None, num_workers: int, precision: str, compile_model: bool = False):
         self.step_dir, self.checkpoint_hash, self.use_ema = step_dir, checkpoint_hash, use_ema
-        self.tokenizer_path, self.settings = tokenizer_path, settings
+        self.tokenizer, self.tokenizer_path, self.settings = tokenizer, Path(tokenizer.path), settings
         self.device_spec, self.requested_batch_size, self.num_workers = device, batch_size, num_workers
         self.requested_precision = precision
         self.compile_model = compile_model
-        self._tokenizer_sha = sha256_file(tokenizer_path)
+        self._tokenizer_sha = sha256_file(self.tokenizer_path)
         self._slots: dict[str, str | None] | None = None
         self._engine = None  # values.engine.Engine, made by prepare()
         self.stats: dict[str, float] = {}
@@ -127,7 +129,6 @@ class ModelValues:
     def from_settings(cls, settings: Settings, *, use_ema: bool = True, compile_model: bool = False) -> "ModelValues":
         """Validate everything that needs no torch; the weights load only when inference runs."""
         from recap_label.model.checkpoint import checkpoint_content_hash, resolve_step_dir, tree_names
-        from recap_label.model.preprocess import PromptTokenizer
 
         device = (settings.device or "auto").strip().lower()
         if not _DEVICE_RE.match(device):
@@ -143,14 +144,13 @@ class ModelValues:
         if tree not in tree_names(step_dir):
             hint = "pass --no-use-ema to use params" if use_ema else "this step has no params tree"
             raise CheckpointError(f"checkpoint step {step_dir} has no {tree}; {hint}")
-        _check_vocabulary(tokenizer, step_dir, use_ema)
         if settings.batch_size is not None and settings.batch_size < 1:
             raise DeviceError(f"--batch-size must be >= 1, got {settings.batch_size}")
         workers = default_workers() if settings.num_workers is None else settings.num_workers
         if workers < 0:
             raise DeviceError(f"--num-workers must be >= 0, got {workers}")
         return cls(step_dir=step_dir, checkpoint_hash=checkpoint_content_hash(step_dir), use_ema=use_ema,
-                   tokenizer_path=Path(settings.tokenizer_path), settings=settings, device=device,
+                   tokenizer=tokenizer, settings=settings, device=device,
                    batch_size=settings.batch_size, num_workers=workers, precision=precision, compile_model=compile_model)
 
     @property
@@ -185,8 +185,10 @@ class ModelValues:
         return episode_input_keys(ds, episodes, list(self._slots.values()))
 
     def prepare(self) -> None:
-        """Resolve the device and build the inference engine (imports torch; loads no weights yet)."""
+        """Check the tokenizer against the checkpoint, resolve the device and build the inference
+        engine (imports torch; loads no weights yet)."""
         if self._engine is None:
+            _check_vocabulary(self.tokenizer, self.step_dir, self.use_ema)
             from recap_label.values.engine import Engine
 
             self._engine = Engine(

@@ -1,14 +1,13 @@
 """Per-episode value parts: what inference has computed so far, shareable by many processes.
 
-`meta/recap_label/values-partial/<key>/` holds the parts of one provenance (checkpoint content,
-EMA, tokenizer, cameras, precision; `<key>` is a hash of it, `provenance.json` the full record):
-one `episode-XXXXXX.parquet` per scored episode, each written atomically under its own name, so
-any number of processes (an interrupted run resuming, torchrun ranks, `--shard I/N` jobs of a
-cluster array) add parts side by side and a half-written part is never mistaken for a done one.
-
-A `--dry-run` writes nothing inside the dataset: the parts it computes are kept in the same
-layout outside it (`dry_run_parts_dir`: recap-label's cache folder, keyed by the dataset's real
-path), where the next `label` of that dataset finds and reuses them.
+The storage behind the value cache (values.cache, which decides when parts are read, written and
+discarded). `meta/recap_label/values-partial/<key>/` holds the parts of one provenance
+(checkpoint content, EMA, tokenizer, cameras, precision; `<key>` is a hash of it,
+`provenance.json` the full record): one `episode-XXXXXX.parquet` per scored episode, each written
+atomically under its own name, so any number of processes (an interrupted run resuming, torchrun
+ranks, `--shard I/N` jobs of a cluster array) add parts side by side and a half-written part is
+never mistaken for a done one. A `--dry-run` keeps its parts in the same layout outside the
+dataset (values.cache.dry_run_dir).
 
 Sharded scoring also leaves `split.json` (how many shards and which episodes each owns) and a
 `shard-III-of-NNN.done` marker per finished shard; a scoring process registers itself under
@@ -36,7 +35,7 @@ from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import fsync_dir, write_file_atomic, write_json_atomic
 from recap_label.store.lock import holder_alive, process_start_time
 from recap_label.store.paths import PARTIAL_DIR
-from recap_label.values.sources import EpisodeValues, ValueSource
+from recap_label.values.types import EpisodeValues
 
 SCORERS = "scorers"
 
@@ -53,27 +52,19 @@ def _load_json(path: Path):
 
 
 class PartialValues:
-    """The parts of one provenance (created on first use)."""
+    """The parts of one provenance (created on first use). `base`: the folder of provenances
+    (default: the dataset's values-partial/); `keys`: the input key of each episode
+    (values.types.ValueSource.input_keys), stored with its part and checked on reading;
+    `read_only`: a dry run's view of the dataset's parts (a bad part is skipped, not removed)."""
 
-    def __init__(self, root: Path, provenance: dict, base: Path | None = None):
+    def __init__(self, root: Path, provenance: dict, base: Path | None = None, *, keys: dict[int, str] | None = None, read_only: bool = False):
         self.root = root
         self.provenance = provenance
         self.dir = (root / PARTIAL_DIR if base is None else base) / provenance_key(provenance)
-        self.read_only = False  # a dry run's view of the dataset's parts: a bad part is skipped, not removed
+        self.read_only = read_only
+        self.keys: dict[int, str] = dict(keys or {})
         self.dropped: list[int] = []  # episodes whose part did not read back whole
-        self.keys: dict[int, str] = {}  # input key per episode (values.sources.ValueSource.input_keys)
         self.stale: list[int] = []  # episodes whose part was computed from other inputs
-
-    # -- finding parts without the model ---------------------------------------------------
-
-    @classmethod
-    def find(cls, root: Path, source: ValueSource, base: Path | None = None) -> "PartialValues | None":
-        """The parts a source can reuse (exact provenance first), or None; `base`: parts kept
-        outside the dataset instead of its values-partial/."""
-        mine = source.provenance()
-        found = [cls(root, prov, base) for prov in all_provenances(root, base) if source.reuses(prov)]
-        found.sort(key=lambda p: p.provenance != mine)
-        return found[0] if found else None
 
     def ensure(self) -> "PartialValues":
         if not (self.dir / "provenance.json").exists():
@@ -143,6 +134,17 @@ class PartialValues:
         for e in episodes:
             self._part(e).unlink(missing_ok=True)
 
+    def read_whole(self, lengths: dict[int, int]) -> dict[int, EpisodeValues]:
+        """The parts that read back whole, for the given episodes and lengths."""
+        done = self.done()
+        out = {}
+        for e, n in lengths.items():
+            if e in done:
+                ev = self.read(e, n)
+                if ev is not None:
+                    out[e] = ev
+        return out
+
     # -- shards ------------------------------------------------------------------------------
 
     def claim_split(self, num_shards: int, assignment: list[list[int]]) -> None:
@@ -210,25 +212,23 @@ def provenance_difference(a: dict, b: dict) -> str:
     return ", ".join(f"{k} ({b.get(k)!r} there, {a.get(k)!r} here)" for k in keys) or "nothing"
 
 
-def discard_partial(root: Path) -> None:
-    """Drop every part once the values are committed to the sidecar."""
-    folder = root / PARTIAL_DIR
+def assign_by_frames(lengths: dict[int, int], groups: int) -> list[list[int]]:
+    """The episodes in `groups` groups balanced by frames (shards, torchrun ranks): longest
+    episodes first, each to the group with the fewest frames so far."""
+    loads = [0] * groups
+    out: list[list[int]] = [[] for _ in range(groups)]
+    for ep, n in sorted(lengths.items(), key=lambda kv: (-kv[1], kv[0])):
+        r = loads.index(min(loads))
+        out[r].append(ep)
+        loads[r] += n
+    return [sorted(x) for x in out]
+
+
+def remove_folder(folder: Path) -> None:
+    """Drop a folder of parts (and fsync its parent) once its values are committed to the sidecar."""
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         fsync_dir(folder.parent)
-
-
-def dry_run_parts_dir(cache_dir: Path, root: Path) -> Path:
-    """Where `label --dry-run` keeps the values it computed for the dataset at `root`: under
-    `cache_dir` (recap-label's cache), one folder per dataset, keyed by its real path."""
-    real = os.path.realpath(root)
-    return Path(cache_dir) / "dry-run-values" / f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:12]}"
-
-
-def discard_dry_run_parts(folder: Path | None) -> None:
-    """Drop what a dry run kept, once a label run has committed those values to the sidecar."""
-    if folder is not None and folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- live scoring processes ------------------------------------------------------------------

@@ -1,69 +1,22 @@
-"""Where V comes from: the value-source protocol, its light sources, and the one factory.
+"""The light value sources, which read V that exists already: a dataset column (`--value-column`)
+or a parquet file of values computed elsewhere (`--values`). Both are read again every run.
 
-Sources: a dataset column (`--value-column`), a parquet file of values computed elsewhere
-(`--values`), or the value model (`--checkpoint-dir`, values.model_source). Each yields
-(episode_index, frame_index, value) for the rollout episodes it is asked for, and says how its
-values may be cached (`caching`).
+The value model (`--checkpoint-dir`) is values.model_source; values.factory picks one of them
+from the options; the protocol they share is values.types.ValueSource.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recap_label.config import Settings
 from recap_label.errors import BadInput, DatasetError, first_line
 from recap_label.lerobot.dataset import LeRobotDataset, first_duplicate, read_parquet_table
 from recap_label.store.fsutil import sha256_file
-
-
-@dataclass
-class EpisodeValues:
-    episode_index: int
-    frame_index: np.ndarray
-    value: np.ndarray
-
-
-class Caching(enum.Enum):
-    """How a source's values may be reused across runs."""
-
-    #: read again every run (a column or a file: cheap, and the file may have been rewritten)
-    READ_EACH_RUN = "read each run"
-    #: computed once, kept in the values sidecar and reused while the provenance matches;
-    #: an inference in progress is resumable from per-episode parts (values.sidecar)
-    SIDECAR = "sidecar"
-
-
-class ValueSource(Protocol):
-    """Anything that can produce V for the frames of given episodes."""
-
-    #: how error messages name it, e.g. "values file runs/v.parquet"
-    name: str
-    caching: Caching
-
-    def bind(self, ds: LeRobotDataset) -> None:
-        """Fix what depends on the dataset (the model's camera columns); before provenance()."""
-
-    def provenance(self) -> dict:
-        """What the values were computed from (recorded in the run and the sidecar)."""
-
-    def reuses(self, cached: dict) -> bool:
-        """May values with provenance `cached` stand in for this source's?"""
-
-    def prepare(self) -> None:
-        """Get ready to compute values (the model: load it); called only when values are needed."""
-
-    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
-        """Per episode, a fingerprint of what its values are computed from (cached values whose
-        key differs are stale); empty for sources read each run."""
-
-    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
+from recap_label.values.types import Caching, split_by_episode
 
 
 class _LightSource:
@@ -174,35 +127,3 @@ def _check_frames_exist(ds: LeRobotDataset, ep: np.ndarray, fr: np.ndarray, path
         i = unknown[0]
         what = f"episode {int(ep[i])}" if int(ep[i]) not in ds.episodes else f"episode {int(ep[i])} frame {int(fr[i])}"
         raise BadInput(f"values file {path} has values for {what}, which {ds.root.name} does not have ({unknown.size} such row(s)); was it computed for another dataset?")
-
-
-def split_by_episode(ep: np.ndarray, fr: np.ndarray, val: np.ndarray, episodes: Iterable[int]) -> Iterator[EpisodeValues]:
-    order = np.lexsort((fr, ep))
-    ep, fr, val = ep[order], fr[order], val[order]
-    for e in episodes:
-        lo, hi = np.searchsorted(ep, e, "left"), np.searchsorted(ep, e, "right")
-        yield EpisodeValues(int(e), fr[lo:hi], val[lo:hi])
-
-
-
-def value_source_from_options(settings: Settings, *, values_file: Path | None, value_column: str | None, use_ema: bool, compile_model: bool,
-                              values_column: str | None = None) -> ValueSource:
-    """The one value source the options name. A checkpoint from the config file or environment
-    is a default: an explicit --values or --value-column takes its place."""
-    checkpoint = settings.checkpoint_dir
-    checkpoint_flag = settings.sources.get("checkpoint_dir", "").startswith("flag")
-    given = [n for n, v in (("--checkpoint-dir", checkpoint if checkpoint_flag else None), ("--values", values_file), ("--value-column", value_column)) if v is not None]
-    if not given and checkpoint is not None:
-        given = ["--checkpoint-dir"]
-    if len(given) != 1:
-        which = "none was given" if not given else f"got {' and '.join(given)}"
-        raise BadInput(f"give exactly one value source: --checkpoint-dir, --values or --value-column ({which})")
-    if values_column is not None and given != ["--values"]:
-        raise BadInput("--values-column names the value column of a --values file; give it with --values")
-    if given == ["--values"]:
-        return FileValues(values_file, values_column or "value")
-    if given == ["--value-column"]:
-        return ColumnValues(value_column)
-    from recap_label.values.model_source import ModelValues
-
-    return ModelValues.from_settings(settings, use_ema=use_ema, compile_model=compile_model)
