@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
 from recap_label.lerobot.frames import episode_frames
 

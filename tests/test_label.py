@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
 from support import SPECIMENS, error_line, file_state, labels_by_file, run_sub, specimen_id, tree_digest, values_file, writable_copy
 from support import lineage_json as read_lineage

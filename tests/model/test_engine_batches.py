@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.frames import episode_frames
 

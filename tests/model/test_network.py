@@ -9,7 +9,7 @@ import torch
 
 from recap_label.errors import CheckpointError
 from recap_label.model.network import ValueModel, values_from_logits
-from recap_label.devtools.tiny_model import random_flat_params, tiny_config
+from recap_label.demo.tiny_model import random_flat_params, tiny_config
 from recap_label.model.params import ValueModelConfig, expected_shapes, flops_per_frame
 from recap_label.model.preprocess import PromptTokenizer, letterbox, to_model_input
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.errors import DatasetError
 
 from support import CHAOS, SEED, count, error_line, tiny_spec, tree_digest, values_file

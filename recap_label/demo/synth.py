@@ -27,7 +27,7 @@ frame_index + 1, noise...], and every camera frame is `frame_rgb(...)`: a flat c
 right, green grows downwards), so a decoded frame's per-channel mean is the expected colour
 (within 3/255 after AV1/H.264 in yuv420p).
 
-Command line: `python -m recap_label.devtools.synth OUT_DIR [--version v2.1|v3.0] [--episodes N] ...`
+Command line: `python -m recap_label.demo.synth OUT_DIR [--version v2.1|v3.0] [--episodes N] ...`
 (`--help` lists the options).
 """
 
@@ -966,7 +966,7 @@ def stage1_layout(base: Path, spec: DatasetSpec, name: str = "synth_rollout") ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m recap_label.devtools.synth",
+        prog="python -m recap_label.demo.synth",
         description="Write a synthetic LeRobot dataset with the RECAP columns.",
     )
     parser.add_argument("out_dir", type=Path, help="dataset folder to create (must not exist)")
