@@ -1,5 +1,5 @@
 """Incomplete copies, a source that changed or moved, and live or interrupted work, as `verify`
-and `label` report them (issue 13, items 4 and 9)."""
+and `label` report them."""
 
 from __future__ import annotations
 

@@ -1,2 +1,3 @@
-"""Tools for developing and showing recap-label, not used by the commands: the synthetic LeRobot
-writer, the benchmark, `make demo`, and tiny value-model helpers for tests."""
+"""`make demo` (`python -m recap_label.demo`) and what it runs on, not used by the commands: the
+synthetic LeRobot dataset writer (`synth`, also the tests' and benchmarks' data) and the tiny
+value model shipped in `recap_label/assets/` (`tiny_model`)."""

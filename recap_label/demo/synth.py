@@ -1,8 +1,8 @@
 """Synthetic LeRobot datasets with the RECAP columns, for tests, demos and benchmarks.
 
 `write_dataset` writes a LeRobot **v2.1** or **v3.0** dataset whose files are laid out and typed
-exactly as LeRobot's own writers lay them out (checked against the LeRobot-written fixtures in
-`shared/fixtures/lerobot-written/`, see `shared/spec/lerobot-format.md`):
+exactly as LeRobot's own writers lay them out (tests/test_synth.py checks them against the datasets
+LeRobot itself wrote in tests/fixtures/lerobot/, see tests/fixtures/make_lerobot_fixtures.py):
 
 * parquet columns: the user features in declaration order (`observation.state`, `action`,
   `reward_label`, `value_label`, `reward`, `intervention`, `adv_ind`, then the PNG cameras), then
@@ -14,7 +14,7 @@ exactly as LeRobot's own writers lay them out (checked against the LeRobot-writt
   stream, pts continuing across episodes, a keyframe at every episode start),
   `meta/episodes/chunk-000/file-000.parquet`, `meta/tasks.parquet`, `meta/stats.json`.
 
-RECAP labels follow pistar-labeler.md §4.3 for an episode of length T, t = 0..T-1:
+The RECAP columns of an episode of length T, t = 0..T-1:
 `reward_label` = -1/T, except the last frame: 0 on success, -1 on failure; `value_label` =
 -(T-1-t)/T on success, -1 on every frame of a failure; `reward` = 1 on the last frame of a
 success, else 0; `intervention` = 1 on every demo frame and inside the rollout's intervention
@@ -393,7 +393,7 @@ class _PngCache:
 
 
 def recap_labels(length: int, success: bool) -> dict[str, np.ndarray]:
-    """float32 `reward_label`, `value_label` and `reward` of an episode (pistar-labeler.md §4.3)."""
+    """float32 `reward_label`, `value_label` and `reward` of an episode (the rule in this module's docstring)."""
     frames = np.arange(length, dtype=np.float64)
     reward_label = np.full(length, -1.0 / length)
     reward_label[-1] = 0.0 if success else -1.0
