@@ -51,6 +51,14 @@ CAMERA_ARGS = ("--base-image-col", "observation.images.base", "--wrist-image-col
 PKG_ROOT = Path(recap_label.__file__).resolve().parents[1]
 
 
+def episode_frames(ds, episode_index: int, key: str, **kw) -> np.ndarray:
+    """All frames of one camera of one episode as a (T, H, W, 3) uint8 array (the product streams them)."""
+    from recap_label.lerobot.frames import iter_episode_frames
+
+    frames = list(iter_episode_frames(ds, episode_index, key, **kw))
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+
+
 def specimen_id(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 

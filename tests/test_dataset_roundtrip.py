@@ -7,7 +7,8 @@ import pytest
 
 from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
-from recap_label.lerobot.frames import episode_frames
+
+from support import episode_frames
 
 
 @pytest.mark.parametrize("version", ["v2.1", "v3.0"])
