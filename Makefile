@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.recap-installed
 DEVICE ?= auto
 
-.PHONY: install test test-fast demo bench chaos clean gpu-check
+.PHONY: install test test-fast demo bench chaos clean gpu-check wheel-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ GPU_CHECK_OUT ?= gpu-check-out
 GPU_CHECK_BUDGET ?= 480
 gpu-check:
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_OUT) --budget-s $(GPU_CHECK_BUDGET)
+
+# a wheel of this checkout in a fresh venv (dependencies from $(VENV), offline), run from outside the repo
+wheel-check: install
+	$(BIN)/python -m benchmarks.wheel_check
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
