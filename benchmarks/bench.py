@@ -51,7 +51,6 @@ HEAD, LEFT, RIGHT = "observation.images.head_camera", "observation.images.left_w
 PNG_NOISE = 2
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Datasets
 
