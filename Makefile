@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.recap-installed
 DEVICE ?= auto
 
-.PHONY: install test test-fast demo bench chaos clean gpu-check
+.PHONY: install test test-fast demo bench chaos clean gpu-check wheel-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,20 +30,24 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
-	$(BIN)/python -m recap_label.devtools.demo
+	$(BIN)/python -m recap_label.demo
 
 chaos: install
 	RECAP_CHAOS=1 $(BIN)/python -m pytest tests/reliability
 
 bench: install
-	$(BIN)/python -m recap_label.devtools.bench --device $(DEVICE)
+	$(BIN)/python -m benchmarks.bench --device $(DEVICE)
 
 # on a bare GPU host: no venv, no pip install, no network; the system python's CUDA torch
 # (+ PyAV) runs the package from this checkout, within GPU_CHECK_BUDGET seconds
 GPU_CHECK_OUT ?= gpu-check-out
 GPU_CHECK_BUDGET ?= 480
 gpu-check:
-	PYTHONPATH=$(CURDIR) $(PYTHON) -m recap_label.devtools.gpu_check $(GPU_CHECK_OUT) --budget-s $(GPU_CHECK_BUDGET)
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m benchmarks.gpu_check $(GPU_CHECK_OUT) --budget-s $(GPU_CHECK_BUDGET)
+
+# a wheel of this checkout in a fresh venv (dependencies from $(VENV), offline), run from outside the repo
+wheel-check: install
+	$(BIN)/python -m benchmarks.wheel_check
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

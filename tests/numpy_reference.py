@@ -1,4 +1,5 @@
-"""Independent float64 NumPy forward pass of pistar's critic, written from pistar-labeler.md §2.5.
+"""Independent float64 NumPy forward pass of pistar's critic, written from the pipeline
+in recap_label/model/network.py's docstring, not from its code.
 
 It works directly on the checkpoint's JAX layouts (Dense kernels [in, out], einsum weights,
 scanned SigLIP blocks, NHWC images), so it shares no weight mapping with the PyTorch model.

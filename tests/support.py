@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 import recap_label
 from recap_label.cli import app
-from recap_label.devtools.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
+from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
 
 TESTS = Path(__file__).resolve().parent
 
@@ -49,6 +49,14 @@ CAMERA_ARGS = ("--base-image-col", "observation.images.base", "--wrist-image-col
 
 # subprocesses run the same recap_label as the tests
 PKG_ROOT = Path(recap_label.__file__).resolve().parents[1]
+
+
+def episode_frames(ds, episode_index: int, key: str, **kw) -> np.ndarray:
+    """All frames of one camera of one episode as a (T, H, W, 3) uint8 array (the product streams them)."""
+    from recap_label.lerobot.frames import iter_episode_frames
+
+    frames = list(iter_episode_frames(ds, episode_index, key, **kw))
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 def specimen_id(path: Path) -> str:
@@ -253,7 +261,7 @@ def count(kind: str, n: int = 1) -> None:
 
 def tiny_spec(version="v2.1", episodes=4, length=24, rows_per_file=None, seed=0, png=0):
     """A few-kilobyte synth dataset: one demo, the rest rollouts, 16-pixel PNG cameras if any, no video."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     return synth.simple_spec(version, episodes=episodes, length=length, demos=1, png_cameras=png, video_cameras=0,
                              size=16, rows_per_file=rows_per_file, seed=seed)

@@ -1,4 +1,4 @@
-"""Smoke test of `python -m recap_label.devtools.bench --quick`: every section runs at a tiny size."""
+"""Smoke test of `python -m benchmarks.bench --quick`: every section runs at a tiny size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recap_label.devtools import bench
+from benchmarks import bench
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """Incomplete copies, a source that changed or moved, and live or interrupted work, as `verify`
-and `label` report them (issue 13, items 4 and 9)."""
+and `label` report them."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_a_missing_data_file_is_named_by_verify(cli, lerobot_home, tmp_path):
 
 
 def test_a_missing_camera_file_stops_model_inference_before_it_starts(cli, lerobot_home, tmp_path):
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
     from support import model_args
 
     spec = synth.simple_spec("v3.0", episodes=4, length=30, demos=1, png_cameras=1, video_cameras=1, size=32, rows_per_file=70)
@@ -126,7 +126,7 @@ def test_a_source_moved_away_is_a_warning(cli, lerobot_home, tmp_path):
 def test_verify_reports_a_killed_inference(cli, lerobot_home, tmp_path):
     """SIGKILL during inference: a stale lock and value parts are left; verify says so, with what
     to do, and stays read-only."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
     from support import TINY_CHECKPOINT, model_args, run_sub
 
     spec = synth.simple_spec("v3.0", episodes=4, length=30, demos=1, png_cameras=1, video_cameras=1, size=32, rows_per_file=70)

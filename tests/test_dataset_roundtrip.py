@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
-from recap_label.lerobot.frames import episode_frames
+
+from support import episode_frames
 
 
 @pytest.mark.parametrize("version", ["v2.1", "v3.0"])

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from support import FIXTURES, data_files, error_line, values_file, writable_copy
 
 CLASSES = ["positive", "negative", "none"]

@@ -1,4 +1,4 @@
-"""`python -m recap_label.devtools.gpu_check`: runs from a bare source tree (no install, no polars)
+"""`python -m benchmarks.gpu_check`: runs from a bare source tree (no install, no polars)
 and stops with a clear message where CUDA is needed; its CPU self-test drives every step."""
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ class NoPolars(importlib.abc.MetaPathFinder):
 sys.meta_path[:] = [NoPolars()] + [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 import runpy
 sys.argv = ["gpu_check", *sys.argv[1:]]
-runpy.run_module("recap_label.devtools.gpu_check", run_name="__main__")
+runpy.run_module("benchmarks.gpu_check", run_name="__main__")
 """
 
 
 def bare_tree(tmp_path: Path, with_tests: bool = False) -> Path:
     src = tmp_path / "checkout"
-    shutil.copytree(PKG_ROOT / "recap_label", src / "recap_label", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("recap_label", "benchmarks"):
+        shutil.copytree(PKG_ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     if with_tests:
         shutil.copytree(PKG_ROOT / "tests", src / "tests", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(PKG_ROOT / "pyproject.toml", src / "pyproject.toml")
@@ -54,7 +55,7 @@ def test_stops_where_cuda_is_needed_with_one_clear_line(tmp_path):
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: gpu-check needs a CUDA device, and this torch is a CPU-only build "
-                      f"(torch {torch.__version__}); run it on a GPU host: PYTHONPATH=<checkout> python -m recap_label.devtools.gpu_check OUT_DIR"] \
+                      f"(torch {torch.__version__}); run it on a GPU host: PYTHONPATH=<checkout> python -m benchmarks.gpu_check OUT_DIR"] \
         or errors[0].startswith("Error: gpu-check needs a CUDA device, and torch sees no CUDA device"), r.stderr
     assert "Traceback" not in r.stderr
     report = json.loads((tmp_path / "out" / "gpu-check.json").read_text())

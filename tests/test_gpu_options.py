@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 
 from support import cmd, error_line, model_args, sub_env, tree_digest
 

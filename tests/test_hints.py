@@ -16,7 +16,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from support import TINY_CHECKPOINT, TINY_TOKENIZER, cmd, error_line, sub_env, tiny_spec, tree_digest, values_file
 
 COLUMNS = ("observation.state, action, reward_label, value_label, reward, intervention, adv_ind, timestamp, "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from support import FIXTURES, error_line, tree_digest, writable_copy
 from support import lineage_json as read_lineage
 

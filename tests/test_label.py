@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
 from support import SPECIMENS, error_line, file_state, labels_by_file, run_sub, specimen_id, tree_digest, values_file, writable_copy
 from support import lineage_json as read_lineage
@@ -89,7 +89,7 @@ def test_write_back_keeps_lerobot_specimens_intact(cli, lerobot_home, tmp_path, 
     after = file_state(dest, hidden=True)
     assert_only_labels_changed(before, after)
     # images still decode through the dataset layer after the rewrite
-    from recap_label.lerobot.frames import episode_frames
+    from support import episode_frames
 
     ds = LeRobotDataset.open(dest)
     assert episode_frames(ds, 0, "observation.images.wrist").shape == (5, 24, 32, 3)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from support import FIXTURES, data_files, error_line, run_sub, tree_digest, values_file, writable_copy
 
 

@@ -15,11 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.lerobot.frames import episode_frames
 
-from support import TINY_CHECKPOINT, TINY_TOKENIZER, error_line, model_args, sub_env, tree_digest
+from support import TINY_CHECKPOINT, TINY_TOKENIZER, episode_frames, error_line, model_args, sub_env, tree_digest
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from support import FIXTURES, Cli, cmd, sub_env, tiny_spec, values_file, writable_copy
 
 

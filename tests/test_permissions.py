@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from support import data_files, tiny_spec, values_file
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
 from support import tiny_spec, values_file
 

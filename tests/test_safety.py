@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 
 from support import error_line, labels_by_file, lineage_json, model_args, tree_digest, values_file
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from recap_label.config import Settings, resolve_settings
-from recap_label.devtools import synth
-from recap_label.devtools.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
+from recap_label.demo import synth
+from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
 
 from support import error_line, lineage_json
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
-from recap_label.lerobot.frames import episode_frames
 
-from support import SPECIMENS, specimen_id
+from support import SPECIMENS, episode_frames, specimen_id
 
 
 def test_all_specimens_present():

@@ -1,4 +1,4 @@
-"""recap_label.devtools.synth writes LeRobot v2.1 / v3.0 datasets shaped like LeRobot's own output.
+"""recap_label.demo.synth writes LeRobot v2.1 / v3.0 datasets shaped like LeRobot's own output.
 
 Checked with plain pyarrow / PyAV / PIL against the LeRobot-written specimens in
 tests/fixtures/lerobot (written by real LeRobot, see tests/fixtures/make_lerobot_fixtures.py).
@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from recap_label.devtools import synth
-from recap_label.devtools.synth import CameraSpec, DatasetSpec, EpisodeSpec
+from recap_label.demo import synth
+from recap_label.demo.synth import CameraSpec, DatasetSpec, EpisodeSpec
 from support import FIXTURES
 
 FPS = 10

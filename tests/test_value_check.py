@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.stats import auc, cohen_kappa, rankdata, spearman
 from support import cmd, sub_env, values_file

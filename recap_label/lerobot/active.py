@@ -66,12 +66,6 @@ def is_labeled(root: Path) -> bool:
     return record is not None and not record.retired and record.active_label_run() is not None
 
 
-def active_target(home: Path, copy_name: str) -> Path | None:
-    """Where the alias points now (the link's target, also when it dangles), or None."""
-    alias = active_alias(home, copy_name)
-    return Path(os.readlink(alias)) if alias.is_symlink() else None
-
-
 def _real(root: Path) -> Path:
     """Links (a `local/<name>` entry) stand for the folder they point at."""
     return Path(os.path.realpath(root))

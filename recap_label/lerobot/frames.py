@@ -50,12 +50,6 @@ def iter_episode_frames(
         raise DatasetError(f"camera column {key!r} is not an image or video feature of {ds.root}; cameras there: {cams}")
 
 
-def episode_frames(ds: LeRobotDataset, episode_index: int, key: str, **kw) -> np.ndarray:
-    """All frames of one camera of one episode as a (T, H, W, 3) uint8 array."""
-    frames = list(iter_episode_frames(ds, episode_index, key, **kw))
-    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
-
-
 def decode_png(data: bytes, where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 

@@ -1,6 +1,6 @@
 """pistar's value model (VLM critic) in PyTorch, numerically faithful to its JAX forward pass.
 
-Pipeline per frame (pistar-labeler.md §2.5): SigLIP per camera -> Linear to the Gemma width ->
+Pipeline per frame, as pistar's critic computes it: SigLIP per camera -> Linear to the Gemma width ->
 text embeddings (x sqrt(width)) cross-attend to all image tokens -> Gemma3 run bidirectionally
 over [image tokens; text tokens] -> masked mean pool -> LayerNorm/MLP head -> bin logits ->
 V = softmax(logits) . linspace(-1, 0, bins).

@@ -2,7 +2,7 @@
 
 Pure NumPy (no torch), so scripts that only need names and shapes (the tiny
 Orbax checkpoint writer runs under JAX) can import it. Names are pistar's
-"/"-joined pure-dict paths (pistar-labeler.md §3.3); every dimension of the
+"/"-joined pure-dict paths (`expected_shapes` lists them all); every dimension of the
 architecture is read back from the shapes, so one code path serves the full
 So400m/14 + Gemma3-270M critic and tiny test models.
 """
@@ -125,7 +125,7 @@ class ValueModelConfig:
 
 
 def expected_shapes(config: ValueModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter pistar's critic has, with its shape (pistar-labeler.md §3.3)."""
+    """Every parameter pistar's critic has, with its shape (the names of its Orbax checkpoint)."""
     c = config
     d, n, hd, depth = c.siglip_width, c.siglip_heads, c.siglip_head_dim, c.siglip_depth
     shapes: dict[str, tuple[int, ...]] = {

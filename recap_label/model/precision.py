@@ -23,16 +23,6 @@ class Precision:
     siglip_bf16: bool  # SigLIP encoder matmuls/activations in bf16 (LayerNorm statistics fp32)
     tf32: bool  # fp32 matmuls and convolutions on TF32 tensor cores (CUDA only)
 
-    def describe(self) -> str:
-        return PARTS[self.name]
-
-
-PARTS = {
-    "tf32": "SigLIP encoder bf16; patch embedding, projection, cross-attention, Gemma3 and head fp32 storage with TF32 matmuls (what pistar's JAX forward does on a GPU)",
-    "bf16": "SigLIP encoder bf16; everything else strict fp32 (IEEE fp32 matmuls)",
-    "fp32": "every part strict fp32 (the CPU reference; equals pistar's JAX fp32 to 2.4e-7 in V)",
-}
-
 # |V - V_cpu_fp32| the GPU check accepts per precision (V lies in [-1, 0]); see README "GPU".
 # bf16 SigLIP alone moved V by up to 6.1e-3 against pistar's own bf16; TF32 adds ~1e-3 relative
 # rounding per matmul on top. Strict fp32 on the GPU differs only in summation order.

@@ -107,9 +107,6 @@ class Transaction:
     def stage_bytes(self, target: Path, data: bytes) -> None:
         self._add(target, lambda p: p.write_bytes(data))
 
-    def stage_json(self, target: Path, obj, indent: int = 2) -> None:
-        self.stage_bytes(target, (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode())
-
     def stage_table(self, target: Path, table: pa.Table) -> None:
         self._add(target, lambda p: pq.write_table(table, p))
 

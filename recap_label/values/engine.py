@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from recap_label.errors import DatasetError, DeviceError
+from recap_label.errors import DatasetError, DeviceError, warn
 from recap_label.lerobot.dataset import LeRobotDataset
 from recap_label.lerobot.frames import iter_episode_frames
 from recap_label.values.progress import Progress as _Progress
@@ -307,7 +307,7 @@ class Engine:
         for index, text in ds.tasks.items():
             tokens, _mask, truncated = self.tokenizer.tokenize(text)
             if truncated and not self.quiet:
-                _warn(f"task {index} is longer than {tokens.size} tokens: truncation drops '\\nValue:' (as in pistar)")
+                warn(f"task {index} is longer than {tokens.size} tokens: truncation drops '\\nValue:' (as in pistar)")
             task_tokens[index] = tokens.astype(np.int64)
         size = self.model_config.image_size
         stream = EpisodeFrames(ds.root, episodes, columns, size, self.batch_size, task_tokens, self.device_letterbox)
@@ -498,9 +498,3 @@ def check_compiler(device: torch.device) -> None:
             f"--compile: torch.compile does not work on this {device.type} host ({first_line(exc)}); "
             "install a C++ compiler (CPU) or Triton (CUDA), or run without --compile"
         ) from None
-
-
-def _warn(message: str) -> None:
-    import sys
-
-    sys.stderr.write(f"warning: {message}\n")

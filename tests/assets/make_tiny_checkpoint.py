@@ -9,7 +9,7 @@ so run this once from a throwaway environment:
     PYTHONPATH=. /tmp/jaxenv/bin/python tests/assets/make_tiny_checkpoint.py
 
 It writes recap_label/assets/tiny_value_ckpt/step_00000002/ (params and a different EMA tree) with
-the tiny architecture of `recap_label.devtools.tiny_model.tiny_config`, sized to the tiny tokenizer's
+the tiny architecture of `recap_label.demo.tiny_model.tiny_config`, sized to the tiny tokenizer's
 vocabulary; the demo and the tests use it. Tests that need more steps (older, tmp, half-written)
 build them from copies of this one.
 """
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from recap_label.devtools.tiny_model import TINY_CHECKPOINT, random_flat_params, tiny_config
+from recap_label.demo.tiny_model import TINY_CHECKPOINT, random_flat_params, tiny_config
 
 OUTPUT = TINY_CHECKPOINT
 TINY_VOCAB = 400  # recap_label/assets/tiny_tokenizer.model

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from recap_label.devtools.tiny_model import TINY_TOKENIZER
+from recap_label.demo.tiny_model import TINY_TOKENIZER
 
 OUTPUT = TINY_TOKENIZER
 VOCAB_SIZE = 400

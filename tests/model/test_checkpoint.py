@@ -19,7 +19,7 @@ from recap_label.model.checkpoint import (
     tree_names,
 )
 from recap_label.model.network import ValueModel
-from recap_label.devtools.tiny_model import tiny_config
+from recap_label.demo.tiny_model import tiny_config
 from recap_label.model.params import ValueModelConfig, expected_shapes
 
 

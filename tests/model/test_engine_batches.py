@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.lerobot.dataset import LeRobotDataset
-from recap_label.lerobot.frames import episode_frames
 
-from support import TINY_CHECKPOINT, TINY_TOKENIZER
+from support import TINY_CHECKPOINT, TINY_TOKENIZER, episode_frames
 
 BASE, WRIST = "observation.images.base", "observation.images.wrist"
 

@@ -35,7 +35,7 @@ def world(tmp_path_factory) -> dict:
     """A tiny copied dataset (`template`), a values file, and a labeled clone of it (`labeled`),
     with the labels before (`old`) and after (`new`) labeling, built once per test module."""
     base = tmp_path_factory.mktemp("world")
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_LEROBOT_HOME", str(base / "home"))

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.errors import DatasetError
 
 from support import CHAOS, SEED, count, error_line, tiny_spec, tree_digest, values_file
@@ -270,7 +270,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(pristine, cli, home, tm
 def test_video_shorter_than_its_episode_and_damaged_video(tmp_path):
     """Frame decoding (recap_label.lerobot.frames): a clear DatasetError, never a PyAV exception."""
     from recap_label.lerobot.dataset import LeRobotDataset
-    from recap_label.lerobot.frames import episode_frames
+    from support import episode_frames
 
     spec = synth.simple_spec("v2.1", episodes=2, length=12, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264")
     ds_root = synth.write_dataset(tmp_path / "vid", spec)

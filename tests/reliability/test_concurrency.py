@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 
 from support import CHAOS, LOOKAHEAD, clone, cmd, count, labels_by_file, lineage_json, run_sub, sub_env, tiny_spec, tree_digest
 

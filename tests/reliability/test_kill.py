@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 
 from support import (
     CHAOS, LOOKAHEAD, SEED, Cli, assert_intact, clone, cmd, count, file_state, full_digest, hidden_leftovers, labels_by_file,

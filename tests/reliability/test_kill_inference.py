@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 
 from support import CHAOS, count, labels_by_file, lineage_json, model_args, run_sub
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 
 from support import CHAOS, count, error_line, full_digest, labels_by_file, lineage_json, tree_digest, values_file
 

@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recap_label.devtools import synth
-from recap_label.devtools.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
+from recap_label.demo import synth
+from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
 
 OUT = Path("demo-out")
 

@@ -1,6 +1,6 @@
 """One device call that answers the GPU questions, on a bare GPU host, within a time budget.
 
-    PYTHONPATH=<checkout> python -m recap_label.devtools.gpu_check OUT_DIR [--budget-s 480] [--quick]
+    PYTHONPATH=<checkout> python -m benchmarks.gpu_check OUT_DIR [--budget-s 480] [--quick]
     make gpu-check [GPU_CHECK_OUT=gpu-check-out]
 
 Needs only what a GPU host typically has (Python, a CUDA build of torch, transformers, numpy,
@@ -33,7 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmarks.datasets import default_cache_dir, scratch_copy
+from benchmarks.gpu import GpuBusy, bf16_peak, model_inputs, random_model
+
+# benchmarks/ sits in a checkout beside tests/: the cuda tests run from there
+CHECKOUT = Path(__file__).resolve().parents[1]
 BATCHES = (32, 64, 128, 256)
 PRECISIONS = ("tf32", "bf16", "fp32")  # fp32 last in the sweep: slowest
 DATA_VERSION = "gpu1"
@@ -103,8 +107,10 @@ def render(report: Report) -> str:
 def environment() -> dict:
     import torch
 
+    import recap_label
+
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cores": os.cpu_count(), "source": str(REPO), "polars_imported": "polars" in sys.modules}
+           "cores": os.cpu_count(), "source": str(Path(recap_label.__file__).resolve().parents[1]), "polars_imported": "polars" in sys.modules}
     from importlib import metadata
 
     for name in ("av", "pyarrow", "numpy", "transformers", "sentencepiece", "tensorstore", "typer", "rich"):
@@ -134,15 +140,15 @@ def run_cuda_tests(report: Report, timeout: float) -> None:
     except ImportError:
         report.step("tests", "skipped", "pytest is not installed here (pip install pytest, or bring its wheel)")
         return
-    tests = REPO / "tests"
+    tests = CHECKOUT / "tests"
     if not tests.is_dir():
-        report.step("tests", "skipped", f"no tests/ folder next to the package ({tests})")
+        report.step("tests", "skipped", f"no tests/ folder beside benchmarks/ ({tests})")
         return
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
     try:
         r = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", str(tests)],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+                           cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         report.step("tests", "stopped", f"the cuda tests ran past {timeout:.0f} s (budget)", time.perf_counter() - t0)
         return
@@ -194,16 +200,6 @@ def set_precision(model, precision: str) -> None:
     model.siglip_dtype = dtype
 
 
-def model_inputs(config, batch: int, cameras: int, device, seed: int = 0):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (batch, cameras, config.image_size, config.image_size, 3), dtype=torch.uint8, generator=g)
-    tokens = torch.zeros(batch, config.max_token_len, dtype=torch.long)
-    tokens[:, :12] = torch.randint(1, config.vocab_size, (batch, 12), generator=g)
-    return images.to(device), torch.ones(batch, cameras, dtype=torch.bool, device=device), tokens.to(device)
-
-
 def forward_values(model, images, mask, tokens, tf32: bool):
     import torch
 
@@ -223,8 +219,7 @@ def full_model(device, quick: bool):
     encoder already cast to bf16."""
     import torch
 
-    from recap_label.devtools.bench import random_model
-    from recap_label.devtools.tiny_model import tiny_config
+    from recap_label.demo.tiny_model import tiny_config
     from recap_label.model.params import ValueModelConfig
 
     if quick not in _FULL:
@@ -266,7 +261,6 @@ def sweep_model(report: Report, budget: Budget, quick: bool, compiled: bool, res
     """frames/s, TFLOP/s and peak memory per precision and batch; returns the best batch per precision."""
     import torch
 
-    from recap_label.devtools.bench import bf16_peak
     from recap_label.model.params import flops_per_frame
     device = torch.device(DEVICE)
     t0 = time.perf_counter()
@@ -322,7 +316,7 @@ def sweep_model(report: Report, budget: Budget, quick: bool, compiled: bool, res
 
 
 def ensure_dataset(cache: Path, name: str, spec, budget: Budget, estimate: float) -> Path | None:
-    from recap_label.devtools.camera_data import write_camera_dataset
+    from benchmarks.camera_data import write_camera_dataset
 
     root = cache / f"{DATA_VERSION}-{name}" / "dataset"
     if (root.parent / "DONE").exists():
@@ -337,70 +331,10 @@ def ensure_dataset(cache: Path, name: str, spec, budget: Budget, estimate: float
     return root
 
 
-class GpuBusy:
-    """GPU utilization sampled every 100 ms: torch.cuda.utilization (pynvml), else nvidia-smi.
-    `device`: the CUDA device to watch (default: the current one); a CPU device samples nothing."""
-
-    def __init__(self, device=None):
-        import threading
-
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._proc = None
-        self._thread = None
-        if device is not None and getattr(device, "type", "cuda") != "cuda":
-            return
-        self._index = 0 if device is None or getattr(device, "index", None) is None else device.index
-        try:
-            import torch
-
-            torch.cuda.utilization(self._index)
-            self._thread = threading.Thread(target=self._nvml, daemon=True)
-        except Exception:
-            if shutil.which("nvidia-smi"):
-                self._thread = threading.Thread(target=self._smi, daemon=True)
-
-    def _nvml(self):
-        import torch
-
-        while not self._stop.wait(0.1):
-            try:
-                self.samples.append(float(torch.cuda.utilization(self._index)))
-            except Exception:
-                return
-
-    def _smi(self):
-        self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", str(self._index), "-lms", "100"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        for line in self._proc.stdout:
-            if self._stop.is_set():
-                break
-            try:
-                self.samples.append(float(line.strip()))
-            except ValueError:
-                pass
-
-    def __enter__(self):
-        if self._thread:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._proc is not None:
-            self._proc.terminate()
-        if self._thread:
-            self._thread.join(timeout=2)
-
-    @property
-    def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
-
-
 def model_values(device: str, precision: str, batch: int | None, workers: int | None, base: str, wrist: str, full: bool, cache: Path,
                  quick: bool = False, right: str | None = None):
     from recap_label.config import Settings
-    from recap_label.devtools.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
+    from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
     from recap_label.values.model_source import ModelValues
 
     settings = Settings(base_image_col=base, wrist_image_col=wrist, right_wrist_image_col=right, model_cache=cache / "models", checkpoint_dir=TINY_CHECKPOINT,
@@ -418,7 +352,6 @@ def model_values(device: str, precision: str, batch: int | None, workers: int | 
 
 def label_run(report: Report, name: str, root: Path, cams: str, batch: int, workers: int, cache: Path, quick: bool) -> None:
     from recap_label.commands.label import run_label
-    from recap_label.devtools.bench import scratch_copy
     from recap_label.rule import RuleSettings
 
     work = Path(tempfile.mkdtemp(prefix="label-", dir=cache))
@@ -453,7 +386,7 @@ def check_label_agreement(report: Report, cache: Path) -> None:
     import pyarrow.parquet as pq
 
     from recap_label.commands.label import run_label
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
     from recap_label.model.precision import TOLERANCE
     from recap_label.rule import RuleSettings
 
@@ -490,14 +423,8 @@ def check_label_agreement(report: Report, cache: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    from recap_label.devtools.bench import default_cache_dir as bench_cache
-
-    return bench_cache()
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recap_label.devtools.gpu_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path, help="folder for gpu-check.json, gpu-check.txt and the test log")
     p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget of the whole check (default: 480 = 8 minutes)")
     p.add_argument("--cache-dir", type=Path, default=None, help="generated datasets, reused by the next run (default: ~/.cache/recap-label/bench)")
@@ -528,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         report.step("cuda", "stopped", f"CUDA is not available ({why}); everything after this point needs a GPU")
         print(report.write())
         say(f"Error: gpu-check needs a CUDA device, and {why} (torch {torch.__version__}); run it on a GPU host: "
-            "PYTHONPATH=<checkout> python -m recap_label.devtools.gpu_check OUT_DIR")
+            "PYTHONPATH=<checkout> python -m benchmarks.gpu_check OUT_DIR")
         return 2
     cache = (args.cache_dir or default_cache_dir()).resolve()
     cache.mkdir(parents=True, exist_ok=True)
@@ -560,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # a failing step is reported; the others still run
             report.step(name, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", time.perf_counter() - t0)
 
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     attempt("tests", 60, lambda: run_cuda_tests(report, timeout=max(30.0, min(150.0, budget.left() - 300))))
     attempt("agreement (label)", 40, lambda: check_label_agreement(report, cache))

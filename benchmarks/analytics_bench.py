@@ -1,6 +1,6 @@
 """polars vs pyarrow/numpy for the analytics of `diff` and `verify` (issue: keep the faster).
 
-    python -m recap_label.devtools.analytics_bench [--repeat 7] [--scale 1] [--workdir DIR]
+    python -m benchmarks.analytics_bench [--repeat 7] [--scale 1] [--workdir DIR]
 
 Generates two label runs' worth of a dataset shaped like the RECAP reference run
 (synth.reference_spec without cameras: 10 rollouts, 21,286 frames, v2.1) as two iteration
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recap_label.devtools import synth
+from recap_label.demo import synth
 from recap_label.stats import confusion
 
 CLASSES = ("positive", "negative", "none")

@@ -1,8 +1,8 @@
 """Synthetic LeRobot datasets with the RECAP columns, for tests, demos and benchmarks.
 
 `write_dataset` writes a LeRobot **v2.1** or **v3.0** dataset whose files are laid out and typed
-exactly as LeRobot's own writers lay them out (checked against the LeRobot-written fixtures in
-`shared/fixtures/lerobot-written/`, see `shared/spec/lerobot-format.md`):
+exactly as LeRobot's own writers lay them out (tests/test_synth.py checks them against the datasets
+LeRobot itself wrote in tests/fixtures/lerobot/, see tests/fixtures/make_lerobot_fixtures.py):
 
 * parquet columns: the user features in declaration order (`observation.state`, `action`,
   `reward_label`, `value_label`, `reward`, `intervention`, `adv_ind`, then the PNG cameras), then
@@ -14,7 +14,7 @@ exactly as LeRobot's own writers lay them out (checked against the LeRobot-writt
   stream, pts continuing across episodes, a keyframe at every episode start),
   `meta/episodes/chunk-000/file-000.parquet`, `meta/tasks.parquet`, `meta/stats.json`.
 
-RECAP labels follow pistar-labeler.md §4.3 for an episode of length T, t = 0..T-1:
+The RECAP columns of an episode of length T, t = 0..T-1:
 `reward_label` = -1/T, except the last frame: 0 on success, -1 on failure; `value_label` =
 -(T-1-t)/T on success, -1 on every frame of a failure; `reward` = 1 on the last frame of a
 success, else 0; `intervention` = 1 on every demo frame and inside the rollout's intervention
@@ -27,7 +27,7 @@ frame_index + 1, noise...], and every camera frame is `frame_rgb(...)`: a flat c
 right, green grows downwards), so a decoded frame's per-channel mean is the expected colour
 (within 3/255 after AV1/H.264 in yuv420p).
 
-Command line: `python -m recap_label.devtools.synth OUT_DIR [--version v2.1|v3.0] [--episodes N] ...`
+Command line: `python -m recap_label.demo.synth OUT_DIR [--version v2.1|v3.0] [--episodes N] ...`
 (`--help` lists the options).
 """
 
@@ -393,7 +393,7 @@ class _PngCache:
 
 
 def recap_labels(length: int, success: bool) -> dict[str, np.ndarray]:
-    """float32 `reward_label`, `value_label` and `reward` of an episode (pistar-labeler.md §4.3)."""
+    """float32 `reward_label`, `value_label` and `reward` of an episode (the rule in this module's docstring)."""
     frames = np.arange(length, dtype=np.float64)
     reward_label = np.full(length, -1.0 / length)
     reward_label[-1] = 0.0 if success else -1.0
@@ -966,7 +966,7 @@ def stage1_layout(base: Path, spec: DatasetSpec, name: str = "synth_rollout") ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m recap_label.devtools.synth",
+        prog="python -m recap_label.demo.synth",
         description="Write a synthetic LeRobot dataset with the RECAP columns.",
     )
     parser.add_argument("out_dir", type=Path, help="dataset folder to create (must not exist)")

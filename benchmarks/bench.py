@@ -1,6 +1,6 @@
 """Benchmarks: decode, data pipeline, model, end to end, relabel, write-back, reference baseline.
 
-    python -m recap_label.devtools.bench [--device auto|cpu|cuda] [--quick] [--out bench-results.json]
+    python -m benchmarks.bench [--device auto|cpu|cuda] [--quick] [--out bench-results.json]
                                 [--cache-dir ~/.cache/recap-label/bench]
 
 Generates (once, cached under --cache-dir, keyed by DATA_VERSION) a dataset shaped like the
@@ -41,20 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-from recap_label.devtools.tiny_model import TINY_CHECKPOINT as TINY_CKPT, TINY_TOKENIZER
+from benchmarks.datasets import default_cache_dir, scratch_copy
+from benchmarks.gpu import GpuBusy, bf16_peak, model_inputs, random_model
+from recap_label.demo.tiny_model import TINY_CHECKPOINT as TINY_CKPT, TINY_TOKENIZER
 
 # Bump when the generated data changes: the cache folder is keyed by it.
 DATA_VERSION = "ref1"
-REPO = Path(__file__).resolve().parents[2]
 HEAD, LEFT, RIGHT = "observation.images.head_camera", "observation.images.left_wrist_camera", "observation.images.right_wrist_camera"
 PNG_NOISE = 2
-
-# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring, first match wins.
-BF16_PEAK_TFLOPS = (
-    ("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("GH200", 989.0),
-    ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0),
-    ("A10G", 70.0), ("A10", 125.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("A6000", 155.0), ("V100", 125.0),
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +57,7 @@ BF16_PEAK_TFLOPS = (
 
 def _noisy_frames():
     """A context in which synth draws every camera frame with +-PNG_NOISE deterministic noise."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     original = synth.frame_rgb
 
@@ -86,7 +80,7 @@ def _noisy_frames():
 
 def dataset_specs(quick: bool):
     """{name: (DatasetSpec, noisy)}: the AV1 reference and the PNG variant (or tiny ones)."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     if quick:
         av1 = synth.simple_spec("v2.1", episodes=2, length=40, demos=0, png_cameras=0, video_cameras=3, size=64)
@@ -104,7 +98,7 @@ RIG_LENGTH = 600  # frames per episode of the 480x640 rig row: enough for a stea
 
 def rig_spec(episodes: int, length: int):
     """The newcomer's bimanual rig: three 480x640 AV1 cameras (LeRobot's libsvtav1, GOP 2, crf 30)."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     spec = synth.simple_spec("v2.1", episodes=episodes, length=length, demos=0, png_cameras=0, video_cameras=3, size=64)
     spec.cameras = {k: synth.CameraSpec("video", 480, 640) for k in (HEAD, LEFT, RIGHT)}
@@ -113,7 +107,7 @@ def rig_spec(episodes: int, length: int):
 
 def ensure_dataset(cache_dir: Path, name: str, quick: bool, log=print) -> tuple[Path, float | None]:
     """The cached dataset `name` (generated on first use); (path, seconds spent generating or None)."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     spec, noisy = dataset_specs(quick)[name]
     key = f"{DATA_VERSION}-{'quick' if quick else 'full'}-{name}"
@@ -126,7 +120,7 @@ def ensure_dataset(cache_dir: Path, name: str, quick: bool, log=print) -> tuple[
     t0 = time.perf_counter()
     tmp = cache_dir / key / "dataset.tmp"
     if noisy == "camera":
-        from recap_label.devtools.camera_data import write_camera_dataset
+        from benchmarks.camera_data import write_camera_dataset
 
         write_camera_dataset(tmp, spec)
     elif noisy:
@@ -137,20 +131,6 @@ def ensure_dataset(cache_dir: Path, name: str, quick: bool, log=print) -> tuple[
     tmp.rename(root)
     (cache_dir / key / "DONE").write_text(json.dumps({"version": DATA_VERSION, "frames": spec.total_frames}))
     return root, time.perf_counter() - t0
-
-
-def scratch_copy(src: Path, dst: Path) -> Path:
-    """A writable copy of a cached dataset: data/ and meta/ copied, videos/ hard-linked (never written)."""
-    shutil.rmtree(dst, ignore_errors=True)
-    dst.mkdir(parents=True)
-    for entry in src.iterdir():
-        if entry.name == "videos":
-            shutil.copytree(entry, dst / entry.name, copy_function=os.link)
-        elif entry.is_dir():
-            shutil.copytree(entry, dst / entry.name)
-        else:
-            shutil.copy2(entry, dst / entry.name)
-    return dst
 
 
 def write_values_file(root: Path, path: Path, seed: int = 0) -> Path:
@@ -269,13 +249,6 @@ def environment(device) -> dict:
     except ImportError:
         pass
     return env
-
-
-def bf16_peak(device_name: str) -> float | None:
-    for key, peak in BF16_PEAK_TFLOPS:
-        if key.lower() in device_name.lower():
-            return peak
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,32 +412,10 @@ def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, r
 # 3. Model
 
 
-def random_model(config, device, precision: str):
-    import torch
-
-    from recap_label.model.network import ValueModel
-    from recap_label.devtools.tiny_model import random_flat_params
-
-    flat = random_flat_params(config)
-    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision in ("bf16", "tf32") else torch.float32)
-    del flat
-    return model.to(device).eval()
-
-
-def model_inputs(config, batch: int, cameras: int, device):
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (batch, cameras, config.image_size, config.image_size, 3), dtype=torch.uint8, generator=g)
-    tokens = torch.zeros(batch, config.max_token_len, dtype=torch.long)
-    tokens[:, :12] = torch.randint(1, config.vocab_size, (batch, 12), generator=g)
-    return images.to(device), torch.ones(batch, cameras, dtype=torch.bool, device=device), tokens.to(device)
-
-
 def bench_model(device, quick: bool, rows: list[Row], env: dict) -> None:
     import torch
 
-    from recap_label.devtools.tiny_model import tiny_config
+    from recap_label.demo.tiny_model import tiny_config
     from recap_label.model.params import ValueModelConfig, flops_per_frame
     from recap_label.model.preprocess import to_model_input
 
@@ -576,8 +527,6 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
     frames = walls = None
     runs, last = [], None
     for _ in range(min(repeat, 2)):  # each run labels all 21,286 frames
-        from recap_label.devtools.gpu_check import GpuBusy  # one sampler (nvml, else nvidia-smi) for both tools
-
         with GpuBusy(device) as gpu:
             t0 = time.perf_counter()
             out = run_label(av1_scratch, settings, RuleSettings(), source, recompute=True, allow_original=True)
@@ -799,13 +748,8 @@ def render(rows: list[Row], env: dict, notes: list[str]) -> None:
         console.print(f"note: {n}")
 
 
-def default_cache_dir() -> Path:
-    """Outside the repository, so a checkout stays small and the data survives a fresh clone."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recap-label" / "bench"
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recap_label.devtools.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model, end to end)")
     p.add_argument("--quick", action="store_true", help="tiny datasets and model, one repetition (CI smoke test)")
     p.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON results (default: bench-results.json)")

@@ -40,7 +40,7 @@ _TEXTURES: dict[tuple[int, int], np.ndarray] = {}
 
 def camera_frame(episode_index: int, frame_index: int, camera_name: str, height: int, width: int) -> np.ndarray:
     """synth's frame colour plus a panning texture: the frame a real camera would deliver."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     key = (height, width)
     if key not in _TEXTURES:
@@ -55,7 +55,7 @@ def camera_frame(episode_index: int, frame_index: int, camera_name: str, height:
 @contextmanager
 def camera_frames():
     """A context in which synth draws camera-like frames."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     original = synth.frame_rgb
     synth.frame_rgb = camera_frame
@@ -68,7 +68,7 @@ def camera_frames():
 def write_camera_dataset(root: Path, spec, jobs: int | None = None) -> Path:
     """synth.write_dataset(root, spec) (v2.1: one mp4 per episode and camera) with camera-like
     frames, one encode per episode shared by its cameras, `jobs` encoder processes."""
-    from recap_label.devtools import synth
+    from recap_label.demo import synth
 
     if spec.version != "v2.1":
         raise ValueError("camera datasets are written as v2.1 (one video file per episode)")
