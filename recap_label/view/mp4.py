@@ -27,7 +27,9 @@ BACKGROUND = (18, 18, 18)
 EMPTY = (45, 45, 45)
 V_COLOR, A_COLOR, THRESHOLD_COLOR, OTHER_V_COLOR = (80, 150, 255), (190, 130, 255), (255, 230, 80), (255, 120, 60)
 
-MIN_WIDTH, MAX_WIDTH = 640, 1920  # tiny cameras are scaled up, many wide ones down
+# tiny cameras are scaled up; wide rigs down by a whole factor (every k-th pixel): the encoder's
+# cost grows with the pixels, and three 640-px cameras at 960 px still show what happens
+MIN_WIDTH, MAX_WIDTH = 640, 1280
 MARGIN = 10
 HEADER_H = 44
 CURSOR_H = 8
@@ -36,7 +38,7 @@ THIN_H = 8
 PLOT_H = 120
 LEGEND_H = 44  # two rows
 CRF = "20"  # x264 quality: flat label colours survive it
-PRESET = "veryfast"
+PRESET = "ultrafast"  # x264 at its cheapest: the encoder is most of the cost (see benchmarks/view_bench.py)
 
 
 def _even(n: float) -> int:
@@ -63,7 +65,7 @@ class Canvas:
         if total and total < MIN_WIDTH:
             scale = MIN_WIDTH / total
         elif total > MAX_WIDTH:
-            scale = MAX_WIDTH / total
+            scale = 1 / math.ceil(total / MAX_WIDTH)
         self.tile_h = _even(tile_h * scale) if shapes else 0
         self.tile_sizes = [(_even(w * scale), self.tile_h) for w in widths]  # (width, height)
         self.width = _even(max(sum(w for w, _ in self.tile_sizes), MIN_WIDTH))
@@ -181,21 +183,54 @@ def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, ot
     return np.asarray(pil).copy()
 
 
+class Stamp:
+    """Text drawn by copying pre-rendered glyphs: Pillow's FreeType renders a header line in
+    several ms, too slow per frame; the glyphs of one font are few and kept."""
+
+    def __init__(self, size: int):
+        self.font = _font(size)
+        self.glyphs: dict[str, tuple[np.ndarray, int, int, float]] = {}  # char -> (alpha, dx, dy, advance)
+
+    def _glyph(self, ch: str):
+        g = self.glyphs.get(ch)
+        if g is None:
+            from PIL import Image, ImageDraw
+
+            x0, y0, x1, y1 = self.font.getbbox(ch)
+            img = Image.new("L", (max(x1 - x0, 1), max(y1 - y0, 1)), 0)
+            ImageDraw.Draw(img).text((-x0, -y0), ch, fill=255, font=self.font)
+            g = self.glyphs[ch] = (np.asarray(img, np.float32)[..., None] / 255.0, x0, y0, self.font.getlength(ch))
+        return g
+
+    def width(self, text: str) -> float:
+        return sum(self._glyph(ch)[3] for ch in text)
+
+    def draw(self, img: np.ndarray, x: float, y: int, text: str, color) -> float:
+        """Blend `text` into img (H, W, 3 uint8) at (x, y); returns the x after it."""
+        color = np.asarray(color, np.float32)
+        for ch in text:
+            alpha, dx, dy, advance = self._glyph(ch)
+            gx, gy = int(round(x)) + dx, y + dy
+            h, w = alpha.shape[:2]
+            if gx + w > img.shape[1] or gx < 0:
+                break
+            region = img[gy : gy + h, gx : gx + w]
+            region[:] = (region * (1 - alpha) + color * alpha).astype(np.uint8)
+            x += advance
+        return x
+
+
 def _fmt(x: float, spec: str = ".3f") -> str:
     return "-" if not np.isfinite(x) else format(float(x), spec)
 
 
-def _header(canvas: Canvas, title: str, other_title: str | None, s: EpisodeSeries, j: int) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (canvas.width, HEADER_H), BACKGROUND)
-    draw = ImageDraw.Draw(img)
-    font = _font(15)
+def _header(img: np.ndarray, stamp: Stamp, title: str, other_title: str | None, s: EpisodeSeries, j: int) -> None:
+    """The frame's numbers, drawn into the header rows of `img`."""
+    img[:HEADER_H] = BACKGROUND
     line1 = f"{title}   episode {s.episode}   frame {int(s.frame[j])} ({j + 1}/{len(s)})   t {s.timestamp[j]:.2f} s"
     if s.reason:
         line1 += f"   picked: {s.reason}"
-    draw.text((MARGIN, 3), line1, fill=(235, 235, 235), font=font)
-    x = MARGIN
+    stamp.draw(img, MARGIN, 4, line1, (235, 235, 235))
     parts = [(f"V {_fmt(s.value[j])}", V_COLOR), (f"A {_fmt(s.advantage[j])}", A_COLOR), (f"threshold {_fmt(s.threshold[j])}", THRESHOLD_COLOR),
              (f"adv_ind {s.label[j]}", LABEL_COLORS.get(s.label[j], LABEL_COLORS["none"]))]
     if s.human[j]:
@@ -205,37 +240,49 @@ def _header(canvas: Canvas, title: str, other_title: str | None, s: EpisodeSerie
         if s.flipped[j]:
             parts.append(("FLIPPED", FLIP))
     parts.append((f"task: {s.task[j]}", (200, 200, 200)))
+    x = MARGIN
     for text, color in parts:
-        draw.text((x, 23), text, fill=color, font=font)
-        x += int(draw.textlength(text, font=font)) + 16
-    return np.asarray(img)
+        x = stamp.draw(img, x, 24, text, color) + 16
 
 
 def _tile(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if frame.shape[1] == size[0] and frame.shape[0] == size[1]:
+    h, w = frame.shape[:2]
+    if w == size[0] and h == size[1]:
         return frame
     from PIL import Image
 
+    k = w // size[0]
+    if k > 1 and w == k * size[0] and h == k * size[1]:
+        # every k-th pixel: one strided copy (a box filter costs as much as the encoder's share)
+        return frame[::k, ::k]
     return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
 
 
 def render(canvas: Canvas, background: np.ndarray, title: str, other_title: str | None,
            series: list[EpisodeSeries], frames: Iterable[list[np.ndarray]]) -> Iterator[np.ndarray]:
-    """The video's frames: one per row of the episodes in turn, `frames` the cameras' frames of each."""
+    """The video's frames: one per row of the episodes in turn, `frames` the cameras' frames of each.
+    One buffer is redrawn in place (header, tiles, cursor); the consumer copies it before the next."""
     frames = iter(frames)
+    img = background.copy()
+    stamp = Stamp(15)
+    previous = None
     i = 0
     for s in series:
         for j in range(len(s)):
-            img = background.copy()
-            img[:HEADER_H] = _header(canvas, title, other_title, s, j)
+            _header(img, stamp, title, other_title, s, j)
             for cam, x, size in zip(next(frames), canvas.tile_x, canvas.tile_sizes):
                 img[HEADER_H : HEADER_H + size[1], x : x + size[0]] = _tile(cam, size)
+            if previous is not None:  # the last frame's cursor back to the background under it
+                (x0, x1), c = previous
+                img[canvas.cursor.y0 : canvas.cursor.y1, x0:x1] = background[canvas.cursor.y0 : canvas.cursor.y1, x0:x1]
+                img[canvas.plot.y0 : canvas.plot.y1, c] = background[canvas.plot.y0 : canvas.plot.y1, c]
             x0, x1 = canvas.cell(i)
             if x1 - x0 < 3:  # a visible cursor where cells are narrow
                 c = canvas.centre(i)
                 x0, x1 = c - 1, c + 2
             img[canvas.cursor.y0 : canvas.cursor.y1, x0:x1] = CURSOR
             img[canvas.plot.y0 : canvas.plot.y1, canvas.centre(i)] = CURSOR
+            previous = ((x0, x1), canvas.centre(i))
             yield img
             i += 1
 
