@@ -40,7 +40,7 @@ def make_dataset(work: Path, frames: int) -> Path:
     src = work / "viewbench"
     write_camera_dataset(src, spec)
     env = {**os.environ, "HF_LEROBOT_HOME": str(work / "home")}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "recap_label", *map(str, a)], check=True, env=env, capture_output=True)  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "recap_label", *map(str, a)], check=True, env=env, capture_output=True)
     run("copy", src)
     from recap_label.lerobot.dataset import LeRobotDataset
 
@@ -51,13 +51,19 @@ def make_dataset(work: Path, frames: int) -> Path:
     return labeled.resolve()
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
+CPU = {}  # figure -> median CPU seconds of this process (all its threads): what other load on the machine distorts least
+
+
+def median_time(name: str, fn, repeat: int) -> float:
+    """Median wall seconds of `fn` over `repeat` runs (its CPU seconds kept in CPU[name])."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    CPU[name] = statistics.median(cpu)
+    return statistics.median(wall)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     root = make_dataset(work, args.frames)
 
-    from recap_label.config import resolve_settings
     from recap_label.commands.view import run_view
+    from recap_label.config import resolve_settings
     from recap_label.lerobot.dataset import LeRobotDataset
     from recap_label.lerobot.frames import iter_episode_frames
     from recap_label.view import mp4 as mp4_mod
@@ -100,18 +106,23 @@ def main(argv: list[str] | None = None) -> None:
     figures = {
         "machine": f"{os.cpu_count()} CPU cores, {sys.platform}",
         "episode": f"{n} frames, {len(cams)} cameras 480x640 AV1 at {ds.fps} fps",
-        "decode_s (one thread per camera, as view)": median_time(decode_threads, args.repeat),
-        "decode_s (one camera after another)": median_time(decode_sequential, args.repeat),
-        "mp4_s": median_time(lambda: run_view(str(root), settings, episodes="0", mp4=str(out_mp4)), args.repeat),
+        "decode_s (one thread per camera, as view)": median_time("decode", decode_threads, args.repeat),
+        "decode_s (one camera after another)": median_time("decode_sequential", decode_sequential, args.repeat),
+        "mp4_s": median_time("mp4", lambda: run_view(str(root), settings, episodes="0", mp4=str(out_mp4)), args.repeat),
     }
     figures["mp4_bytes"] = out_mp4.stat().st_size
     figures["mp4_x264"] = f"preset {mp4_mod.PRESET}, crf {mp4_mod.CRF}"
     figures["mp4 / decode"] = figures["mp4_s"] / figures["decode_s (one thread per camera, as view)"]
     if has_rerun:
-        figures["rrd_s"] = median_time(lambda: run_view(str(root), settings, episodes="0", rrd=str(out_rrd)), args.repeat)
+        figures["rrd_s"] = median_time("rrd", lambda: run_view(str(root), settings, episodes="0", rrd=str(out_rrd)), args.repeat)
         figures["rrd_bytes"] = out_rrd.stat().st_size
         figures["rrd_jpeg_quality"] = JPEG_QUALITY
         figures["rrd / decode"] = figures["rrd_s"] / figures["decode_s (one thread per camera, as view)"]
+    figures.update({f"{k}_cpu_s": v for k, v in CPU.items()})
+    figures["mp4 / decode (CPU s)"] = CPU["mp4"] / CPU["decode"]
+    if "rrd" in CPU:
+        figures["rrd / decode (CPU s)"] = CPU["rrd"] / CPU["decode"]
+    figures["load average (1 min, at the end)"] = os.getloadavg()[0]
     for k, v in figures.items():
         print(f"{k:45s} {v:.3f}" if isinstance(v, float) else f"{k:45s} {v}")
     if args.json:

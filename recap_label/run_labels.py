@@ -18,8 +18,17 @@ import numpy as np
 from recap_label.config import Settings
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import read_label_columns
-from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table, resolve_dataset_path
-from recap_label.store.lineage import LabelRun, Lineage, read_lineage, split_iteration_name
+from recap_label.lerobot.dataset import (
+    LeRobotDataset,
+    read_parquet_table,
+    resolve_dataset_path,
+)
+from recap_label.store.lineage import (
+    LabelRun,
+    Lineage,
+    read_lineage,
+    split_iteration_name,
+)
 from recap_label.summary import LABELS
 from recap_label.values.sidecar import read_sidecar
 
@@ -118,7 +127,7 @@ def _sidecar_values(ds: LeRobotDataset, side: Side) -> tuple[np.ndarray | None, 
     labels = np.asarray(table["label"].to_numpy(zero_copy_only=False), dtype=object)[order]
     if not np.array_equal(key[order], side.key) or not np.array_equal(labels, side.labels):
         return None, None, f"{side.title}: the values sidecar holds another run's V; V not compared"
-    column = lambda name: table[name].to_numpy(zero_copy_only=False).astype(np.float64)[order]  # noqa: E731
+    column = lambda name: table[name].to_numpy(zero_copy_only=False).astype(np.float64)[order]
     return column("value"), column("advantage"), None
 
 

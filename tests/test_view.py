@@ -16,8 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from support import FIXTURES, cmd, data_files, error_line, isolate_lerobot_home, sub_env, values_file, writable_copy
+from support import (
+    FIXTURES,
+    cmd,
+    data_files,
+    error_line,
+    isolate_lerobot_home,
+    sub_env,
+    values_file,
+    writable_copy,
+)
 
 SPECIMENS = [FIXTURES / "v3.0" / "video_av1", FIXTURES / "v2.1" / "video_h264"]
 PALETTE = {"positive": (46, 160, 67), "negative": (214, 39, 40), "none": (120, 120, 120)}
@@ -230,7 +238,7 @@ def test_bad_inputs_write_nothing(cli, labeled, tmp_path):
 def test_without_rerun_rrd_is_refused_and_mp4_still_works(labeled, tmp_path):
     home = Path(os.environ["HF_LEROBOT_HOME"])
     blocked = "import sys; sys.modules['rerun'] = None; from recap_label.cli import main; sys.argv[0] = 'recap-label'; main()"
-    run = lambda *args: subprocess.run([sys.executable, "-c", blocked, *map(str, args)], capture_output=True, text=True, env=sub_env(home), timeout=120)  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-c", blocked, *map(str, args)], capture_output=True, text=True, env=sub_env(home), timeout=120)
     assert cmd("x")[0] == sys.executable
     result = run("view", "local/vial_vlm_label", "--rrd", tmp_path / "a.rrd")
     assert result.returncode == 2 and "pip install 'recap-label[view]'" in error_line(result)

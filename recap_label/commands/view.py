@@ -5,13 +5,24 @@ dataset; every bad input is refused before anything is written."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput
 from recap_label.view.cameras import select_cameras
-from recap_label.view.episodes import check_episodes, episode_series, open_source, parse_episode_list, worst_episodes
-from recap_label.view.outputs import check_ports, destination, stream_live, write_mp4, write_rrd
+from recap_label.view.episodes import (
+    check_episodes,
+    episode_series,
+    open_source,
+    parse_episode_list,
+    worst_episodes,
+)
+from recap_label.view.outputs import (
+    check_ports,
+    destination,
+    stream_live,
+    write_mp4,
+    write_rrd,
+)
 
 
 @dataclass

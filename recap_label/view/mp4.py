@@ -10,10 +10,10 @@ The strip's geometry is public (`Canvas`) so that a test can read labels back fr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -31,7 +31,7 @@ V_COLOR, A_COLOR, THRESHOLD_COLOR, OTHER_V_COLOR = (80, 150, 255), (190, 130, 25
 # cost grows with the pixels, and three 640-px cameras at 960 px still show what happens
 MIN_WIDTH, MAX_WIDTH = 640, 1280
 MARGIN = 10
-HEADER_H = 44
+HEADER_H = 64  # three text lines
 CURSOR_H = 8
 BAND_H = 18
 THIN_H = 8
@@ -132,10 +132,10 @@ def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, ot
     draw = ImageDraw.Draw(pil)
     small = _font(12)
     plot = canvas.plot
-    curves = [("V", V_COLOR, [s.value for s in series]), ("A", A_COLOR, [s.advantage for s in series]),
-              ("threshold", THRESHOLD_COLOR, [s.threshold.astype(np.float32) for s in series])]
-    if other_title is not None:
-        curves.append((f"V {other_title}", OTHER_V_COLOR, [s.other_value for s in series]))
+    curves = [("A", A_COLOR, [s.advantage for s in series]), ("threshold", THRESHOLD_COLOR, [s.threshold.astype(np.float32) for s in series]),
+              ("V", V_COLOR, [s.value for s in series])]
+    if other_title is not None:  # under this side's V: where both are equal, V shows
+        curves.insert(0, (f"V {other_title}", OTHER_V_COLOR, [s.other_value for s in series]))
     every = np.concatenate([np.concatenate(c[2]) for c in curves]) if series else np.zeros(0)
     finite = every[np.isfinite(every)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 0.0)
@@ -143,7 +143,7 @@ def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, ot
         lo, hi = lo - 0.5, hi + 0.5
     pad = 0.06 * (hi - lo)
     lo, hi = lo - pad, hi + pad
-    y_of = lambda v: plot.y1 - 1 - (v - lo) / (hi - lo) * (plot.y1 - plot.y0 - 1)  # noqa: E731
+    y_of = lambda v: plot.y1 - 1 - (v - lo) / (hi - lo) * (plot.y1 - plot.y0 - 1)
     draw.rectangle([MARGIN, plot.y0, canvas.width - MARGIN - 1, plot.y1 - 1], outline=(70, 70, 70))
     if lo < 0 < hi:
         draw.line([(MARGIN, y_of(0.0)), (canvas.width - MARGIN - 1, y_of(0.0))], fill=(60, 60, 60))
@@ -235,14 +235,16 @@ def _header(img: np.ndarray, stamp: Stamp, title: str, other_title: str | None, 
              (f"adv_ind {s.label[j]}", LABEL_COLORS.get(s.label[j], LABEL_COLORS["none"]))]
     if s.human[j]:
         parts.append(("intervention", INTERVENTION))
+    third = []
     if other_title is not None:
-        parts.append((f"{other_title}: {s.other_label[j] or '-'}, V {_fmt(s.other_value[j])}", OTHER_V_COLOR))
+        third.append((f"{other_title}: {s.other_label[j] or '-'}, V {_fmt(s.other_value[j])}", OTHER_V_COLOR))
         if s.flipped[j]:
-            parts.append(("FLIPPED", FLIP))
-    parts.append((f"task: {s.task[j]}", (200, 200, 200)))
-    x = MARGIN
-    for text, color in parts:
-        x = stamp.draw(img, x, 24, text, color) + 16
+            third.append(("FLIPPED", FLIP))
+    third.append((f"task: {s.task[j]}", (200, 200, 200)))
+    for y, line in ((24, parts), (44, third)):
+        x = MARGIN
+        for text, color in line:
+            x = stamp.draw(img, x, y, text, color) + 16
 
 
 def _tile(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

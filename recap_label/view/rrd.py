@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 import numpy as np
 
 from recap_label.errors import BadInput
 from recap_label.view.cameras import short_name
 from recap_label.view.episodes import LABEL_CODE, EpisodeSeries
-from recap_label.view.mp4 import FLIP, INTERVENTION, LABEL_COLORS, OTHER_V_COLOR, THRESHOLD_COLOR, A_COLOR, V_COLOR
+from recap_label.view.mp4 import (
+    A_COLOR,
+    FLIP,
+    INTERVENTION,
+    LABEL_COLORS,
+    OTHER_V_COLOR,
+    THRESHOLD_COLOR,
+    V_COLOR,
+)
 
 JPEG_QUALITY = 80
 JPEG_THREADS = 2  # Pillow's encoder releases the GIL
@@ -31,7 +39,7 @@ def import_rerun():
     """The rerun module, or the one-line error that names the extra."""
     try:
         import rerun
-        import rerun.blueprint  # noqa: F401
+        import rerun.blueprint
     except ImportError:
         raise BadInput("--rrd, --spawn and --serve need Rerun, the `view` extra: pip install 'recap-label[view]' (--mp4 needs nothing more)") from None
     return rerun
