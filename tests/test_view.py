@@ -104,6 +104,7 @@ def test_rrd_holds_each_episode_as_on_disk(cli, labeled, tmp_path):
         v = rec["/values/V"]
         assert sorted(v["frame_index"]) == frames
         assert {"frame_index", "timestamp"} <= v["_timelines"]
+        np.testing.assert_allclose(sorted(v["timestamp"]), np.array(frames) / 10 * 1e9, atol=1e3)  # ns, at the specimens' 10 fps
         np.testing.assert_array_equal(scalars(v).astype(np.float32), np.array([values[(ep, f)] for f in frames], np.float32))
         np.testing.assert_array_equal(scalars(rec["/labels/adv_ind"]), [code[labels[(ep, f)]] for f in frames])
         for cam in ("front", "wrist"):

@@ -44,6 +44,8 @@ def run_view(spec: str, settings: Settings, *, episodes: str | None = None, wors
     """`on_ready(result)` is called once the files are written and before a --serve blocks."""
     if not (mp4 or rrd or spawn or serve):
         raise BadInput("view needs an output: --mp4 PATH, --rrd PATH, --spawn or --serve")
+    if spawn and serve:
+        raise BadInput("pass --spawn or --serve, not both")
     if episodes is not None and worst is not None:
         raise BadInput("pass --episodes or --worst, not both")
     if rrd or spawn or serve:
