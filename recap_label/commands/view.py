@@ -83,12 +83,14 @@ def run_view(spec: str, settings: Settings, *, episodes: str | None = None, wors
         for path, eps in rrd_dest.files(src.ds.name, chosen):
             write_rrd(src, path, by_episode[eps[0]], cams)
             result.written.append({"path": str(path), "episodes": eps, "frames": len(by_episode[eps[0]])})
+    live: list = []  # the live recordings: a served viewer stops with them
     if spawn or serve:
-        result.url = stream_live(src, series, cams, spawn=spawn, serve=serve)
+        result.url, live = stream_live(src, series, cams, spawn=spawn, serve=serve)
     if on_ready is not None:
         on_ready(result)
     if serve:
         _wait_until_interrupted()
+    del live
     return result
 
 

@@ -104,9 +104,10 @@ def recording(rr, src: ViewSource, s: EpisodeSeries):
     return rr.RecordingStream(app, recording_id=f"{app}-{src.side.run.id}")
 
 
-def stream_live(src: ViewSource, series: list[EpisodeSeries], cameras: list[str], *, spawn: bool, serve: tuple[int, int] | None) -> str | None:
+def stream_live(src: ViewSource, series: list[EpisodeSeries], cameras: list[str], *, spawn: bool, serve: tuple[int, int] | None) -> tuple[str | None, list]:
     """--spawn: into a (started) Rerun viewer; --serve (web port, gRPC port): into a served web
-    viewer, whose URL is returned. Each episode is its own recording."""
+    viewer. Each episode is its own recording. Returns the web viewer's URL (--serve) and the
+    recordings: the server lives as long as the first of them, so the caller keeps them."""
     from recap_label.view import rrd
 
     rr = rrd.import_rerun()
@@ -114,8 +115,10 @@ def stream_live(src: ViewSource, series: list[EpisodeSeries], cameras: list[str]
     bp = rrd.blueprint(rr, cameras, other is not None)
     url = None
     grpc_url = None
+    recordings = []
     for s in series:
         rec = recording(rr, src, s)
+        recordings.append(rec)
         if serve is not None:
             if grpc_url is None:
                 grpc_url = rec.serve_grpc(grpc_port=serve[1], default_blueprint=bp)
@@ -129,4 +132,4 @@ def stream_live(src: ViewSource, series: list[EpisodeSeries], cameras: list[str]
             rec.spawn(default_blueprint=bp)
         rrd.log_episode(rec, rr, s, cameras, iter_frames(src.ds, s.episode, cameras, len(s)), other)
         rec.flush()
-    return url
+    return url, recordings
