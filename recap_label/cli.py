@@ -800,9 +800,7 @@ def view_cmd(
 
     def ready(res) -> None:
         if settings.json:
-            from dataclasses import asdict
-
-            _print_json(asdict(res))
+            _print_json(res.to_json())
             return
         out = _stdout()
         for e in res.episodes:

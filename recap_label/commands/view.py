@@ -4,7 +4,7 @@ dataset; every bad input is refused before anything is written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput
@@ -36,6 +36,9 @@ class ViewResult:
     written: list[dict] = field(default_factory=list)  # {"path", "episodes", "frames"}
     url: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 def run_view(spec: str, settings: Settings, *, episodes: str | None = None, worst: int | None = None, compare: str | None = None,
