@@ -25,7 +25,7 @@ LAYERS = [
     ("model", {"recap_label.model"}),
     ("rule", {"recap_label.rule", "recap_label.summary", "recap_label.stats", "recap_label.label_request"}),
     ("values", {"recap_label.values"}),
-    ("checks", {"recap_label.invariants", "recap_label.plotting", "recap_label.value_check"}),
+    ("checks", {"recap_label.invariants", "recap_label.plotting", "recap_label.value_check", "recap_label.run_labels", "recap_label.view"}),
     ("commands", {"recap_label.commands"}),
     ("cli", {"recap_label.cli", "recap_label.__main__"}),
     ("demo", {"recap_label.demo"}),

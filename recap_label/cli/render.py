@@ -388,3 +388,16 @@ def _utc(stamp: str) -> str:
         return datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     except (TypeError, ValueError):
         return str(stamp)
+
+
+def viewed(res) -> None:
+    out = console()
+    for e in res.episodes:
+        out.print(f"episode {e['episode']}: {e['frames']} frames" + (f" (picked: {e['reason']})" if e["reason"] else ""))
+    for w in res.written:
+        out.print(f"wrote {w['path']} ({w['frames']} frames)")
+    for note in res.notes:
+        out.print(f"note: {note}")
+    if res.url:
+        out.print(f"Rerun web viewer: {res.url}  (Ctrl-C stops serving)")
+    out.file.flush()
