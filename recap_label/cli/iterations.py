@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from recap_label.cli import render
+import recap_label.cli.render as render
 from recap_label.cli.app import app
 from recap_label.cli.options import JsonOpt, settings_of
 from recap_label.cli.output import show

@@ -31,9 +31,3 @@ def byte_progress(settings: Settings):
 
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def console():
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)  # plain lines never broken: a path stays one piece

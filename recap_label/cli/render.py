@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from recap_label.cli.output import console
 
 if TYPE_CHECKING:
     from recap_label.summary import Breakdown
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)  # plain lines never broken: a path stays one piece
 
 
 def breakdown_table(b: Breakdown, title: str = "adv_ind breakdown"):

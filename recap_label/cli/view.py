@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from recap_label.cli import render
+import recap_label.cli.render as render
 from recap_label.cli.app import app
 from recap_label.cli.options import AdvColOpt, HumanColOpt, JsonOpt, McValueColOpt, settings_of
 from recap_label.cli.output import show
