@@ -138,9 +138,9 @@ def write_values_file(root: Path, path: Path, seed: int = 0) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
 
-    t = LeRobotDataset.open(root).read_columns(["episode_index", "frame_index"])
+    t = DatasetFiles.open(root).read_columns(["episode_index", "frame_index"])
     value = -np.random.default_rng(seed).random(t.num_rows)
     pq.write_table(pa.table({"episode_index": t["episode_index"], "frame_index": t["frame_index"], "value": value}), path)
     return path
@@ -277,10 +277,10 @@ def random_access_frame(path: Path, ts: float, tolerance_s: float = 1e-4) -> np.
 
 
 def bench_decode(av1: Path, repeat: int, quick: bool, rows: list[Row]) -> None:
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
     from recap_label.lerobot.frames import iter_episode_frames
 
-    ds = LeRobotDataset.open(av1)
+    ds = DatasetFiles.open(av1)
     cams = ds.camera_keys
     episodes = sorted(ds.episodes)[: 1 if quick else 2]
     n_seq = sum(ds.episodes[e].length for e in episodes) * len(cams)
@@ -336,11 +336,11 @@ def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: i
     CPU time this process and its workers spent (per-core throughput = frames / CPU seconds)."""
     from torch.utils.data import DataLoader
 
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
     from recap_label.values.engine import EpisodeFrames, _identity
     from recap_label.model.preprocess import PromptTokenizer
 
-    ds = LeRobotDataset.open(root)
+    ds = DatasetFiles.open(root)
     episodes = sorted(ds.episodes) if episodes is None else episodes
     tok = PromptTokenizer(TINY_TOKENIZER)
     task_tokens = {i: tok.tokenize(t)[0].astype(np.int64) for i, t in ds.tasks.items()}
@@ -370,9 +370,9 @@ def _cpu_seconds() -> float:
 def bench_rig_pipeline(rig: Path, repeat: int, cuda: bool, rows: list[Row]) -> None:
     """480x640, 3 AV1 cameras: frames/s per core of the pipeline the CUDA path runs (decode + uint8
     batches, letterbox on the GPU), and of the CPU path (letterbox in the worker)."""
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
 
-    ds = LeRobotDataset.open(rig)
+    ds = DatasetFiles.open(rig)
     episodes = sorted(ds.episodes)
     n_frames = sum(ds.episodes[e].length for e in episodes)
     batch = 64
@@ -390,9 +390,9 @@ def bench_rig_pipeline(rig: Path, repeat: int, cuda: bool, rows: list[Row]) -> N
 
 
 def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, rows: list[Row]) -> None:
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
 
-    ds = LeRobotDataset.open(av1)
+    ds = DatasetFiles.open(av1)
     episodes = sorted(ds.episodes)[:2]
     n_frames = sum(ds.episodes[e].length for e in episodes)
     batch = 64 if cuda else 8
@@ -400,7 +400,7 @@ def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, r
     cases += [(av1, [HEAD, LEFT, RIGHT], w, "AV1, 3 cams") for w in (0, 2)]
     cases += [(png, [HEAD, LEFT], w, "PNG-in-parquet, 2 cams") for w in (0, 2)]
     for root, cols, workers, what in cases:
-        eps = episodes if root == av1 else sorted(LeRobotDataset.open(root).episodes)[: len(episodes)]
+        eps = episodes if root == av1 else sorted(DatasetFiles.open(root).episodes)[: len(episodes)]
         runs = [pipeline_frames_per_s(root, cols, workers, batch, eps, pin=cuda)[0] for _ in range(repeat)]
         fps = median(runs)
         rows.append(Row("2 pipeline", f"{what}, {workers} worker(s), batch {batch}", fps, "frames/s",
@@ -655,11 +655,11 @@ def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict 
     import pyarrow.parquet as pq
 
     from recap_label.lerobot.columns import read_label_columns
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
     from recap_label.rule import RuleSettings, apply_rule
     from recap_label.store.writeback import rewrite_label_column
 
-    ds = LeRobotDataset.open(av1)
+    ds = DatasetFiles.open(av1)
     s = label_settings(Path("."))
     cols = read_label_columns(ds, human_col=s.human_col, adv_col=s.adv_col, reward_col=s.reward_col)
     value = -np.random.default_rng(1).random(cols.episode.size)
@@ -671,7 +671,7 @@ def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict 
                     f"{ref_s / our_s:,.0f}x faster; same threshold: {bool(same)}", "", bool(same)))
 
     # whole-file read / modify / write of every rollout file vs our column rewrite, PNG variant
-    pds = LeRobotDataset.open(png_scratch)
+    pds = DatasetFiles.open(png_scratch)
     files = pds.data_files
     labels = {p: np.where(np.arange(pq.ParquetFile(p).metadata.num_rows) % 2 == 0, "positive", "negative").astype(object) for p in files}
     tmp = png_scratch / "bench-tmp.parquet"

@@ -42,9 +42,9 @@ def make_dataset(work: Path, frames: int) -> Path:
     env = {**os.environ, "HF_LEROBOT_HOME": str(work / "home")}
     run = lambda *a: subprocess.run([sys.executable, "-m", "recap_label", *map(str, a)], check=True, env=env, capture_output=True)
     run("copy", src)
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
 
-    table = LeRobotDataset.open(labeled).read_columns(["episode_index", "frame_index"])
+    table = DatasetFiles.open(labeled).read_columns(["episode_index", "frame_index"])
     values = work / "values.parquet"
     pq.write_table(table.append_column("value", pa.array(np.random.default_rng(0).uniform(-1, 0, table.num_rows))), values)
     run("label", "local/viewbench_vlm_label", "--values", values, "--lookahead", "10")
@@ -79,13 +79,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from recap_label.commands.view import run_view
     from recap_label.config import resolve_settings
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
     from recap_label.lerobot.frames import iter_episode_frames
     from recap_label.view import mp4 as mp4_mod
     from recap_label.view.cameras import iter_frames
     from recap_label.view.rrd import JPEG_QUALITY
 
-    ds = LeRobotDataset.open(root)
+    ds = DatasetFiles.open(root)
     cams = ds.camera_keys
     n = ds.episodes[0].length
     settings = resolve_settings(env={"HF_LEROBOT_HOME": str(work / "home")})

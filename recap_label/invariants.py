@@ -11,7 +11,7 @@ import numpy as np
 from recap_label.config import Settings
 from recap_label.errors import LockedError
 from recap_label.lerobot.columns import read_label_columns
-from recap_label.lerobot.dataset import LeRobotDataset, missing_summary
+from recap_label.lerobot.dataset import DatasetFiles, missing_summary
 from recap_label.lerobot.fingerprint import source_unchanged
 from recap_label.rule import demo_labels_digest, tied_at_threshold
 from recap_label.store.fsutil import find_symlinks
@@ -54,7 +54,7 @@ class VerifyReport:
         }
 
 
-def repair_interrupted(ds: LeRobotDataset) -> tuple[LeRobotDataset, list[str], Check | None]:
+def repair_interrupted(ds: DatasetFiles) -> tuple[DatasetFiles, list[str], Check | None]:
     """`verify --repair`: complete or undo an interrupted commit (unless its writer still runs)."""
     if pending_commit(ds.root) is None and not stale_staged_files(ds.root):
         return ds, [], None
@@ -63,10 +63,10 @@ def repair_interrupted(ds: LeRobotDataset) -> tuple[LeRobotDataset, list[str], C
             note = recover(ds.root)
     except LockedError as exc:
         return ds, [], Check("no write in progress", "fail", exc.message)
-    return LeRobotDataset.open(ds.root), [f"found an interrupted write: {note}"] if note else [], None
+    return DatasetFiles.open(ds.root), [f"found an interrupted write: {note}"] if note else [], None
 
 
-def interrupted_state(ds: LeRobotDataset) -> tuple[list[str], list[Check]]:
+def interrupted_state(ds: DatasetFiles) -> tuple[list[str], list[Check]]:
     """Read-only: a live writer, a pending commit, staged leftovers, as facts with what to do."""
     notes, checks = [], []
     holder = live_holder(ds.root)
@@ -91,7 +91,7 @@ def interrupted_state(ds: LeRobotDataset) -> tuple[list[str], list[Check]]:
     return notes, checks
 
 
-def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool = False, repair: bool = False) -> VerifyReport:
+def verify_dataset(ds: DatasetFiles, settings: Settings, with_episodes: bool = False, repair: bool = False) -> VerifyReport:
     """The breakdown and the invariants. Read-only, unless `repair` finishes an interrupted commit."""
     if repair:
         ds, notes, busy = repair_interrupted(ds)
@@ -157,7 +157,7 @@ def verify_dataset(ds: LeRobotDataset, settings: Settings, with_episodes: bool =
     return report
 
 
-def _tied_at_threshold(ds: LeRobotDataset, run: LabelRun) -> int:
+def _tied_at_threshold(ds: DatasetFiles, run: LabelRun) -> int:
     """Autonomous frames tied exactly at their threshold, from the values sidecar."""
     side = read_sidecar(ds.root)
     thresholds = [t for t in (run.thresholds or {}).values() if t is not None]

@@ -10,7 +10,7 @@ import numpy as np
 
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import human_mask, scalar_column
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.store.fsutil import write_file_atomic
 from recap_label.store.lineage import LabelRun
 from recap_label.values.cache import read_sidecar
@@ -44,7 +44,7 @@ def check_plot_destination(out: Path) -> None:
         raise BadInput(f"--plot {out}: the plot is a PNG; pass a file name ending in .png")
 
 
-def plot_labels(ds: LeRobotDataset, human_col: str, run: LabelRun | None, out: Path, episodes_shown: int = 4) -> Path:
+def plot_labels(ds: DatasetFiles, human_col: str, run: LabelRun | None, out: Path, episodes_shown: int = 4) -> Path:
     sidecar = read_sidecar(ds.root)
     if sidecar is None:
         raise BadInput(f"{ds.root} has no values sidecar (meta/recap_label/values.parquet); run `recap-label label` first, then plot")

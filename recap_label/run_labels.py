@@ -19,7 +19,7 @@ from recap_label.config import Settings
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import read_label_columns
 from recap_label.lerobot.dataset import (
-    LeRobotDataset,
+    DatasetFiles,
     read_parquet_table,
     resolve_dataset_path,
 )
@@ -65,7 +65,7 @@ def parse_side(arg: str) -> tuple[str, str | None]:
     return (m.group("ds"), m.group("run")) if m else (arg, None)
 
 
-def _labels_at_run(ds: LeRobotDataset, record: Lineage, run: LabelRun, cols) -> np.ndarray:
+def _labels_at_run(ds: DatasetFiles, record: Lineage, run: LabelRun, cols) -> np.ndarray:
     """The label column right after `run` committed (rebuilt from the prior labels of later runs)."""
     later = record.runs[record.runs.index(run) + 1 :]
     labels = cols.labels.copy()
@@ -86,7 +86,7 @@ def _labels_at_run(ds: LeRobotDataset, record: Lineage, run: LabelRun, cols) -> 
 def load_side(arg: str, settings: Settings) -> Side:
     spec, run_id = parse_side(arg)
     root = Path(os.path.realpath(resolve_dataset_path(spec, settings.lerobot_home)))
-    ds = LeRobotDataset.open(root)
+    ds = DatasetFiles.open(root)
     record = read_lineage(ds.root)
     active = record.active_label_runs() if record else []
     if not active:
@@ -115,7 +115,7 @@ def load_side(arg: str, settings: Settings) -> Side:
     return side
 
 
-def _sidecar_values(ds: LeRobotDataset, side: Side) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+def _sidecar_values(ds: DatasetFiles, side: Side) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     """V and A from the sidecar when it holds exactly this side's labels (the sidecar keeps the last
     label run's V; an earlier run's, or a rolled-back one's, is not kept)."""
     sidecar = read_sidecar(ds.root)

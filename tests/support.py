@@ -164,11 +164,11 @@ def lineage_json(root: Path) -> dict:
 def values_file(root: Path, out: Path | None = None, seed: int = 0) -> Path:
     """A `--values` file with distinct random V in [-1, 0) for every frame of the dataset at root (no
     ties at the threshold); written to `out`, by default `values-<name>-<seed>.parquet` beside root."""
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
 
     root = Path(root)
     out = Path(out) if out is not None else root.parent / f"values-{root.name}-{seed}.parquet"
-    table = LeRobotDataset.open(root).read_columns(["episode_index", "frame_index"])
+    table = DatasetFiles.open(root).read_columns(["episode_index", "frame_index"])
     rng = np.random.default_rng(seed)
     pq.write_table(table.append_column("value", pa.array(rng.uniform(-1, 0, table.num_rows))), out)
     return out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recap_label.demo import synth
-from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
+from recap_label.lerobot.dataset import DatasetFiles, group_episodes
 
 from support import episode_frames
 
@@ -15,7 +15,7 @@ from support import episode_frames
 def test_synth_reads_back(tmp_path, version):
     spec = synth.simple_spec(version, episodes=5, length=25, demos=1, png_cameras=1, video_cameras=1, size=32,
                              rows_per_file=60 if version == "v3.0" else None)
-    ds = LeRobotDataset.open(synth.write_dataset(tmp_path / "ds", spec))
+    ds = DatasetFiles.open(synth.write_dataset(tmp_path / "ds", spec))
     assert ds.version == version and ds.fps == spec.fps
     assert [e.length for e in ds.episodes.values()] == [e.length for e in spec.episodes]
     assert [e.tasks[0] for e in ds.episodes.values()] == [e.task for e in spec.episodes]

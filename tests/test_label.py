@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recap_label.demo import synth
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from support import SPECIMENS, error_line, file_state, labels_by_file, run_sub, specimen_id, tree_digest, values_file, writable_copy
 from support import lineage_json as read_lineage
 
@@ -91,7 +91,7 @@ def test_write_back_keeps_lerobot_specimens_intact(cli, lerobot_home, tmp_path, 
     # images still decode through the dataset layer after the rewrite
     from support import episode_frames
 
-    ds = LeRobotDataset.open(dest)
+    ds = DatasetFiles.open(dest)
     assert episode_frames(ds, 0, "observation.images.wrist").shape == (5, 24, 32, 3)
 
 
@@ -183,7 +183,7 @@ def test_bad_input(cli, lerobot_home, tmp_path, case):
 
 def test_values_file_problems(cli, lerobot_home, tmp_path):
     dest = make_copy(cli, tmp_path, small_spec(png_cameras=0))
-    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index"])
+    table = DatasetFiles.open(dest).read_columns(["episode_index", "frame_index"])
     full = table.append_column("value", pa.array(np.linspace(-1, 0, table.num_rows)))
     before = tree_digest(dest)
     missing = tmp_path / "missing.parquet"

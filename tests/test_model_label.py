@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from recap_label.demo import synth
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 
 from support import TINY_CHECKPOINT, TINY_TOKENIZER, episode_frames, error_line, model_args, sub_env, tree_digest
 
@@ -42,7 +42,7 @@ def test_values_equal_a_direct_forward_pass(cli, dataset, tmp_path):
     from recap_label.values.engine import load_value_model
     from recap_label.model.preprocess import PromptTokenizer, letterbox, to_model_input
 
-    ds = LeRobotDataset.open(dataset)
+    ds = DatasetFiles.open(dataset)
     model = load_value_model(TINY_CHECKPOINT, None, use_ema=True, cache_dir=None, siglip_dtype=torch.float32).model
     size = model.config.image_size
     base = letterbox(episode_frames(ds, 1, "observation.images.base"), size)
@@ -195,7 +195,7 @@ def test_model_bad_inputs(cli, dataset, tmp_path, monkeypatch):
 def test_damaged_png_and_short_video_name_episode_and_frame(cli, dataset, tmp_path):
     import pyarrow as pa
 
-    ds = LeRobotDataset.open(dataset)
+    ds = DatasetFiles.open(dataset)
     path = ds.episodes[2].data_file
     table = pq.read_table(path)
     i = table.schema.get_field_index("observation.images.base")
@@ -215,7 +215,7 @@ def test_damaged_png_and_short_video_name_episode_and_frame(cli, dataset, tmp_pa
 
 
 def test_truncated_video_is_one_error_line(cli, dataset):
-    ds = LeRobotDataset.open(dataset)
+    ds = DatasetFiles.open(dataset)
     video = ds.episodes[3].videos["observation.images.wrist"].path
     data = video.read_bytes()
     video.write_bytes(data[: len(data) * 2 // 3])

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from recap_label.demo import synth
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from support import tiny_spec, values_file
 
 
@@ -35,7 +35,7 @@ def test_plot_names_the_value_source_the_choice_and_the_marks(cli, dest, tmp_pat
     assert text["Description"].startswith("y axis: V (dataset column value_label); ")
     # 6 rollouts, 4 shown: evenly spaced, and the title says which
     assert text["Title"] == "V over time: 4 of 6 rollout episodes, evenly spaced by episode index (1, 3, 4, 6)"
-    table = LeRobotDataset.open(dest).read_columns(["episode_index", "frame_index", "adv_ind", "intervention"])
+    table = DatasetFiles.open(dest).read_columns(["episode_index", "frame_index", "adv_ind", "intervention"])
     ep = table["episode_index"].to_numpy()
     shown = np.isin(ep, [1, 3, 4, 6])
     positives = int((np.asarray(table["adv_ind"].to_pylist(), dtype=object)[shown] == "positive").sum())

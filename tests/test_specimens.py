@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from recap_label.lerobot.dataset import LeRobotDataset, group_episodes
+from recap_label.lerobot.dataset import DatasetFiles, group_episodes
 
 from support import SPECIMENS, episode_frames, specimen_id
 
@@ -19,7 +19,7 @@ def test_all_specimens_present():
 @pytest.mark.parametrize("root", SPECIMENS, ids=specimen_id)
 def test_specimen_matches_expected(root):
     expected = json.loads(root.with_name(root.name + ".expected.json").read_text())
-    ds = LeRobotDataset.open(root)
+    ds = DatasetFiles.open(root)
     assert ds.version == root.parent.name  # the converted specimen records its v2.1 origin
     assert ds.fps == expected["fps"]
     assert list(ds.tasks.values()) == expected["tasks"]

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recap_label.demo import synth
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.stats import auc, cohen_kappa, rankdata, spearman
 from support import cmd, sub_env, values_file
 
@@ -53,7 +53,7 @@ def write(tmp_path: Path, name: str, **replace) -> Path:
 
 def flat_values(root: Path, out: Path) -> Path:
     """V = -0.5 plus a little noise: the near-flat model of the reported incident."""
-    table = LeRobotDataset.open(root).read_columns(["episode_index", "frame_index"])
+    table = DatasetFiles.open(root).read_columns(["episode_index", "frame_index"])
     rng = np.random.default_rng(0)
     pq.write_table(table.append_column("value", pa.array(-0.5 + 1e-4 * rng.standard_normal(table.num_rows))), out)
     return out

@@ -20,7 +20,7 @@ from typing import Callable
 
 from recap_label.errors import BadInput, DatasetError, Interrupted, RecapError
 from recap_label.lerobot.columns import label_column_digest, label_counts
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.lerobot.fingerprint import copy_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
@@ -182,7 +182,7 @@ def copy_dataset(
 
 def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, replace_registration, from_original, progress) -> CopyResult:
     src = real_source(src, lerobot_home)
-    src_ds = LeRobotDataset.open(src)
+    src_ds = DatasetFiles.open(src)
     src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
     unfinished = find_unfinished_copy(src, dest)
     if unfinished is not None:
@@ -251,7 +251,7 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
         undo.unwind()
         raise
     try:
-        dest_ds = LeRobotDataset.open(plan.dest)
+        dest_ds = DatasetFiles.open(plan.dest)
         src_counts = label_counts(src_ds, adv_col)
         dest_counts = label_counts(dest_ds, adv_col)
     except KeyboardInterrupt:
@@ -261,7 +261,7 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
     return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts, notes=notes)
 
 
-def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: LeRobotDataset, adv_col: str, advance, undo: UndoStack) -> None:
+def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: DatasetFiles, adv_col: str, advance, undo: UndoStack) -> None:
     """Copy, verify and give a lineage record to the hidden folder `tmp`."""
     tmp.mkdir()
     undo.push(lambda: shutil.rmtree(tmp, ignore_errors=True))
@@ -372,7 +372,7 @@ def find_unfinished_copy(src: Path, dest: Path | None) -> Path | None:
     return None
 
 
-def _finish_copy(src_ds: LeRobotDataset, dest: Path, *, adv_col: str, lerobot_home: Path, do_register: bool) -> CopyResult:
+def _finish_copy(src_ds: DatasetFiles, dest: Path, *, adv_col: str, lerobot_home: Path, do_register: bool) -> CopyResult:
     record = read_lineage(dest)
     try:
         registered = _register_copy(dest, lerobot_home) if do_register else None
@@ -385,7 +385,7 @@ def _finish_copy(src_ds: LeRobotDataset, dest: Path, *, adv_col: str, lerobot_ho
     counts = label_counts(src_ds, adv_col)
     stats = record.copy if record else {}
     return CopyResult(src_ds.root, dest, record.iteration if record else 1, int(stats.get("files", 0)), int(stats.get("bytes", 0)),
-                      registered, counts, label_counts(LeRobotDataset.open(dest), adv_col), finished_interrupted=True)
+                      registered, counts, label_counts(DatasetFiles.open(dest), adv_col), finished_interrupted=True)
 
 
 def _unregister_step(entry: Path, dest: Path, *, only_dangling: bool):

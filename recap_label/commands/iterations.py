@@ -9,7 +9,7 @@ from pathlib import Path
 
 from recap_label.errors import BadInput, RecapError
 from recap_label.lerobot.active import is_labeled, moved, read_history, set_active
-from recap_label.lerobot.dataset import LeRobotDataset, resolve_dataset_path
+from recap_label.lerobot.dataset import DatasetFiles, resolve_dataset_path
 from recap_label.lerobot.registry import active_alias, cache_entry, points_to, register
 from recap_label.store.fsutil import io_error
 from recap_label.store.lineage import LABEL_SUFFIX, Lineage, checkpoint_step, read_lineage, split_iteration_name
@@ -73,7 +73,7 @@ def list_iterations(arg: str, home: Path) -> Iterations:
     """Every iteration copy of the base ARG names (an original, any of its copies, or
     local/<name>): the folders beside it, the cache entries and the `_active` history."""
     root = Path(os.path.realpath(resolve_dataset_path(arg, home)))
-    LeRobotDataset.open(root)  # a folder that is not a dataset is bad input
+    DatasetFiles.open(root)  # a folder that is not a dataset is bad input
     record = read_lineage(root)
     base = split_iteration_name(root.name)[0] if record is not None else root.name
     probe = base + LABEL_SUFFIX
@@ -115,7 +115,7 @@ class Activated:
 def activate(arg: str, home: Path) -> Activated:
     """Point `_active` at the copy ARG names; refused for a missing, unlabeled or retired copy."""
     root = Path(os.path.realpath(resolve_dataset_path(arg, home)))
-    LeRobotDataset.open(root)
+    DatasetFiles.open(root)
     record = read_lineage(root)
     if record is None or record.iteration < 1:
         raise BadInput(f"{root} is not an iteration copy made by `recap-label copy`; `_active` only points at labeled copies")
@@ -149,7 +149,7 @@ def register_copy(path: Path, home: Path, replace: bool = False) -> Registered:
     if not root.is_dir():
         raise BadInput(f"{root} is not a folder; give the copy's folder (where it is now), not local/<name>")
     root = Path(os.path.realpath(root))
-    LeRobotDataset.open(root)
+    DatasetFiles.open(root)
     record = read_lineage(root)
     if record is None or record.iteration < 1:
         raise BadInput(f"{root} is not an iteration copy made by `recap-label copy` (no lineage record); register only copies")

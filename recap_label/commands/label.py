@@ -18,7 +18,7 @@ import pyarrow as pa
 from recap_label.config import Settings
 from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.lerobot.columns import LabelColumns, read_label_columns
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.rule import (
     LabelResult,
     RuleSettings,
@@ -135,7 +135,7 @@ def performance(stats: dict, write_s: float | None) -> dict | None:
 
 
 def plan_labels(
-    ds: LeRobotDataset, cols: LabelColumns, value: np.ndarray, rule: RuleSettings, settings: Settings,
+    ds: DatasetFiles, cols: LabelColumns, value: np.ndarray, rule: RuleSettings, settings: Settings,
     *, provenance: dict, values_from: str, run_id: str, input_keys: dict[int, str] | None = None,
 ) -> LabelPlan:
     """Apply the rule and work out every file, count and warning of the run (pure)."""
@@ -167,7 +167,7 @@ def plan_labels(
     )
 
 
-def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, cache: ValueCache, *, recovered: str | None,
+def commit_labels(ds: DatasetFiles, plan: LabelPlan, lineage: Lineage, cache: ValueCache, *, recovered: str | None,
                   started: float) -> tuple[LabelRun, dict[str, float]]:
     """Stage the new data files, the prior labels, the sidecar and the lineage; commit them at once.
     Returns the run recorded and the time spent staging and committing."""
@@ -220,7 +220,7 @@ def commit_labels(ds: LeRobotDataset, plan: LabelPlan, lineage: Lineage, cache: 
     return run, {"stage": t_stage - t0, "commit": time.perf_counter() - t_stage}
 
 
-def check_safe_to_write(ds: LeRobotDataset, allow_original: bool) -> Lineage:
+def check_safe_to_write(ds: DatasetFiles, allow_original: bool) -> Lineage:
     """The copy's lineage; refuses originals (unless allowed) and linked data files."""
     record = read_lineage(ds.root)
     if record is None and not allow_original:
@@ -249,7 +249,7 @@ def run_label(
         distributed.follow(ds_root, source, dist)
         return None
     try:
-        ds = LeRobotDataset.open(ds_root)
+        ds = DatasetFiles.open(ds_root)
         ds.require_complete()  # a missing video would surface only after inferring the episodes before it
         if dry_run:
             if pending_commit(ds.root) is not None:
@@ -266,7 +266,7 @@ def run_label(
         with dataset_lock(ds.root, "label") as lock:
             _refuse_live_scorers(ValueCache(ds, source))
             note = recover(ds.root)
-            ds = LeRobotDataset.open(ds_root) if note else ds
+            ds = DatasetFiles.open(ds_root) if note else ds
             cache = ValueCache.of(ds, source, settings)
             lineage = check_safe_to_write(ds, allow_original)
             args = {"rule": rule.__dict__, "columns": [settings.human_col, settings.reward_col, settings.adv_col],
@@ -310,7 +310,7 @@ def _plan(ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bo
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
 
 
-def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: LeRobotDataset) -> LabelOutcome:
+def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: DatasetFiles) -> LabelOutcome:
     """The end-of-label value-model section (numpy only: no polars on the label path)."""
     from recap_label.value_check import section_of_plan
 
@@ -367,7 +367,7 @@ def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard:
     Takes no lock (many shards run at once); refuses while a label or rollback holds the lock or
     a commit is pending, and registers itself so that a label commit waits for it."""
     started = time.perf_counter()
-    ds = LeRobotDataset.open(ds_root)
+    ds = DatasetFiles.open(ds_root)
     ds.require_complete()
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
     source.bind(ds)

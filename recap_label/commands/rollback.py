@@ -12,7 +12,7 @@ import numpy as np
 from recap_label.config import Settings
 from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.invariants import verify_dataset
-from recap_label.lerobot.dataset import LeRobotDataset, read_parquet_table
+from recap_label.lerobot.dataset import DatasetFiles, read_parquet_table
 from recap_label.lerobot.active import after_unlabel, forget, history_bytes, previous_active, restore_history, set_active
 from recap_label.lerobot.registry import active_alias, cache_entry, clean_stale_links, point_link, points_to, remove_link
 from recap_label.errors import RecapError
@@ -76,7 +76,7 @@ class RunHistory:
 
 
 def run_history(ds_root: Path) -> RunHistory:
-    return RunHistory(ds_root, list_runs(LeRobotDataset.open(ds_root).root))
+    return RunHistory(ds_root, list_runs(DatasetFiles.open(ds_root).root))
 
 
 def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path | None = None) -> RollbackOutcome:
@@ -92,7 +92,7 @@ def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path |
 
 
 def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
-    ds = LeRobotDataset.open(ds_root)
+    ds = DatasetFiles.open(ds_root)
     if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
         raise BadInput(
             f"nothing to roll back in {ds.root}: it has no copy lineage (not a copy made by `recap-label copy`, so no label run of recap-label is recorded)"
@@ -137,7 +137,7 @@ def _completed_rollback(record: Lineage | None, journal: dict | None) -> Rollbac
     return run if isinstance(run, RollbackRun) else None
 
 
-def _undo(ds: LeRobotDataset, record: Lineage, newest_first: list[LabelRun], note: str | None) -> RollbackOutcome:
+def _undo(ds: DatasetFiles, record: Lineage, newest_first: list[LabelRun], note: str | None) -> RollbackOutcome:
     for rel, (writer, digest) in record.last_written_hashes().items():
         path = ds.root / rel
         check_writable_target(ds.root, path)
@@ -222,7 +222,7 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
     intent = _find_retire_intent(home, ds_arg)
     if intent is not None and not process_alive(int(intent.get("pid", -1))):
         return _retire_steps(home, intent, delete or bool(intent.get("delete")))
-    ds = LeRobotDataset.open(Path(os.path.realpath(resolve_dataset_path(ds_arg, home))))  # local/<name> is itself a link
+    ds = DatasetFiles.open(Path(os.path.realpath(resolve_dataset_path(ds_arg, home))))  # local/<name> is itself a link
     record = read_lineage(ds.root)
     if record is None:
         raise BadInput(f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire")
@@ -231,7 +231,7 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
     back = previous_active(home, ds.root) if points_to(active_alias(home, ds.root.name), ds.root) else None
     prior_path = back or parent
     if prior_path is not None and prior_path.is_dir():
-        prior = LeRobotDataset.open(prior_path)
+        prior = DatasetFiles.open(prior_path)
         report = verify_dataset(prior, settings)
         if not report.ok:
             failed = next(c for c in report.checks if c.status == "fail")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from recap_label.config import Settings
 from recap_label.invariants import VerifyReport, verify_dataset
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 
 
 def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False, plot: Path | None = None, repair: bool = False) -> VerifyReport:
@@ -15,10 +15,10 @@ def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False
         from recap_label.plotting import check_plot_destination
 
         check_plot_destination(plot)  # before the work, not after it
-    ds = LeRobotDataset.open(ds_root)
+    ds = DatasetFiles.open(ds_root)
     report = verify_dataset(ds, settings, with_episodes=with_episodes, repair=repair)
     if repair:
-        ds = LeRobotDataset.open(report.dataset)  # --repair may have rewritten files: read what is on disk now
+        ds = DatasetFiles.open(report.dataset)  # --repair may have rewritten files: read what is on disk now
     from recap_label.value_check import section_of_dataset
 
     report.value_model, why = section_of_dataset(ds, settings, report.active_run)

@@ -678,7 +678,7 @@ def write_dataset(root: Path, spec: DatasetSpec) -> Path:
     On failure the partly written `root` is removed."""
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    root.mkdir()  # raises FileExistsError, like LeRobotDataset.create
+    root.mkdir()  # raises FileExistsError, like LeRobot's LeRobotDataset.create
     try:
         if spec.version == "v2.1":
             _write_v21(root, spec)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recap_label.errors import DatasetError
-from recap_label.lerobot.dataset import EpisodeGroups, LeRobotDataset, group_episodes
+from recap_label.lerobot.dataset import EpisodeGroups, DatasetFiles, group_episodes
 from recap_label.store.writeback import file_signature
 
 
@@ -98,16 +98,16 @@ class LabelColumns:
             lo += n
 
 
-def _missing_column(ds: LeRobotDataset, col: str, flag: str) -> DatasetError:
+def _missing_column(ds: DatasetFiles, col: str, flag: str) -> DatasetError:
     return DatasetError(f"column {col!r} is missing from {ds.data_files[0]}; pass the right {flag}; {column_list(ds)}")
 
 
-def column_list(ds: LeRobotDataset) -> str:
+def column_list(ds: DatasetFiles) -> str:
     """`columns in <name>: a, b, …` of the first data file, for messages about a missing column."""
     return f"columns in {ds.root.name}: {', '.join(ds.schema(ds.data_files[0]).names)}"
 
 
-def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, reward_col: str | None = None) -> LabelColumns:
+def read_label_columns(ds: DatasetFiles, *, human_col: str, adv_col: str, reward_col: str | None = None) -> LabelColumns:
     """The columns of every data file, validated. With `reward_col` (label): reward, task, file
     rows and signatures too. Labels read "none" in files without the label column (which label
     creates there; pistar's labeler leaves demo files without it)."""
@@ -153,7 +153,7 @@ def read_label_columns(ds: LeRobotDataset, *, human_col: str, adv_col: str, rewa
 LABEL_VALUES = {"positive", "negative", "none"}
 
 
-def _refuse_label_column_typo(ds: LeRobotDataset, adv_col: str) -> None:
+def _refuse_label_column_typo(ds: DatasetFiles, adv_col: str) -> None:
     """A label column that exists nowhere is created by label, unless another column already holds
     labels: then --adv-col is most likely misspelt, and a second label column is not what is meant."""
     schema = ds.schema(ds.data_files[0])
@@ -183,7 +183,7 @@ def _check_frames(cols: LabelColumns) -> None:
         )
 
 
-def _check_same_columns(ds: LeRobotDataset, ignore: str) -> None:
+def _check_same_columns(ds: DatasetFiles, ignore: str) -> None:
     """Every data file has the columns of the first one (LeRobot writes one schema), the label
     column `ignore` aside (label creates it where it is missing)."""
     first = set(ds.schema(ds.data_files[0]).names) - {ignore}
@@ -216,12 +216,12 @@ def _reward(table: pa.Table, reward_col: str) -> np.ndarray:
     return reward
 
 
-def _files_with(ds: LeRobotDataset, column: str) -> list[Path]:
+def _files_with(ds: DatasetFiles, column: str) -> list[Path]:
     """The data files that have `column` (all of them, but for a mixed schema such as pistar's labeler leaves)."""
     return [p for p in ds.data_files if column in ds.schema(p).names]
 
 
-def label_counts(ds: LeRobotDataset, adv_col: str) -> dict[str, int] | None:
+def label_counts(ds: DatasetFiles, adv_col: str) -> dict[str, int] | None:
     """Label value counts over the data files that have the column, or None when none has it."""
     files = _files_with(ds, adv_col) if ds.data_files else []
     if not files:
@@ -230,7 +230,7 @@ def label_counts(ds: LeRobotDataset, adv_col: str) -> dict[str, int] | None:
     return {("null" if c["values"] is None else str(c["values"])): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
 
 
-def label_column_digest(ds: LeRobotDataset, adv_col: str) -> str | None:
+def label_column_digest(ds: DatasetFiles, adv_col: str) -> str | None:
     """sha256 over the label column of every data file, in file order (None if no file has it;
     a file without it counts as such)."""
     files = set(_files_with(ds, adv_col)) if ds.data_files else set()

@@ -116,8 +116,9 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
     return table
 
 
-class LeRobotDataset:
-    """A LeRobot dataset folder, read-only. Open with `LeRobotDataset.open(path)`."""
+class DatasetFiles:
+    """The files of a LeRobot dataset folder, read-only: info, episodes, data and video paths. Not LeRobot's own
+    torch `LeRobotDataset` (which decodes frames for training). Open with `DatasetFiles.open(path)`."""
 
     def __init__(self, root: Path, info: dict):
         self.root = root
@@ -129,7 +130,7 @@ class LeRobotDataset:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path) -> "LeRobotDataset":
+    def open(cls, root: Path) -> "DatasetFiles":
         root = Path(root)
         if not root.exists():
             raise DatasetError(f"dataset path {root} does not exist; pass a LeRobot dataset folder")

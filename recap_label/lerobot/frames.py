@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.errors import DatasetError
 
 # LeRobot's default `tolerance_s` for matching a decoded frame's pts to a query timestamp.
@@ -34,7 +34,7 @@ def _rgb(frame) -> np.ndarray:
 
 
 def iter_episode_frames(
-    ds: LeRobotDataset, episode_index: int, key: str, *, tolerance_s: float = TOLERANCE_S, threads: int | None = None
+    ds: DatasetFiles, episode_index: int, key: str, *, tolerance_s: float = TOLERANCE_S, threads: int | None = None
 ) -> Iterator[np.ndarray]:
     """Yield the episode's frames of camera `key` (H, W, 3 uint8), one per row, by frame_index.
 
@@ -65,7 +65,7 @@ PNG_THREADS = 2
 PNG_AHEAD = 16
 
 
-def _iter_png_frames(ds: LeRobotDataset, episode_index: int, key: str) -> Iterator[np.ndarray]:
+def _iter_png_frames(ds: DatasetFiles, episode_index: int, key: str) -> Iterator[np.ndarray]:
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -87,7 +87,7 @@ def _iter_png_frames(ds: LeRobotDataset, episode_index: int, key: str) -> Iterat
             yield pending.popleft().result()
 
 
-def _iter_video_frames(ds: LeRobotDataset, episode_index: int, key: str, tolerance_s: float, threads: int | None = None) -> Iterator[np.ndarray]:
+def _iter_video_frames(ds: DatasetFiles, episode_index: int, key: str, tolerance_s: float, threads: int | None = None) -> Iterator[np.ndarray]:
     import av  # heavy: imported only when a video is decoded
 
     ep = ds.episodes[episode_index]

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.store.paths import PARTIAL_DIR, SIDECAR
 from recap_label.values.parts import (
     PartialValues,
@@ -92,7 +92,7 @@ def sidecar_table(
 
 
 def sidecar_values(
-    ds: LeRobotDataset, table: pa.Table, episodes: list[int], keys: dict[int, str] | None = None
+    ds: DatasetFiles, table: pa.Table, episodes: list[int], keys: dict[int, str] | None = None
 ) -> dict[int, EpisodeValues]:
     """V from the sidecar table for the episodes it covers whole and, when `keys` are given,
     whose inputs are unchanged since (the key stored with them matches)."""
@@ -191,7 +191,7 @@ class ValueCache:
     written inside the dataset."""
 
     def __init__(
-        self, ds: LeRobotDataset, source: ValueSource, dry_run_dir: Path | None = None, *, dry_run: bool = False
+        self, ds: DatasetFiles, source: ValueSource, dry_run_dir: Path | None = None, *, dry_run: bool = False
     ):
         self.ds, self.source = ds, source
         self.caches = source.caching is Caching.SIDECAR
@@ -199,7 +199,7 @@ class ValueCache:
         self.dry_run = dry_run
 
     @classmethod
-    def of(cls, ds: LeRobotDataset, source: ValueSource, settings: Settings, *, dry_run: bool = False) -> "ValueCache":
+    def of(cls, ds: DatasetFiles, source: ValueSource, settings: Settings, *, dry_run: bool = False) -> "ValueCache":
         """The cache of a label run: dry-run values go beside the model cache, in recap-label's cache folder."""
         return cls(ds, source, dry_run_dir(settings.model_cache.parent, ds.root), dry_run=dry_run)
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from recap_label.errors import RecapError
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.values.cache import ValueCache, Values
 from recap_label.values.parts import assign_by_frames
 from recap_label.values.types import ValueSource
@@ -70,7 +70,7 @@ def follow(ds_root: Path, source: ValueSource, dist: Dist) -> None:
     error = None
     try:
         if plan.get("ok") and plan["assign"][dist.rank]:
-            ds = LeRobotDataset.open(ds_root)
+            ds = DatasetFiles.open(ds_root)
             source.bind(ds)
             source.prepare()
             if source.provenance() != plan["provenance"]:

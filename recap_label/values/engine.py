@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from recap_label.errors import DatasetError, DeviceError, warn
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.lerobot.frames import iter_episode_frames
 from recap_label.values.progress import Progress as _Progress
 from recap_label.values.types import EpisodeValues
@@ -93,7 +93,7 @@ class EpisodeFrames(IterableDataset):
         mine = self.episodes if info is None else self.episodes[info.id :: info.num_workers]
         if not mine:
             return
-        ds = LeRobotDataset.open(self.root)
+        ds = DatasetFiles.open(self.root)
         plan = []  # (episode, frame_index array, task_index array)
         for ep in mine:
             rows = ds.episode_rows(ep, ["task_index"])
@@ -154,7 +154,7 @@ class EpisodeFrames(IterableDataset):
 class _CameraReader:
     """One camera's frames, episode after episode of the worker's plan, pulled by one decode thread at a time."""
 
-    def __init__(self, ds: LeRobotDataset, column: str, plan, threads: int | None):
+    def __init__(self, ds: DatasetFiles, column: str, plan, threads: int | None):
         self.ds, self.column, self.plan, self.threads = ds, column, plan, threads
         self.current = -1
         self.position = 0
@@ -296,7 +296,7 @@ class Engine:
                 self._forward_fn = model
         return self._forward_fn
 
-    def episode_values(self, ds: LeRobotDataset, episodes: list[int], columns: list[str | None]) -> Iterator[EpisodeValues]:
+    def episode_values(self, ds: DatasetFiles, episodes: list[int], columns: list[str | None]) -> Iterator[EpisodeValues]:
         """V of every frame of `episodes`, one episode at a time; `columns` per camera slot in model order."""
         from collections import deque
 

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput, CheckpointError, DatasetError, DeviceError, TokenizerError, warn
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.model.precision import PRECISIONS
 from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, PromptTokenizer, camera_slot_order
 from recap_label.store.fsutil import sha256_file
@@ -27,7 +27,7 @@ from recap_label.values.types import Caching, EpisodeValues
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
-def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None]:
+def camera_slots(settings: Settings, ds: DatasetFiles) -> dict[str, str | None]:
     """slot -> dataset column (None = missing wrist: zero image, mask off), in model order."""
     base = settings.base_image_col
     wrist = settings.wrist_image_col
@@ -57,7 +57,7 @@ def camera_slots(settings: Settings, ds: LeRobotDataset) -> dict[str, str | None
     return {slot: slots[slot] for slot in camera_slot_order(list(slots))}
 
 
-def episode_input_keys(ds: LeRobotDataset, episodes: list[int], columns: list[str | None]) -> dict[int, str]:
+def episode_input_keys(ds: DatasetFiles, episodes: list[int], columns: list[str | None]) -> dict[int, str]:
     import hashlib
 
     import pyarrow.compute as pc
@@ -158,7 +158,7 @@ class ModelValues:
         """The SigLIP precision inference runs with ("auto" until the device is known)."""
         return self._engine.precision if self._engine is not None else self.requested_precision
 
-    def bind(self, ds: LeRobotDataset) -> None:
+    def bind(self, ds: DatasetFiles) -> None:
         """Fix the camera slots for this dataset (part of the provenance)."""
         self._slots = camera_slots(self.settings, ds)
 
@@ -176,7 +176,7 @@ class ModelValues:
             mine, cached = {**mine, "precision": None}, {**cached, "precision": None}
         return cached == mine
 
-    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
+    def input_keys(self, ds: DatasetFiles, episodes: list[int]) -> dict[int, str]:
         """Per episode: its task text and, per camera, the video file's size and mtime (a video
         changed in place changes them) or the PNG bytes of its rows (data files are rewritten by
         every label commit, so their mtime says nothing about the images)."""
@@ -203,7 +203,7 @@ class ModelValues:
         self.prepare()
         return self._engine
 
-    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]:
+    def episode_values(self, ds: DatasetFiles, episodes: list[int]) -> Iterator[EpisodeValues]:
         if self._slots is None:
             self.bind(ds)
         engine = self.engine

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recap_label.errors import BadInput, DatasetError, first_line
-from recap_label.lerobot.dataset import LeRobotDataset, first_duplicate, read_parquet_table
+from recap_label.lerobot.dataset import DatasetFiles, first_duplicate, read_parquet_table
 from recap_label.store.fsutil import sha256_file
 from recap_label.values.types import Caching, split_by_episode
 
@@ -24,13 +24,13 @@ class _LightSource:
 
     caching = Caching.READ_EACH_RUN
 
-    def bind(self, ds: LeRobotDataset) -> None:
+    def bind(self, ds: DatasetFiles) -> None:
         pass
 
     def prepare(self) -> None:
         pass
 
-    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
+    def input_keys(self, ds: DatasetFiles, episodes: list[int]) -> dict[int, str]:
         return {}
 
     def reuses(self, cached: dict) -> bool:
@@ -117,7 +117,7 @@ class FileValues(_LightSource):
         yield from split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
 
 
-def _check_frames_exist(ds: LeRobotDataset, ep: np.ndarray, fr: np.ndarray, path: Path) -> None:
+def _check_frames_exist(ds: DatasetFiles, ep: np.ndarray, fr: np.ndarray, path: Path) -> None:
     """Values for frames the dataset does not have: the file was computed for another dataset."""
     rows = ds.read_columns(["episode_index", "frame_index"])
     have = rows["episode_index"].to_numpy().astype(np.int64) * (1 << 32) + rows["frame_index"].to_numpy()

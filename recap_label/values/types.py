@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from recap_label.errors import BadInput
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ValueSource(Protocol):
     name: str
     caching: Caching
 
-    def bind(self, ds: LeRobotDataset) -> None:
+    def bind(self, ds: DatasetFiles) -> None:
         """Fix what depends on the dataset (the model's camera columns); before provenance()."""
 
     def provenance(self) -> dict:
@@ -50,11 +50,11 @@ class ValueSource(Protocol):
     def prepare(self) -> None:
         """Get ready to compute values (the model: load it); called only when values are needed."""
 
-    def input_keys(self, ds: LeRobotDataset, episodes: list[int]) -> dict[int, str]:
+    def input_keys(self, ds: DatasetFiles, episodes: list[int]) -> dict[int, str]:
         """Per episode, a fingerprint of what its values are computed from (cached values whose
         key differs are stale); empty for sources read each run."""
 
-    def episode_values(self, ds: LeRobotDataset, episodes: list[int]) -> Iterator[EpisodeValues]: ...
+    def episode_values(self, ds: DatasetFiles, episodes: list[int]) -> Iterator[EpisodeValues]: ...
 
 
 def split_by_episode(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from recap_label.errors import BadInput, DatasetError
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.lerobot.frames import iter_episode_frames
 
 AHEAD = 4  # frames decoded ahead per camera
@@ -22,7 +22,7 @@ def short_name(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def select_cameras(ds: LeRobotDataset, text: str | None) -> list[str]:
+def select_cameras(ds: DatasetFiles, text: str | None) -> list[str]:
     """--cameras a,b (full keys or their last part), or every camera of the dataset."""
     cams = ds.camera_keys
     if text is None:
@@ -41,7 +41,7 @@ def select_cameras(ds: LeRobotDataset, text: str | None) -> list[str]:
 _DONE = object()
 
 
-def _decode_into(ds: LeRobotDataset, episode: int, key: str, out: queue.Queue, stop: threading.Event) -> None:
+def _decode_into(ds: DatasetFiles, episode: int, key: str, out: queue.Queue, stop: threading.Event) -> None:
     try:
         for frame in iter_episode_frames(ds, episode, key):
             while not stop.is_set():
@@ -57,7 +57,7 @@ def _decode_into(ds: LeRobotDataset, episode: int, key: str, out: queue.Queue, s
         out.put(exc)
 
 
-def iter_frames(ds: LeRobotDataset, episode: int, keys: list[str], length: int) -> Iterator[list[np.ndarray]]:
+def iter_frames(ds: DatasetFiles, episode: int, keys: list[str], length: int) -> Iterator[list[np.ndarray]]:
     """Per row of the episode: one frame of each camera in `keys`."""
     if not keys:
         for _ in range(length):

@@ -17,7 +17,7 @@ import numpy as np
 from recap_label.config import Settings
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import scalar_column
-from recap_label.lerobot.dataset import LeRobotDataset, resolve_dataset_path
+from recap_label.lerobot.dataset import DatasetFiles, resolve_dataset_path
 from recap_label.run_labels import Side, check_same_base, load_side, parse_side
 from recap_label.stats import spearman
 from recap_label.store.lineage import read_lineage
@@ -50,7 +50,7 @@ class EpisodeSeries:
 
 @dataclass
 class ViewSource:
-    ds: LeRobotDataset
+    ds: DatasetFiles
     side: Side
     other: Side | None
     value_source: str  # where V comes from, for legends
@@ -65,7 +65,7 @@ def open_source(spec: str, settings: Settings, compare: str | None = None) -> Vi
     """The dataset's active label run (or `DS@run-NNNN`) and, with `compare`, the other side."""
     ds_spec, _ = parse_side(spec)
     root = Path(os.path.realpath(resolve_dataset_path(ds_spec, settings.lerobot_home)))
-    ds = LeRobotDataset.open(root)
+    ds = DatasetFiles.open(root)
     record = read_lineage(ds.root)
     if not (record and record.active_label_runs()):
         raise BadInput(
@@ -91,7 +91,7 @@ def open_source(spec: str, settings: Settings, compare: str | None = None) -> Vi
     return ViewSource(ds, side, other, source, notes)
 
 
-def _column_values(ds: LeRobotDataset, column: str, side: Side) -> np.ndarray:
+def _column_values(ds: DatasetFiles, column: str, side: Side) -> np.ndarray:
     table = ds.read_columns(["episode_index", "frame_index", column])
     key = (table["episode_index"].to_numpy().astype(np.int64) << 32) | table["frame_index"].to_numpy().astype(np.int64)
     order = np.argsort(key)

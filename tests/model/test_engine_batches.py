@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recap_label.demo import synth
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 
 from support import TINY_CHECKPOINT, TINY_TOKENIZER, episode_frames
 
@@ -37,7 +37,7 @@ def engine(tmp_path, batch: int, workers: int = 0, device_letterbox: bool = Fals
                   device_letterbox=device_letterbox)
 
 
-def per_episode_values(model, ds: LeRobotDataset, episode: int, batch: int) -> np.ndarray:
+def per_episode_values(model, ds: DatasetFiles, episode: int, batch: int) -> np.ndarray:
     """What the engine computed before fixed-shape batches: batches that stop at the episode's end."""
     from recap_label.model.preprocess import PromptTokenizer, letterbox, to_model_input
 
@@ -60,7 +60,7 @@ def run(eng, ds, episodes):
 
 
 def test_fixed_batches_give_the_per_episode_values(odd_dataset, tmp_path):
-    ds = LeRobotDataset.open(odd_dataset)
+    ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     eng = engine(tmp_path, batch=8)
     got = run(eng, ds, episodes)
@@ -75,7 +75,7 @@ def test_fixed_batches_give_the_per_episode_values(odd_dataset, tmp_path):
 
 
 def test_device_letterbox_path_equals_the_worker_letterbox(odd_dataset, tmp_path):
-    ds = LeRobotDataset.open(odd_dataset)
+    ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     host = run(engine(tmp_path, batch=6), ds, episodes)
     device = engine(tmp_path, batch=6, device_letterbox=True)
@@ -86,7 +86,7 @@ def test_device_letterbox_path_equals_the_worker_letterbox(odd_dataset, tmp_path
 
 
 def test_workers_split_episodes_and_each_pads_only_its_last_batch(odd_dataset, tmp_path):
-    ds = LeRobotDataset.open(odd_dataset)
+    ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     one = run(engine(tmp_path, batch=8), ds, episodes)
     eng = engine(tmp_path, batch=8, workers=2)
@@ -102,7 +102,7 @@ def test_compiled_forward_gives_the_eager_values_on_the_cpu(odd_dataset, tmp_pat
     """--compile traces the model once per batch shape (on CUDA with CUDA graphs; here inductor's CPU code)."""
     from recap_label.values.engine import Engine
 
-    ds = LeRobotDataset.open(odd_dataset)
+    ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     eager = run(engine(tmp_path, batch=8), ds, episodes)
     compiled_engine = Engine(step_dir=TINY_CHECKPOINT, use_ema=True, tokenizer_path=TINY_TOKENIZER, model_cache=tmp_path / "models",

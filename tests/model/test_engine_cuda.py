@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from recap_label.lerobot.dataset import LeRobotDataset
+from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.model.precision import TOLERANCE
 
 from test_engine_batches import BASE, WRIST, engine as cpu_engine, odd_dataset, run  # noqa: F401  (fixture)
@@ -25,7 +25,7 @@ def cuda_engine(tmp_path, batch: int, precision: str, compile_model: bool = Fals
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "tf32"])
 def test_cuda_values_agree_with_the_cpu_reference(odd_dataset, tmp_path, precision):  # noqa: F811
-    ds = LeRobotDataset.open(odd_dataset)
+    ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     reference = run(cpu_engine(tmp_path, batch=8), ds, episodes)
     eng = cuda_engine(tmp_path, batch=8, precision=precision)
@@ -36,7 +36,7 @@ def test_cuda_values_agree_with_the_cpu_reference(odd_dataset, tmp_path, precisi
 
 
 def test_compiled_cuda_graphs_give_the_eager_values(odd_dataset, tmp_path):  # noqa: F811
-    ds = LeRobotDataset.open(odd_dataset)
+    ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     eager = run(cuda_engine(tmp_path, batch=8, precision="fp32"), ds, episodes)
     compiled = run(cuda_engine(tmp_path, batch=8, precision="fp32", compile_model=True), ds, episodes)

@@ -269,13 +269,13 @@ def test_bad_input_is_one_error_line_and_changes_nothing(pristine, cli, home, tm
 
 def test_video_shorter_than_its_episode_and_damaged_video(tmp_path):
     """Frame decoding (recap_label.lerobot.frames): a clear DatasetError, never a PyAV exception."""
-    from recap_label.lerobot.dataset import LeRobotDataset
+    from recap_label.lerobot.dataset import DatasetFiles
     from support import episode_frames
 
     spec = synth.simple_spec("v2.1", episodes=2, length=12, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264")
     ds_root = synth.write_dataset(tmp_path / "vid", spec)
     key = synth.SIMPLE_CAMERA_NAMES[0]
-    ds = LeRobotDataset.open(ds_root)
+    ds = DatasetFiles.open(ds_root)
     assert episode_frames(ds, 0, key).shape[0] == 12
     # the same episode's video, re-encoded 5 frames short
     short = synth.simple_spec("v2.1", episodes=2, length=7, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264")
@@ -283,18 +283,18 @@ def test_video_shorter_than_its_episode_and_damaged_video(tmp_path):
     video = ds.episodes[0].videos[key].path
     shutil.copyfile(other / video.relative_to(ds_root), video)
     with pytest.raises(DatasetError, match="shorter than its episode|does not match its timestamps"):
-        episode_frames(LeRobotDataset.open(ds_root), 0, key)
+        episode_frames(DatasetFiles.open(ds_root), 0, key)
     # damaged (truncated) and emptied video files
     video1 = ds.episodes[1].videos[key].path
     data = video1.read_bytes()
     for cut in (len(data) // 2, 40, 0):
         video1.write_bytes(data[:cut])
         with pytest.raises(DatasetError):
-            episode_frames(LeRobotDataset.open(ds_root), 1, key)
+            episode_frames(DatasetFiles.open(ds_root), 1, key)
         count("bad inputs tried (case x command)")
     video1.unlink()
     with pytest.raises(DatasetError, match="missing"):
-        episode_frames(LeRobotDataset.open(ds_root), 1, key)
+        episode_frames(DatasetFiles.open(ds_root), 1, key)
     count("bad inputs tried (case x command)", 2)
     count("bad input cases", 2)
 
