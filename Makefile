@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.recap-installed
 DEVICE ?= auto
 
-.PHONY: install test test-fast demo bench chaos clean gpu-check wheel-check
+.PHONY: install lint test test-fast demo bench chaos clean gpu-check wheel-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# the whole suite (what CI runs)
-test: install
+# the linter, then the whole suite (what CI runs)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest
 
 # everything but the `slow` tests (the kill/fault/fuzz sweeps, inference kills, torchrun, bench):

@@ -48,7 +48,11 @@ def make_pair(workdir: Path, scale: int = 1) -> tuple[list[Path], list[Path]]:
         for path in sorted((root / "data").rglob("*.parquet")):
             t = pq.read_table(path)
             labels = rng.choice(np.array(["positive", "negative"], dtype=object), t.num_rows, p=[0.3, 0.7])
-            human = np.asarray(t["intervention"].to_numpy(), dtype=bool) if not pa.types.is_list(t["intervention"].type) else None
+            human = (
+                np.asarray(t["intervention"].to_numpy(), dtype=bool)
+                if not pa.types.is_list(t["intervention"].type)
+                else None
+            )
             if human is not None:
                 labels[human] = "positive"
             t = t.set_column(t.schema.get_field_index("adv_ind"), "adv_ind", pa.array(labels, pa.string()))
@@ -59,7 +63,10 @@ def make_pair(workdir: Path, scale: int = 1) -> tuple[list[Path], list[Path]]:
 
 def _read_numpy(files: list[Path]) -> dict[str, np.ndarray]:
     t = pa.concat_tables(pq.read_table(p, columns=COLS) for p in files)
-    return {c: (np.asarray(t[c].to_numpy(zero_copy_only=False), dtype=object) if c == "adv_ind" else t[c].to_numpy()) for c in COLS}
+    return {
+        c: (np.asarray(t[c].to_numpy(zero_copy_only=False), dtype=object) if c == "adv_ind" else t[c].to_numpy())
+        for c in COLS
+    }
 
 
 def diff_numpy(a_files: list[Path], b_files: list[Path]) -> dict:
@@ -68,7 +75,11 @@ def diff_numpy(a_files: list[Path], b_files: list[Path]) -> dict:
     kb = (b["episode_index"].astype(np.int64) << 32) | b["frame_index"]
     _, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
     la, lb, human = a["adv_ind"][ia], b["adv_ind"][ib], a["intervention"][ia].astype(bool)
-    out = {"all": confusion(la, lb, CLASSES), "h1": confusion(la[human], lb[human], CLASSES), "h0": confusion(la[~human], lb[~human], CLASSES)}
+    out = {
+        "all": confusion(la, lb, CLASSES),
+        "h1": confusion(la[human], lb[human], CLASSES),
+        "h0": confusion(la[~human], lb[~human], CLASSES),
+    }
     changed = la != lb
     for name, ids in (("episode", a["episode_index"][ia]), ("task", a["task_index"][ia])):
         uniq, inv = np.unique(ids, return_inverse=True)
@@ -80,8 +91,14 @@ def diff_polars(a_files: list[Path], b_files: list[Path]) -> dict:
     import polars as pl
 
     a = pl.scan_parquet([str(p) for p in a_files]).select(COLS)
-    b = pl.scan_parquet([str(p) for p in b_files]).select(["episode_index", "frame_index", pl.col("adv_ind").alias("b")])
-    j = a.join(b, on=["episode_index", "frame_index"], how="inner").with_columns((pl.col("adv_ind") != pl.col("b")).alias("changed")).collect()
+    b = pl.scan_parquet([str(p) for p in b_files]).select(
+        ["episode_index", "frame_index", pl.col("adv_ind").alias("b")]
+    )
+    j = (
+        a.join(b, on=["episode_index", "frame_index"], how="inner")
+        .with_columns((pl.col("adv_ind") != pl.col("b")).alias("changed"))
+        .collect()
+    )
     out = {}
     counts = j.group_by(["intervention", "adv_ind", "b"]).len()
     for name, sel in (("all", None), ("h1", 1), ("h0", 0)):
@@ -110,8 +127,13 @@ def scan_numpy(files: list[Path]) -> dict:
 def scan_polars(files: list[Path]) -> dict:
     import polars as pl
 
-    g = (pl.scan_parquet([str(p) for p in files]).select(COLS)
-         .group_by(["episode_index", "adv_ind"]).agg(pl.len().alias("n"), pl.col("intervention").sum().alias("h")).collect())
+    g = (
+        pl.scan_parquet([str(p) for p in files])
+        .select(COLS)
+        .group_by(["episode_index", "adv_ind"])
+        .agg(pl.len().alias("n"), pl.col("intervention").sum().alias("h"))
+        .collect()
+    )
     out = {}
     for c in CLASSES:
         s = g.filter(pl.col("adv_ind") == c).sort("episode_index")
@@ -134,20 +156,30 @@ def run(workdir: Path, repeat: int, scale: int = 1) -> dict:
     import polars  # noqa: F401
 
     import_s = time.perf_counter() - t0
-    same = {k: np.array_equal(v, w) if isinstance(v, np.ndarray) else v == w for (k, v), w in zip(diff_numpy(a_files, b_files).items(), diff_polars(a_files, b_files).values())}
+    same = {
+        k: np.array_equal(v, w) if isinstance(v, np.ndarray) else v == w
+        for (k, v), w in zip(diff_numpy(a_files, b_files).items(), diff_polars(a_files, b_files).values())
+    }
     assert all(same.values()), same  # both compute the same thing
     frames = sum(pq.ParquetFile(p).metadata.num_rows for p in a_files)
     return {
-        "frames": frames, "repeat": repeat, "polars_version": polars.__version__, "polars_import_s": import_s,
-        "diff_numpy_s": _median_s(lambda: diff_numpy(a_files, b_files), repeat), "diff_polars_s": _median_s(lambda: diff_polars(a_files, b_files), repeat),
-        "scan_numpy_s": _median_s(lambda: scan_numpy(a_files), repeat), "scan_polars_s": _median_s(lambda: scan_polars(a_files), repeat),
+        "frames": frames,
+        "repeat": repeat,
+        "polars_version": polars.__version__,
+        "polars_import_s": import_s,
+        "diff_numpy_s": _median_s(lambda: diff_numpy(a_files, b_files), repeat),
+        "diff_polars_s": _median_s(lambda: diff_polars(a_files, b_files), repeat),
+        "scan_numpy_s": _median_s(lambda: scan_numpy(a_files), repeat),
+        "scan_polars_s": _median_s(lambda: scan_polars(a_files), repeat),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--scale", type=int, default=1, help="the reference episodes this many times over (10: 212,860 frames)")
+    p.add_argument(
+        "--scale", type=int, default=1, help="the reference episodes this many times over (10: 212,860 frames)"
+    )
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

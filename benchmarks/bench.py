@@ -47,7 +47,11 @@ from recap_label.demo.tiny_model import TINY_CHECKPOINT as TINY_CKPT, TINY_TOKEN
 
 # Bump when the generated data changes: the cache folder is keyed by it.
 DATA_VERSION = "ref1"
-HEAD, LEFT, RIGHT = "observation.images.head_camera", "observation.images.left_wrist_camera", "observation.images.right_wrist_camera"
+HEAD, LEFT, RIGHT = (
+    "observation.images.head_camera",
+    "observation.images.left_wrist_camera",
+    "observation.images.right_wrist_camera",
+)
 PNG_NOISE = 2
 
 
@@ -142,7 +146,9 @@ def write_values_file(root: Path, path: Path, seed: int = 0) -> Path:
 
     t = DatasetFiles.open(root).read_columns(["episode_index", "frame_index"])
     value = -np.random.default_rng(seed).random(t.num_rows)
-    pq.write_table(pa.table({"episode_index": t["episode_index"], "frame_index": t["frame_index"], "value": value}), path)
+    pq.write_table(
+        pa.table({"episode_index": t["episode_index"], "frame_index": t["frame_index"], "value": value}), path
+    )
     return path
 
 
@@ -211,14 +217,24 @@ def run_child(args: list[str], cwd: Path | None = None) -> dict:
     """Run a command; its wall time, exit code, stdout and its own peak RSS (largest process)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, *args], stdout=out, stderr=err, cwd=cwd,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, rss.name, *args],
+            stdout=out,
+            stderr=err,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         wall = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
         maxrss = int(rss.read() or 0)
-        return {"wall_s": wall, "rc": proc.returncode, "maxrss_bytes": maxrss,
-                "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
+        return {
+            "wall_s": wall,
+            "rc": proc.returncode,
+            "maxrss_bytes": maxrss,
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
 
 
 def label_json(result: dict) -> dict:
@@ -238,8 +254,14 @@ def environment(device) -> dict:
                 break
     except OSError:
         pass
-    env = {"device": str(device), "device_name": name, "torch": torch.__version__, "cores": os.cpu_count(),
-           "python": platform.python_version(), "cpu": name}
+    env = {
+        "device": str(device),
+        "device_name": name,
+        "torch": torch.__version__,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "cpu": name,
+    }
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
     try:
@@ -314,12 +336,27 @@ def bench_decode(av1: Path, repeat: int, quick: bool, rows: list[Row]) -> None:
         rand_t.append(timed(random_access, 1)[0])
     seq_fps, rand_fps = n_seq / median(seq_t), n_rand / median(rand_t)
     ratio = seq_fps / rand_fps
-    rows.append(Row("1 decode", "sequential per-episode (frames.iter_episode_frames)", seq_fps, "frames/s",
-                    f"{n_seq:,} camera frames: {len(episodes)} episodes x {len(cams)} AV1 cams, {ds.info['features'][cams[0]]['shape'][0]} px",
-                    runs=[n_seq / t for t in seq_t]))
-    rows.append(Row("1 decode", "per-frame random access (open, seek, decode forward)", rand_fps, "frames/s",
-                    f"{n_rand} random (episode, camera, frame) picks, like LeRobot __getitem__",
-                    runs=[n_rand / t for t in rand_t]))
+    rows.append(
+        Row(
+            "1 decode",
+            "sequential per-episode (frames.iter_episode_frames)",
+            seq_fps,
+            "frames/s",
+            f"{n_seq:,} camera frames: {len(episodes)} episodes x {len(cams)} AV1 cams, "
+            f"{ds.info['features'][cams[0]]['shape'][0]} px",
+            runs=[n_seq / t for t in seq_t],
+        )
+    )
+    rows.append(
+        Row(
+            "1 decode",
+            "per-frame random access (open, seek, decode forward)",
+            rand_fps,
+            "frames/s",
+            f"{n_rand} random (episode, camera, frame) picks, like LeRobot __getitem__",
+            runs=[n_rand / t for t in rand_t],
+        )
+    )
     rows.append(Row("1 decode", "sequential / random access", ratio, "x", "", ">= 10x", ratio >= 10))
 
 
@@ -327,9 +364,17 @@ def bench_decode(av1: Path, repeat: int, quick: bool, rows: list[Row]) -> None:
 # 2. Data pipeline
 
 
-def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: int, episodes: list[int] | None,
-                          size: int = 224, pin: bool = False, device_letterbox: bool = False,
-                          cpu_seconds: list | None = None) -> tuple[float, int]:
+def pipeline_frames_per_s(
+    root: Path,
+    columns: list[str],
+    workers: int,
+    batch: int,
+    episodes: list[int] | None,
+    size: int = 224,
+    pin: bool = False,
+    device_letterbox: bool = False,
+    cpu_seconds: list | None = None,
+) -> tuple[float, int]:
     """Iterate the engine's DataLoader over EpisodeFrames (what ModelValues.episode_values builds)
     with a model that does nothing; (frames/s, frames). With device_letterbox, cameras that are not
     at the model's size stay raw (the CUDA path letterboxes them on the GPU). `cpu_seconds` gets the
@@ -347,8 +392,14 @@ def pipeline_frames_per_s(root: Path, columns: list[str], workers: int, batch: i
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     stream = EpisodeFrames(ds.root, episodes, columns, size, batch, task_tokens, device_letterbox)
-    loader = DataLoader(stream, batch_size=None, collate_fn=_identity, num_workers=workers, pin_memory=False,
-                        prefetch_factor=4 if workers else None)
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=workers,
+        pin_memory=False,
+        prefetch_factor=4 if workers else None,
+    )
     n = 0
     for batch in loader:
         if pin:
@@ -377,16 +428,39 @@ def bench_rig_pipeline(rig: Path, repeat: int, cuda: bool, rows: list[Row]) -> N
     n_frames = sum(ds.episodes[e].length for e in episodes)
     batch = 64
     load = os.getloadavg()[0]
-    for device_letterbox, what in ((True, "GPU letterbox (the CUDA path's CPU share)"), (False, "CPU letterbox in the worker")):
+    for device_letterbox, what in (
+        (True, "GPU letterbox (the CUDA path's CPU share)"),
+        (False, "CPU letterbox in the worker"),
+    ):
         cpu: list[float] = []
-        runs = [pipeline_frames_per_s(rig, [HEAD, LEFT, RIGHT], 0, batch, episodes, pin=cuda, device_letterbox=device_letterbox,
-                                      cpu_seconds=cpu)[0] for _ in range(repeat)]
+        runs = [
+            pipeline_frames_per_s(
+                rig,
+                [HEAD, LEFT, RIGHT],
+                0,
+                batch,
+                episodes,
+                pin=cuda,
+                device_letterbox=device_letterbox,
+                cpu_seconds=cpu,
+            )[0]
+            for _ in range(repeat)
+        ]
         per_core = median([n_frames / c for c in cpu])
-        rows.append(Row("2 pipeline", f"AV1 480x640, 3 cams, {what}, 0 workers, batch {batch}: per core", per_core, "frames/s/core",
-                        f"{n_frames:,} frames / CPU-seconds of the process (wall {median(runs):,.0f} frames/s; load avg {load:.1f} "
-                        f"on {os.cpu_count()} cores); camera-like texture, ~9 KB/frame",
-                        ">= 350 frames/s/core" if device_letterbox else "", per_core >= 350 if device_letterbox else None,
-                        [n_frames / c for c in cpu]))
+        rows.append(
+            Row(
+                "2 pipeline",
+                f"AV1 480x640, 3 cams, {what}, 0 workers, batch {batch}: per core",
+                per_core,
+                "frames/s/core",
+                f"{n_frames:,} frames / CPU-seconds of the process (wall {median(runs):,.0f} frames/s; load avg "
+                f"{load:.1f} "
+                f"on {os.cpu_count()} cores); camera-like texture, ~9 KB/frame",
+                ">= 350 frames/s/core" if device_letterbox else "",
+                per_core >= 350 if device_letterbox else None,
+                [n_frames / c for c in cpu],
+            )
+        )
 
 
 def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, rows: list[Row]) -> None:
@@ -403,9 +477,19 @@ def bench_pipeline(av1: Path, png: Path, repeat: int, quick: bool, cuda: bool, r
         eps = episodes if root == av1 else sorted(DatasetFiles.open(root).episodes)[: len(episodes)]
         runs = [pipeline_frames_per_s(root, cols, workers, batch, eps, pin=cuda)[0] for _ in range(repeat)]
         fps = median(runs)
-        rows.append(Row("2 pipeline", f"{what}, {workers} worker(s), batch {batch}", fps, "frames/s",
-                        f"{n_frames:,} frames ({len(episodes)} episodes) -> uint8 [B,{len(cols)},224,224,3] + tokens; {fps * len(cols):,.0f} images/s",
-                        ">= 1,000 frames/s", fps >= 1000, runs))
+        rows.append(
+            Row(
+                "2 pipeline",
+                f"{what}, {workers} worker(s), batch {batch}",
+                fps,
+                "frames/s",
+                f"{n_frames:,} frames ({len(episodes)} episodes) -> uint8 [B,{len(cols)},224,224,3] + tokens; "
+                f"{fps * len(cols):,.0f} images/s",
+                ">= 1,000 frames/s",
+                fps >= 1000,
+                runs,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,8 +513,16 @@ def bench_model(device, quick: bool, rows: list[Row], env: dict) -> None:
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     flops = flops_per_frame(config, cameras)
-    rows.append(Row("3 model", f"build {what}, random weights", build_s, "s",
-                    f"{params / 1e6:,.0f} M params, SigLIP {precision}; {flops / 1e12:.3f} TFLOP/frame ({cameras} cams, params.flops_per_frame)"))
+    rows.append(
+        Row(
+            "3 model",
+            f"build {what}, random weights",
+            build_s,
+            "s",
+            f"{params / 1e6:,.0f} M params, SigLIP {precision}; {flops / 1e12:.3f} TFLOP/frame ({cameras} cams, "
+            f"params.flops_per_frame)",
+        )
+    )
     if cuda:
         plan = [(b, 2, 5) for b in (1, 8, 32, 64, 128)]
     else:
@@ -470,12 +562,24 @@ def bench_model(device, quick: bool, rows: list[Row], env: dict) -> None:
             mem_s = f"peak RSS {mem / 2**30:.2f} GiB (process, weights included)"
         tflops = fps * flops / 1e12
         if cuda:
-            mfu = f"{tflops:,.1f} TFLOP/s = {100 * tflops / peak:.1f} % of {peak:,.0f} bf16 peak" if peak else f"{tflops:,.1f} TFLOP/s (peak unknown)"
+            mfu = (
+                f"{tflops:,.1f} TFLOP/s = {100 * tflops / peak:.1f} % of {peak:,.0f} bf16 peak"
+                if peak
+                else f"{tflops:,.1f} TFLOP/s (peak unknown)"
+            )
         else:
             mfu = "TFLOP/s vs peak: n/a on CPU"
-        rows.append(Row("3 model", f"forward batch {batch} ({iters} timed iter, {warmup} warm-up)", fps, "frames/s",
-                        f"{mem_s}; {mfu}", runs=[batch / t for t in times]))
-    del model
+        rows.append(
+            Row(
+                "3 model",
+                f"forward batch {batch} ({iters} timed iter, {warmup} warm-up)",
+                fps,
+                "frames/s",
+                f"{mem_s}; {mfu}",
+                runs=[batch / t for t in times],
+            )
+        )
+    model = None  # the full-size model is freed before the next section
     if cuda:
         torch.cuda.empty_cache()
 
@@ -496,7 +600,9 @@ def model_source(device: str, cache_dir: Path, full_model: bool):
 
     from recap_label.values.model_source import ModelValues
 
-    settings = dataclasses.replace(label_settings(cache_dir), checkpoint_dir=TINY_CKPT, tokenizer_path=TINY_TOKENIZER, device=device, json=True)
+    settings = dataclasses.replace(
+        label_settings(cache_dir), checkpoint_dir=TINY_CKPT, tokenizer_path=TINY_TOKENIZER, device=device, json=True
+    )
     source = ModelValues.from_settings(settings)
     if full_model:
         from recap_label.model.params import ValueModelConfig
@@ -507,8 +613,20 @@ def model_source(device: str, cache_dir: Path, full_model: bool):
 
 
 def cli_label(root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "recap_label", "label", str(root), "--allow-original", "--json",
-            "--base-image-col", HEAD, "--wrist-image-col", LEFT, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "recap_label",
+        "label",
+        str(root),
+        "--allow-original",
+        "--json",
+        "--base-image-col",
+        HEAD,
+        "--wrist-image-col",
+        LEFT,
+        *extra,
+    ]
 
 
 def model_flags(device: str) -> list[str]:
@@ -541,20 +659,44 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
     busy = f"GPU busy {100 * stats['infer_s'] / stats['wall_s']:.0f} % of inference wall (infer/wall)" if cuda else ""
     if cuda and util is not None:
         busy += f", nvml {util:.0f} %"
-    rows.append(Row("4 e2e", f"label (in-process run_label), {what}, {source.engine.num_workers} worker(s), batch {source.engine.batch_size}",
-                    frames / walls, "frames/s",
-                    f"{frames:,} frames in {walls:.1f} s; fetch wait {stats['fetch_wait_s']:.1f} s, infer {stats['infer_s']:.1f} s, "
-                    f"write {t.get('stage', 0) + t.get('commit', 0):.2f} s (stage {t.get('stage', 0):.2f} + commit {t.get('commit', 0):.2f}); {busy}".rstrip("; "),
-                    runs=[frames / w for w in runs]))
+    rows.append(
+        Row(
+            "4 e2e",
+            f"label (in-process run_label), {what}, {source.engine.num_workers} worker(s), batch "
+            f"{source.engine.batch_size}",
+            frames / walls,
+            "frames/s",
+            f"{frames:,} frames in {walls:.1f} s; fetch wait {stats['fetch_wait_s']:.1f} s, infer "
+            f"{stats['infer_s']:.1f} s, "
+            f"write {t.get('stage', 0) + t.get('commit', 0):.2f} s (stage {t.get('stage', 0):.2f} + commit "
+            f"{t.get('commit', 0):.2f}); {busy}".rstrip("; "),
+            runs=[frames / w for w in runs],
+        )
+    )
     rows.append(Row("4 e2e", "label wall time (in-process)", walls, "s", "", "", None, runs))
     # the CLI, as a user runs it (peak RSS from wait4)
     child = run_child(cli_label(av1_scratch, *model_flags(dev), "--recompute"))
     js = label_json(child)
-    rows.append(Row("4 e2e", "label CLI subprocess wall time (tiny checkpoint)", child["wall_s"], "s",
-                    f"{frames / child['wall_s']:,.0f} frames/s incl. start-up; values from {js['values_from']}"))
-    rows.append(Row("6 writeback", "peak RSS of the whole `label` run (AV1, model inference)", child["maxrss_bytes"] / 2**30, "GiB",
-                    "largest process (wait4 ru_maxrss; DataLoader workers are separate processes)", "< 2 GB",
-                    child["maxrss_bytes"] < 2e9))
+    rows.append(
+        Row(
+            "4 e2e",
+            "label CLI subprocess wall time (tiny checkpoint)",
+            child["wall_s"],
+            "s",
+            f"{frames / child['wall_s']:,.0f} frames/s incl. start-up; values from {js['values_from']}",
+        )
+    )
+    rows.append(
+        Row(
+            "6 writeback",
+            "peak RSS of the whole `label` run (AV1, model inference)",
+            child["maxrss_bytes"] / 2**30,
+            "GiB",
+            "largest process (wait4 ru_maxrss; DataLoader workers are separate processes)",
+            "< 2 GB",
+            child["maxrss_bytes"] < 2e9,
+        )
+    )
 
     # 5. relabel from the sidecar: a new ratio, no inference
     ratios = [0.35, 0.4, 0.45, 0.5, 0.55][:repeat]
@@ -566,23 +708,53 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
         assert out.values_from == "sidecar (no inference)", out.values_from
         assert out.files_rewritten > 0
     t = out.timings
-    rows.append(Row("5 relabel", "relabel from the values sidecar (in-process run_label)", median(rel), "s",
-                    f"{frames:,} frames, {out.files_rewritten} files rewritten; read {t['read']:.2f} values {t['values']:.2f} rule {t['rule']:.2f} "
-                    f"stage {t['stage']:.2f} commit {t['commit']:.2f} s", "< 3 s", median(rel) < 3, rel))
+    rows.append(
+        Row(
+            "5 relabel",
+            "relabel from the values sidecar (in-process run_label)",
+            median(rel),
+            "s",
+            f"{frames:,} frames, {out.files_rewritten} files rewritten; read {t['read']:.2f} values "
+            f"{t['values']:.2f} rule {t['rule']:.2f} "
+            f"stage {t['stage']:.2f} commit {t['commit']:.2f} s",
+            "< 3 s",
+            median(rel) < 3,
+            rel,
+        )
+    )
     # the CLI from the sidecar with --checkpoint-dir, then the same relabel with --value-column on the
     # same copy (last: it replaces the sidecar's provenance): nothing is inferred, so both should cost the same
     by_source = {}
     for what, flags in (("--checkpoint-dir", model_flags(dev)), ("--value-column", ["--value-column", "value_label"])):
         children = [run_child(cli_label(av1_scratch, *flags, "--positive-ratio", str(r))) for r in ratios]
         js = label_json(children[-1])
-        assert js["values_from"] == ("sidecar (no inference)" if what == "--checkpoint-dir" else "value-column"), js["values_from"]
+        assert js["values_from"] == ("sidecar (no inference)" if what == "--checkpoint-dir" else "value-column"), js[
+            "values_from"
+        ]
         by_source[what] = median([c["wall_s"] for c in children])
-        rows.append(Row("5 relabel", f"relabel CLI subprocess wall time, {what}", by_source[what], "s",
-                        f"in-command total {js['timings_s']['total']:.2f} s, the rest is interpreter + imports; "
-                        f"peak RSS {children[-1]['maxrss_bytes'] / 2**30:.2f} GiB", runs=[c["wall_s"] for c in children]))
+        rows.append(
+            Row(
+                "5 relabel",
+                f"relabel CLI subprocess wall time, {what}",
+                by_source[what],
+                "s",
+                f"in-command total {js['timings_s']['total']:.2f} s, the rest is interpreter + imports; "
+                f"peak RSS {children[-1]['maxrss_bytes'] / 2**30:.2f} GiB",
+                runs=[c["wall_s"] for c in children],
+            )
+        )
     ratio = by_source["--checkpoint-dir"] / by_source["--value-column"]
-    rows.append(Row("5 relabel", "relabel CLI from the sidecar: --checkpoint-dir / --value-column", ratio, "x",
-                    "same copy, same run; the checkpoint is checked but nothing is inferred", "<= 1.2", ratio <= 1.2))
+    rows.append(
+        Row(
+            "5 relabel",
+            "relabel CLI from the sidecar: --checkpoint-dir / --value-column",
+            ratio,
+            "x",
+            "same copy, same run; the checkpoint is checked but nothing is inferred",
+            "<= 1.2",
+            ratio <= 1.2,
+        )
+    )
 
 
 def bench_writeback(png_scratch: Path, values: Path, repeat: int, rows: list[Row]) -> dict:
@@ -590,7 +762,9 @@ def bench_writeback(png_scratch: Path, values: Path, repeat: int, rows: list[Row
     sizes = sum(p.stat().st_size for p in (png_scratch / "data").rglob("*.parquet"))
     walls, stages, commits, rss = [], [], [], []
     for i in range(repeat):
-        child = run_child(cli_label(png_scratch, "--values", str(values), "--positive-ratio", "0.3" if i % 2 == 0 else "0.5"))
+        child = run_child(
+            cli_label(png_scratch, "--values", str(values), "--positive-ratio", "0.3" if i % 2 == 0 else "0.5")
+        )
         js = label_json(child)
         walls.append(child["wall_s"])
         stages.append(js["timings_s"]["stage"])
@@ -598,13 +772,36 @@ def bench_writeback(png_scratch: Path, values: Path, repeat: int, rows: list[Row
         rss.append(child["maxrss_bytes"])
         files = js["files_rewritten"]
     write = [s + c for s, c in zip(stages, commits)]
-    rows.append(Row("6 writeback", "write-back (stage + commit), PNG variant", median(write), "s",
-                    f"{files} files, {sizes / 2**30:.2f} GiB of parquet ({sizes / 2**30 / max(median(write), 1e-9):.2f} GiB/s); "
-                    f"stage {median(stages):.2f} s (rewrite + fsync + hash), commit {median(commits):.2f} s",
-                    "", None, write))
-    rows.append(Row("6 writeback", "`label --values` subprocess wall time, PNG variant", median(walls), "s", "", "", None, walls))
-    rows.append(Row("6 writeback", "peak RSS of `label --values`, PNG variant", max(rss) / 2**30, "GiB", "max over runs (wait4 ru_maxrss)",
-                    "< 2 GB", max(rss) < 2e9))
+    rows.append(
+        Row(
+            "6 writeback",
+            "write-back (stage + commit), PNG variant",
+            median(write),
+            "s",
+            f"{files} files, {sizes / 2**30:.2f} GiB of parquet ({sizes / 2**30 / max(median(write), 1e-9):.2f} "
+            f"GiB/s); "
+            f"stage {median(stages):.2f} s (rewrite + fsync + hash), commit {median(commits):.2f} s",
+            "",
+            None,
+            write,
+        )
+    )
+    rows.append(
+        Row(
+            "6 writeback", "`label --values` subprocess wall time, PNG variant", median(walls), "s", "", "", None, walls
+        )
+    )
+    rows.append(
+        Row(
+            "6 writeback",
+            "peak RSS of `label --values`, PNG variant",
+            max(rss) / 2**30,
+            "GiB",
+            "max over runs (wait4 ru_maxrss)",
+            "< 2 GB",
+            max(rss) < 2e9,
+        )
+    )
     return {"write_s": median(write), "bytes": sizes}
 
 
@@ -650,7 +847,9 @@ def reference_labels(episode, frame, human, reward, value, lookahead: int = 50, 
     return threshold, labels
 
 
-def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict | None, repeat: int, quick: bool, rows: list[Row]) -> None:
+def bench_baseline(
+    av1: Path, png_scratch: Path, values: Path, ours_write: dict | None, repeat: int, quick: bool, rows: list[Row]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -663,17 +862,41 @@ def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict 
     s = label_settings(Path("."))
     cols = read_label_columns(ds, human_col=s.human_col, adv_col=s.adv_col, reward_col=s.reward_col)
     value = -np.random.default_rng(1).random(cols.episode.size)
-    ref_s, _, (ref_thr, _) = timed(lambda: reference_labels(cols.episode, cols.frame, cols.human, cols.reward, value), repeat)
-    our_s, _, res = timed(lambda: apply_rule(cols.episode, cols.frame, cols.human, cols.reward, value, RuleSettings()), max(repeat, 3))
+    ref_s, _, (ref_thr, _) = timed(
+        lambda: reference_labels(cols.episode, cols.frame, cols.human, cols.reward, value), repeat
+    )
+    our_s, _, res = timed(
+        lambda: apply_rule(cols.episode, cols.frame, cols.human, cols.reward, value, RuleSettings()), max(repeat, 3)
+    )
     same = np.isclose(ref_thr, res.thresholds["global"], rtol=0, atol=1e-6)
-    rows.append(Row("7 baseline", "reference per-frame Python advantage loop + percentile", ref_s, "s", f"{cols.episode.size:,} frames"))
-    rows.append(Row("7 baseline", "rule.apply_rule (vectorized)", our_s, "s",
-                    f"{ref_s / our_s:,.0f}x faster; same threshold: {bool(same)}", "", bool(same)))
+    rows.append(
+        Row(
+            "7 baseline",
+            "reference per-frame Python advantage loop + percentile",
+            ref_s,
+            "s",
+            f"{cols.episode.size:,} frames",
+        )
+    )
+    rows.append(
+        Row(
+            "7 baseline",
+            "rule.apply_rule (vectorized)",
+            our_s,
+            "s",
+            f"{ref_s / our_s:,.0f}x faster; same threshold: {bool(same)}",
+            "",
+            bool(same),
+        )
+    )
 
     # whole-file read / modify / write of every rollout file vs our column rewrite, PNG variant
     pds = DatasetFiles.open(png_scratch)
     files = pds.data_files
-    labels = {p: np.where(np.arange(pq.ParquetFile(p).metadata.num_rows) % 2 == 0, "positive", "negative").astype(object) for p in files}
+    labels = {
+        p: np.where(np.arange(pq.ParquetFile(p).metadata.num_rows) % 2 == 0, "positive", "negative").astype(object)
+        for p in files
+    }
     tmp = png_scratch / "bench-tmp.parquet"
 
     def arrow_roundtrip():
@@ -697,16 +920,41 @@ def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict 
 
     size = sum(p.stat().st_size for p in files) / 2**30
     ours_s, ours_runs, ours_rss = measure(ours)
-    rows.append(Row("7 baseline", "writeback.rewrite_label_column, every rollout file (PNG variant)", ours_s, "s",
-                    f"{len(files)} files, {size:.2f} GiB; peak RSS +{ours_rss / 2**20:,.0f} MiB", runs=ours_runs))
+    rows.append(
+        Row(
+            "7 baseline",
+            "writeback.rewrite_label_column, every rollout file (PNG variant)",
+            ours_s,
+            "s",
+            f"{len(files)} files, {size:.2f} GiB; peak RSS +{ours_rss / 2**20:,.0f} MiB",
+            runs=ours_runs,
+        )
+    )
     arrow_s, arrow_runs, arrow_rss = measure(arrow_roundtrip)
-    rows.append(Row("7 baseline", "pyarrow read_table / set_column / write_table, every file", arrow_s, "s",
-                    f"{arrow_s / ours_s:.2f}x our rewrite time; peak RSS +{arrow_rss / 2**20:,.0f} MiB", runs=arrow_runs))
+    rows.append(
+        Row(
+            "7 baseline",
+            "pyarrow read_table / set_column / write_table, every file",
+            arrow_s,
+            "s",
+            f"{arrow_s / ours_s:.2f}x our rewrite time; peak RSS +{arrow_rss / 2**20:,.0f} MiB",
+            runs=arrow_runs,
+        )
+    )
     try:
         import pandas as pd
     except ImportError:
-        rows.append(Row("7 baseline", "pandas read_parquet / to_parquet (the reference)", None, "s", "skipped: pandas is not installed"))
+        rows.append(
+            Row(
+                "7 baseline",
+                "pandas read_parquet / to_parquet (the reference)",
+                None,
+                "s",
+                "skipped: pandas is not installed",
+            )
+        )
     else:
+
         def pandas_roundtrip():
             for p in files:
                 df = pd.read_parquet(p)
@@ -715,12 +963,27 @@ def bench_baseline(av1: Path, png_scratch: Path, values: Path, ours_write: dict 
                 tmp.unlink()
 
         pd_s, pd_runs, pd_rss = measure(pandas_roundtrip)
-        rows.append(Row("7 baseline", f"pandas {pd.__version__} read_parquet / to_parquet (the reference), every file", pd_s, "s",
-                        f"{pd_s / ours_s:.2f}x our rewrite time; peak RSS +{pd_rss / 2**20:,.0f} MiB; drops the huggingface schema metadata",
-                        runs=pd_runs))
+        rows.append(
+            Row(
+                "7 baseline",
+                f"pandas {pd.__version__} read_parquet / to_parquet (the reference), every file",
+                pd_s,
+                "s",
+                f"{pd_s / ours_s:.2f}x our rewrite time; peak RSS +{pd_rss / 2**20:,.0f} MiB; drops the huggingface "
+                f"schema metadata",
+                runs=pd_runs,
+            )
+        )
     if ours_write:
-        rows.append(Row("7 baseline", "our full write-back (stage + commit, from 6) vs pyarrow round trip", arrow_s / ours_write["write_s"], "x",
-                        "ours also fsyncs, hashes and journals every file"))
+        rows.append(
+            Row(
+                "7 baseline",
+                "our full write-back (stage + commit, from 6) vs pyarrow round trip",
+                arrow_s / ours_write["write_s"],
+                "x",
+                "ours also fsyncs, hashes and journals every file",
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -731,11 +994,20 @@ def render(rows: list[Row], env: dict, notes: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    title = (f"recap-label benchmarks · {env['device_name']} ({env['device']}) · torch {env['torch']} · "
-             f"{env['cores']} cores · PyAV {env.get('pyav', '?')}")
+    title = (
+        f"recap-label benchmarks · {env['device_name']} ({env['device']}) · torch {env['torch']} · "
+        f"{env['cores']} cores · PyAV {env.get('pyav', '?')}"
+    )
     t = Table(title=title, title_justify="left", show_lines=False)
-    for col, kw in (("section", {}), ("measurement", {}), ("value", {"justify": "right"}), ("unit", {}), ("target", {}),
-                    ("", {}), ("detail", {"overflow": "fold"})):
+    for col, kw in (
+        ("section", {}),
+        ("measurement", {}),
+        ("value", {"justify": "right"}),
+        ("unit", {}),
+        ("target", {}),
+        ("", {}),
+        ("detail", {"overflow": "fold"}),
+    ):
         t.add_column(col, **kw)
     for r in sorted(rows, key=lambda r: r.section[:1]):
         value = "n/a" if r.value is None else (f"{r.value:,.0f}" if abs(r.value) >= 100 else f"{r.value:,.2f}")
@@ -752,14 +1024,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model, end to end)")
     p.add_argument("--quick", action="store_true", help="tiny datasets and model, one repetition (CI smoke test)")
-    p.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON results (default: bench-results.json)")
-    p.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
-                   help="generated datasets, kept between runs (default: $XDG_CACHE_HOME or ~/.cache, /recap-label/bench)")
+    p.add_argument(
+        "--out", type=Path, default=Path("bench-results.json"), help="JSON results (default: bench-results.json)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="generated datasets, kept between runs (default: $XDG_CACHE_HOME or ~/.cache, /recap-label/bench)",
+    )
     p.add_argument("--repeat", type=int, default=None, help="runs per measurement (default: 3, 1 with --quick)")
     p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated sections to run (default: all)")
     args = p.parse_args(argv)
-
-    import torch
 
     from recap_label.values.engine import resolve_device
 
@@ -821,11 +1097,22 @@ def main(argv: list[str] | None = None) -> int:
             if r.target:
                 r.ok = None
     total = time.perf_counter() - t_all
-    notes.append(f"bench wall time {total:.0f} s; synthetic frames (flat colour + gradient, +-{PNG_NOISE} noise on PNG): "
-                 "real camera footage decodes slower")
+    notes.append(
+        f"bench wall time {total:.0f} s; synthetic frames (flat colour + gradient, +-{PNG_NOISE} noise on PNG): "
+        "real camera footage decodes slower"
+    )
     render(rows, env, notes)
-    result = {"env": env, "quick": args.quick, "repeat": repeat, "data_version": DATA_VERSION, "wall_s": total,
-              "notes": notes, "results": [{**r.__dict__, "env": f"{env['device_name']} / torch {env['torch']} / {env['cores']} cores"} for r in rows]}
+    result = {
+        "env": env,
+        "quick": args.quick,
+        "repeat": repeat,
+        "data_version": DATA_VERSION,
+        "wall_s": total,
+        "notes": notes,
+        "results": [
+            {**r.__dict__, "env": f"{env['device_name']} / torch {env['torch']} / {env['cores']} cores"} for r in rows
+        ],
+    }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results written to {args.out}")
     return 0

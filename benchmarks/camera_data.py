@@ -78,7 +78,7 @@ def write_camera_dataset(root: Path, spec, jobs: int | None = None) -> Path:
     original = synth._encode_video
 
     def deferred(path: Path, camera_name: str, camera, fps: int, segments) -> None:
-        (episode_index, length), = segments
+        ((episode_index, length),) = segments
         path.parent.mkdir(parents=True, exist_ok=True)
         if episode_index not in encodes:
             encodes[episode_index] = (path, camera_name, camera, fps, episode_index, length)
@@ -93,7 +93,10 @@ def write_camera_dataset(root: Path, spec, jobs: int | None = None) -> Path:
     try:
         # threads suffice: PyAV encodes with the GIL released (and SVT-AV1 threads inside too)
         with camera_frames(), ThreadPoolExecutor(max_workers=jobs) as pool:
-            for future in [pool.submit(synth._encode_video, p, name, cam, fps, [(ep, n)]) for p, name, cam, fps, ep, n in encodes.values()]:
+            for future in [
+                pool.submit(synth._encode_video, p, name, cam, fps, [(ep, n)])
+                for p, name, cam, fps, ep, n in encodes.values()
+            ]:
                 future.result()
         for src, dst in links:
             os.link(src, dst)

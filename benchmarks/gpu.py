@@ -12,9 +12,23 @@ import subprocess
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring, first match wins.
 BF16_PEAK_TFLOPS = (
-    ("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("GH200", 989.0),
-    ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0),
-    ("A10G", 70.0), ("A10", 125.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("A6000", 155.0), ("V100", 125.0),
+    ("H200", 989.0),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),
+    ("GH200", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+    ("RTX 4090", 165.0),
+    ("RTX 3090", 71.0),
+    ("A6000", 155.0),
+    ("V100", 125.0),
 )
 
 
@@ -33,7 +47,9 @@ def random_model(config, device, precision: str):
     from recap_label.model.network import ValueModel
 
     flat = random_flat_params(config)
-    model = ValueModel.from_flat_params(flat, siglip_dtype=torch.bfloat16 if precision in ("bf16", "tf32") else torch.float32)
+    model = ValueModel.from_flat_params(
+        flat, siglip_dtype=torch.bfloat16 if precision in ("bf16", "tf32") else torch.float32
+    )
     del flat
     return model.to(device).eval()
 
@@ -43,7 +59,9 @@ def model_inputs(config, batch: int, cameras: int, device, seed: int = 0):
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (batch, cameras, config.image_size, config.image_size, 3), dtype=torch.uint8, generator=g)
+    images = torch.randint(
+        0, 256, (batch, cameras, config.image_size, config.image_size, 3), dtype=torch.uint8, generator=g
+    )
     tokens = torch.zeros(batch, config.max_token_len, dtype=torch.long)
     tokens[:, :12] = torch.randint(1, config.vocab_size, (batch, 12), generator=g)
     return images.to(device), torch.ones(batch, cameras, dtype=torch.bool, device=device), tokens.to(device)
@@ -82,8 +100,20 @@ class GpuBusy:
                 return
 
     def _smi(self):
-        self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", str(self._index), "-lms", "100"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._proc = subprocess.Popen(
+            [
+                "nvidia-smi",
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-i",
+                str(self._index),
+                "-lms",
+                "100",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         for line in self._proc.stdout:
             if self._stop.is_set():
                 break

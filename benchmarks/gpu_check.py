@@ -41,7 +41,11 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 BATCHES = (32, 64, 128, 256)
 PRECISIONS = ("tf32", "bf16", "fp32")  # fp32 last in the sweep: slowest
 DATA_VERSION = "gpu1"
-HEAD, LEFT, RIGHT = "observation.images.head_camera", "observation.images.left_wrist_camera", "observation.images.right_wrist_camera"
+HEAD, LEFT, RIGHT = (
+    "observation.images.head_camera",
+    "observation.images.left_wrist_camera",
+    "observation.images.right_wrist_camera",
+)
 
 
 class Budget:
@@ -73,8 +77,13 @@ class Report:
         table = render(self)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "gpu-check.txt").write_text(table + "\n")
-        data = {"env": self.env, "budget_s": self.budget.seconds, "wall_s": round(self.budget.elapsed(), 1),
-                "steps": self.steps, "results": self.rows}
+        data = {
+            "env": self.env,
+            "budget_s": self.budget.seconds,
+            "wall_s": round(self.budget.elapsed(), 1),
+            "steps": self.steps,
+            "results": self.rows,
+        }
         (self.out_dir / "gpu-check.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
         return table
 
@@ -85,13 +94,23 @@ def say(message: str) -> None:
 
 def render(report: Report) -> str:
     test = "SELF-TEST ON THE CPU (not GPU figures) · " if DEVICE != "cuda" else ""
-    lines = [f"recap-label gpu-check · {test}{report.env.get('device_name', '?')} · torch {report.env.get('torch', '?')} · "
-             f"CUDA {report.env.get('cuda', '-')} · {report.env.get('cores', '?')} cores · {report.budget.elapsed():.0f} s of {report.budget.seconds:.0f} s"]
+    lines = [
+        f"recap-label gpu-check · {test}{report.env.get('device_name', '?')} · torch {report.env.get('torch', '?')} · "
+        f"CUDA {report.env.get('cuda', '-')} · {report.env.get('cores', '?')} cores · {report.budget.elapsed():.0f} "
+        f"s of {report.budget.seconds:.0f} s"
+    ]
     width = max([len(r["name"]) for r in report.rows] + [20])
     for r in report.rows:
         v = r["value"]
-        value = "n/a" if v is None else (f"{v:,.0f}" if isinstance(v, (int, float)) and abs(v) >= 100 else
-                                         (f"{v:.3g}" if isinstance(v, float) else str(v)))
+        value = (
+            "n/a"
+            if v is None
+            else (
+                f"{v:,.0f}"
+                if isinstance(v, (int, float)) and abs(v) >= 100
+                else (f"{v:.3g}" if isinstance(v, float) else str(v))
+            )
+        )
         mark = "" if r["ok"] is None else ("ok" if r["ok"] else "MISS")
         lines.append(f"{r['step']:<10} {r['name']:<{width}} {value:>10} {r['unit']:<12} {mark:<4} {r['detail']}")
     for s in report.steps:
@@ -109,8 +128,14 @@ def environment() -> dict:
 
     import recap_label
 
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cores": os.cpu_count(), "source": str(Path(recap_label.__file__).resolve().parents[1]), "polars_imported": "polars" in sys.modules}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cores": os.cpu_count(),
+        "source": str(Path(recap_label.__file__).resolve().parents[1]),
+        "polars_imported": "polars" in sys.modules,
+    }
     from importlib import metadata
 
     for name in ("av", "pyarrow", "numpy", "transformers", "sentencepiece", "tensorstore", "typer", "rich"):
@@ -147,14 +172,22 @@ def run_cuda_tests(report: Report, timeout: float) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
     try:
-        r = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", str(tests)],
-                           cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rs", str(tests)],
+            cwd=CHECKOUT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         report.step("tests", "stopped", f"the cuda tests ran past {timeout:.0f} s (budget)", time.perf_counter() - t0)
         return
     import re
 
-    tail = [line for line in r.stdout.splitlines() if re.search(r"\d+ (passed|skipped|failed|deselected|error)", line)][-1:] or ["(no summary line)"]
+    tail = [line for line in r.stdout.splitlines() if re.search(r"\d+ (passed|skipped|failed|deselected|error)", line)][
+        -1:
+    ] or ["(no summary line)"]
     report.row("tests", "pytest -m cuda", r.returncode, "exit code", tail[0], r.returncode == 0)
     (report.out_dir / "cuda-tests.log").write_text(r.stdout + r.stderr)
     report.step("tests", "done", tail[0], time.perf_counter() - t0)
@@ -246,9 +279,15 @@ def check_full_agreement(report: Report, quick: bool) -> None:
         set_precision(model, precision)
         got = forward_values(model, gi, gm, gt, precision == "tf32").double().cpu().numpy()
         diff = float(abs(got - reference).max())
-        report.row("agreement", f"full-size V, {DEVICE} {precision} vs CPU fp32", diff, "max |dV|",
-                   f"8 frames, 2 cameras; tolerance {TOLERANCE[precision]:g}; V in [{reference.min():.3f}, {reference.max():.3f}]",
-                   diff <= TOLERANCE[precision])
+        report.row(
+            "agreement",
+            f"full-size V, {DEVICE} {precision} vs CPU fp32",
+            diff,
+            "max |dV|",
+            f"8 frames, 2 cameras; tolerance {TOLERANCE[precision]:g}; V in [{reference.min():.3f}, "
+            f"{reference.max():.3f}]",
+            diff <= TOLERANCE[precision],
+        )
     reset_peak(DEVICE)
     report.step("agreement (full size)", "done", "", time.perf_counter() - t0)
 
@@ -262,6 +301,7 @@ def sweep_model(report: Report, budget: Budget, quick: bool, compiled: bool, res
     import torch
 
     from recap_label.model.params import flops_per_frame
+
     device = torch.device(DEVICE)
     t0 = time.perf_counter()
     model = full_model(device, quick)
@@ -270,14 +310,23 @@ def sweep_model(report: Report, budget: Budget, quick: bool, compiled: bool, res
     peak_tflops = bf16_peak(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     best: dict = {}
     mode = ("compiled (CUDA graphs)" if device.type == "cuda" else "compiled") if compiled else "eager"
-    precisions = device_precisions()[-1:] if compiled else device_precisions()  # fp32 first: the encoder is cast down after
+    precisions = (
+        device_precisions()[-1:] if compiled else device_precisions()
+    )  # fp32 first: the encoder is cast down after
     stopped = ""
     for precision in precisions:
         set_precision(model, precision)
-        fn = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False) if compiled else model
+        fn = (
+            torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+            if compiled
+            else model
+        )
         for batch in BATCHES:
             if budget.left() < reserve + (60 if compiled else 10):
-                stopped = f"stopped before {precision} batch {batch}: {budget.left():.0f} s left, {reserve:.0f} s kept for the next steps"
+                stopped = (
+                    f"stopped before {precision} batch {batch}: {budget.left():.0f} s left, {reserve:.0f} s "
+                    f"kept for the next steps"
+                )
                 break
             images, mask, tokens = model_inputs(config, batch, 2, device)
             try:
@@ -299,9 +348,19 @@ def sweep_model(report: Report, budget: Budget, quick: bool, compiled: bool, res
             tflops = fps * flops / 1e12
             mem = peak_gib(device)
             share = f" = {100 * tflops / peak_tflops:.0f} % of {peak_tflops:.0f} bf16 peak" if peak_tflops else ""
-            report.row("model", f"{mode} {precision} batch {batch}", fps, "frames/s",
-                       f"{tflops:,.1f} TFLOP/s{share}; peak memory {'n/a' if mem is None else f'{mem:.1f} GiB'}", None,
-                       precision=precision, batch=batch, compiled=compiled, tflops=tflops, peak_gib=mem)
+            report.row(
+                "model",
+                f"{mode} {precision} batch {batch}",
+                fps,
+                "frames/s",
+                f"{tflops:,.1f} TFLOP/s{share}; peak memory {'n/a' if mem is None else f'{mem:.1f} GiB'}",
+                None,
+                precision=precision,
+                batch=batch,
+                compiled=compiled,
+                tflops=tflops,
+                peak_gib=mem,
+            )
             if fps > best.get(precision, (0, 0))[1]:
                 best[precision] = (batch, fps)
         if stopped:
@@ -331,18 +390,37 @@ def ensure_dataset(cache: Path, name: str, spec, budget: Budget, estimate: float
     return root
 
 
-def model_values(device: str, precision: str, batch: int | None, workers: int | None, base: str, wrist: str, full: bool, cache: Path,
-                 quick: bool = False, right: str | None = None):
+def model_values(
+    device: str,
+    precision: str,
+    batch: int | None,
+    workers: int | None,
+    base: str,
+    wrist: str,
+    full: bool,
+    cache: Path,
+    quick: bool = False,
+    right: str | None = None,
+):
     from recap_label.config import Settings
     from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
     from recap_label.values.model_source import ModelValues
 
-    settings = Settings(base_image_col=base, wrist_image_col=wrist, right_wrist_image_col=right, model_cache=cache / "models", checkpoint_dir=TINY_CHECKPOINT,
-                        tokenizer_path=TINY_TOKENIZER, device=device, precision=precision, batch_size=batch, num_workers=workers, json=True)
+    settings = Settings(
+        base_image_col=base,
+        wrist_image_col=wrist,
+        right_wrist_image_col=right,
+        model_cache=cache / "models",
+        checkpoint_dir=TINY_CHECKPOINT,
+        tokenizer_path=TINY_TOKENIZER,
+        device=device,
+        precision=precision,
+        batch_size=batch,
+        num_workers=workers,
+        json=True,
+    )
     source = ModelValues.from_settings(settings)
     if full:
-        import torch
-
         engine = source.engine
         model = full_model(engine.device, quick)
         set_precision(model, engine.precision)
@@ -350,14 +428,18 @@ def model_values(device: str, precision: str, batch: int | None, workers: int | 
     return settings, source
 
 
-def label_run(report: Report, name: str, root: Path, cams: str, batch: int, workers: int, cache: Path, quick: bool) -> None:
+def label_run(
+    report: Report, name: str, root: Path, cams: str, batch: int, workers: int, cache: Path, quick: bool
+) -> None:
     from recap_label.commands.label import run_label
     from recap_label.rule import RuleSettings
 
     work = Path(tempfile.mkdtemp(prefix="label-", dir=cache))
     try:
         scratch = scratch_copy(root, work / "ds")
-        settings, source = model_values(DEVICE, "auto", batch, workers, HEAD, LEFT, True, cache, quick, RIGHT if cams == "3" else None)
+        settings, source = model_values(
+            DEVICE, "auto", batch, workers, HEAD, LEFT, True, cache, quick, RIGHT if cams == "3" else None
+        )
         with GpuBusy() as busy:
             t0 = time.perf_counter()
             out = run_label(scratch, settings, RuleSettings(), source, recompute=True, allow_original=True)
@@ -369,13 +451,24 @@ def label_run(report: Report, name: str, root: Path, cams: str, batch: int, work
         busy_s = f"GPU busy {busy.mean:.0f} % (nvml)" if busy.mean is not None else "GPU busy: no nvml/nvidia-smi here"
         load = t.get("read", 0.0)
         write = t.get("stage", 0.0) + t.get("commit", 0.0)
-        report.row("label", f"{name}: {frames:,} frames, {cams} cams, batch {batch}, {source.engine.num_workers} workers",
-                   frames / wall, "frames/s",
-                   f"wall {wall:.1f} s; {busy_s}; load {load:.1f} s, fetch wait {stats['fetch_wait_s']:.1f} s, queue {stats['infer_s']:.1f} s "
-                   f"({infer_share:.0f} % of inference wall), result wait {stats.get('result_wait_s', 0):.1f} s, write {write:.2f} s; "
-                   f"precision {source.engine.precision}; target >= {target} frames/s, GPU busy >= 85 %",
-                   frames / wall >= target and (busy.mean or 0) >= 85,
-                   wall_s=wall, frames=frames, gpu_busy=busy.mean, stats=stats, timings=t, workers=source.engine.num_workers)
+        report.row(
+            "label",
+            f"{name}: {frames:,} frames, {cams} cams, batch {batch}, {source.engine.num_workers} workers",
+            frames / wall,
+            "frames/s",
+            f"wall {wall:.1f} s; {busy_s}; load {load:.1f} s, fetch wait {stats['fetch_wait_s']:.1f} s, queue "
+            f"{stats['infer_s']:.1f} s "
+            f"({infer_share:.0f} % of inference wall), result wait {stats.get('result_wait_s', 0):.1f} s, write "
+            f"{write:.2f} s; "
+            f"precision {source.engine.precision}; target >= {target} frames/s, GPU busy >= 85 %",
+            frames / wall >= target and (busy.mean or 0) >= 85,
+            wall_s=wall,
+            frames=frames,
+            gpu_busy=busy.mean,
+            stats=stats,
+            timings=t,
+            workers=source.engine.num_workers,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -404,17 +497,27 @@ def check_label_agreement(report: Report, cache: Path) -> None:
             run_label(ds, settings, RuleSettings(), source, recompute=True, allow_original=True)
             values = pq.read_table(ds / "meta" / "recap_label" / "values.parquet")
             order = np.lexsort((values["frame_index"].to_numpy(), values["episode_index"].to_numpy()))
-            labels = np.concatenate([pq.read_table(p, columns=[settings.adv_col])[settings.adv_col].to_numpy(zero_copy_only=False)
-                                     for p in sorted((ds / "data").rglob("*.parquet"))])
+            labels = np.concatenate(
+                [
+                    pq.read_table(p, columns=[settings.adv_col])[settings.adv_col].to_numpy(zero_copy_only=False)
+                    for p in sorted((ds / "data").rglob("*.parquet"))
+                ]
+            )
             runs[(device, precision)] = (values["value"].to_numpy()[order], labels)
         ref_v, ref_l = runs[("cpu", "fp32")]
         for precision in device_precisions():
             v, labels = runs[(DEVICE, precision)]
             diff = float(np.abs(v - ref_v).max())
             same = float(np.mean(labels == ref_l))
-            report.row("agreement", f"label (tiny checkpoint), {DEVICE} {precision} vs CPU fp32", diff, "max |dV|",
-                       f"{len(v)} frames; labels identical on {100 * same:.2f} % of {len(labels)} rows; tolerance {TOLERANCE[precision]:g}",
-                       diff <= TOLERANCE[precision] and (same == 1.0 or precision != "fp32"))
+            report.row(
+                "agreement",
+                f"label (tiny checkpoint), {DEVICE} {precision} vs CPU fp32",
+                diff,
+                "max |dV|",
+                f"{len(v)} frames; labels identical on {100 * same:.2f} % of {len(labels)} rows; tolerance "
+                f"{TOLERANCE[precision]:g}",
+                diff <= TOLERANCE[precision] and (same == 1.0 or precision != "fp32"),
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.step("agreement (label)", "done", "", time.perf_counter() - t0)
@@ -426,11 +529,21 @@ def check_label_agreement(report: Report, cache: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path, help="folder for gpu-check.json, gpu-check.txt and the test log")
-    p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget of the whole check (default: 480 = 8 minutes)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="generated datasets, reused by the next run (default: ~/.cache/recap-label/bench)")
+    p.add_argument(
+        "--budget-s", type=float, default=480.0, help="wall-clock budget of the whole check (default: 480 = 8 minutes)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="generated datasets, reused by the next run (default: ~/.cache/recap-label/bench)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny model and datasets (a smoke test of the check itself)")
-    p.add_argument("--self-test-on-cpu", action="store_true",
-                   help="run every step on the CPU (with --quick: the test of this script; its figures are not GPU figures)")
+    p.add_argument(
+        "--self-test-on-cpu",
+        action="store_true",
+        help="run every step on the CPU (with --quick: the test of this script; its figures are not GPU figures)",
+    )
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = "cpu" if args.self_test_on_cpu else "cuda"
@@ -443,8 +556,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Error: gpu-check needs torch ({exc}); install a CUDA build of torch")
         return 2
     report.env = environment()
-    report.step("env", "done", f"torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}, PyAV {report.env.get('av')}")
-    missing = [m for m in ("av", "pyarrow", "sentencepiece", "tensorstore", "typer", "rich", "transformers") if report.env.get(m) is None]
+    report.step(
+        "env",
+        "done",
+        f"torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}, PyAV {report.env.get('av')}",
+    )
+    missing = [
+        m
+        for m in ("av", "pyarrow", "sentencepiece", "tensorstore", "typer", "rich", "transformers")
+        if report.env.get(m) is None
+    ]
     if missing:
         report.step("env", "stopped", f"missing modules: {', '.join(missing)}")
         print(report.write())
@@ -454,8 +575,10 @@ def main(argv: list[str] | None = None) -> int:
         why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA device"
         report.step("cuda", "stopped", f"CUDA is not available ({why}); everything after this point needs a GPU")
         print(report.write())
-        say(f"Error: gpu-check needs a CUDA device, and {why} (torch {torch.__version__}); run it on a GPU host: "
-            "PYTHONPATH=<checkout> python -m benchmarks.gpu_check OUT_DIR")
+        say(
+            f"Error: gpu-check needs a CUDA device, and {why} (torch {torch.__version__}); run it on a GPU host: "
+            "PYTHONPATH=<checkout> python -m benchmarks.gpu_check OUT_DIR"
+        )
         return 2
     cache = (args.cache_dir or default_cache_dir()).resolve()
     cache.mkdir(parents=True, exist_ok=True)
@@ -483,9 +606,19 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             out_of_time.append(name)
             why = "the budget ran out" if budget.left() <= 1 else "interrupted"
-            report.step(name, "stopped", f"{why} during this step, after {time.perf_counter() - t0:.0f} s", time.perf_counter() - t0)
+            report.step(
+                name,
+                "stopped",
+                f"{why} during this step, after {time.perf_counter() - t0:.0f} s",
+                time.perf_counter() - t0,
+            )
         except Exception as exc:  # a failing step is reported; the others still run
-            report.step(name, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", time.perf_counter() - t0)
+            report.step(
+                name,
+                "failed",
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                time.perf_counter() - t0,
+            )
 
     from recap_label.demo import synth
 
@@ -502,14 +635,20 @@ def main(argv: list[str] | None = None) -> int:
         three.cameras = {k: synth.CameraSpec("video", 480, 640) for k in three.cameras}
     else:
         two = synth.reference_spec("v2.1", cameras={k: synth.CameraSpec("video", 224, 224) for k in (HEAD, LEFT)})
-        three = synth.reference_spec("v2.1", cameras={k: synth.CameraSpec("video", 480, 640) for k in (HEAD, LEFT, RIGHT)})
+        three = synth.reference_spec(
+            "v2.1", cameras={k: synth.CameraSpec("video", 480, 640) for k in (HEAD, LEFT, RIGHT)}
+        )
     two.cameras = dict(zip((HEAD, LEFT), two.cameras.values()))
     three.cameras = dict(zip((HEAD, LEFT, RIGHT), three.cameras.values()))
 
     def label_step(name, spec, cams, gen_estimate, workers):
         root = ensure_dataset(cache, f"{'quick' if args.quick else 'full'}-{name}", spec, budget, gen_estimate + 60)
         if root is None:
-            report.step(f"label {name}", "skipped", f"generating the dataset needs ~{gen_estimate:.0f} s; {budget.left():.0f} s left")
+            report.step(
+                f"label {name}",
+                "skipped",
+                f"generating the dataset needs ~{gen_estimate:.0f} s; {budget.left():.0f} s left",
+            )
             return
         label_run(report, name, root, cams, batch, workers, cache, args.quick)
         report.step(f"label {name}", "done")

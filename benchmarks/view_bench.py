@@ -40,18 +40,23 @@ def make_dataset(work: Path, frames: int) -> Path:
     src = work / "viewbench"
     write_camera_dataset(src, spec)
     env = {**os.environ, "HF_LEROBOT_HOME": str(work / "home")}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "recap_label", *map(str, a)], check=True, env=env, capture_output=True)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "recap_label", *map(str, a)], check=True, env=env, capture_output=True
+    )
     run("copy", src)
     from recap_label.lerobot.dataset import DatasetFiles
 
     table = DatasetFiles.open(labeled).read_columns(["episode_index", "frame_index"])
     values = work / "values.parquet"
-    pq.write_table(table.append_column("value", pa.array(np.random.default_rng(0).uniform(-1, 0, table.num_rows))), values)
+    pq.write_table(
+        table.append_column("value", pa.array(np.random.default_rng(0).uniform(-1, 0, table.num_rows))), values
+    )
     run("label", "local/viewbench_vlm_label", "--values", values, "--lookahead", "10")
     return labeled.resolve()
 
 
-CPU = {}  # figure -> median CPU seconds of this process (all its threads): what other load on the machine distorts least
+# figure -> median CPU seconds of this process (all its threads): what other load on the machine distorts least
+CPU = {}
 
 
 def median_time(name: str, fn, repeat: int) -> float:
@@ -70,7 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--work", type=Path, default=None, help="folder for the dataset and outputs (kept; reused when the dataset is there)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the dataset and outputs (kept; reused when the dataset is there)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="view-bench-"))
@@ -114,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     figures["mp4_x264"] = f"preset {mp4_mod.PRESET}, crf {mp4_mod.CRF}"
     figures["mp4 / decode"] = figures["mp4_s"] / figures["decode_s (one thread per camera, as view)"]
     if has_rerun:
-        figures["rrd_s"] = median_time("rrd", lambda: run_view(str(root), settings, episodes="0", rrd=str(out_rrd)), args.repeat)
+        figures["rrd_s"] = median_time(
+            "rrd", lambda: run_view(str(root), settings, episodes="0", rrd=str(out_rrd)), args.repeat
+        )
         figures["rrd_bytes"] = out_rrd.stat().st_size
         figures["rrd_jpeg_quality"] = JPEG_QUALITY
         figures["rrd / decode"] = figures["rrd_s"] / figures["decode_s (one thread per camera, as view)"]

@@ -59,7 +59,22 @@ def build_wheel(work: Path) -> Path:
         else:
             src.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, src / name)
-    run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(work / "dist")], src)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            ".",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(work / "dist"),
+        ],
+        src,
+    )
     wheels = sorted((work / "dist").glob("recap_label-*.whl"))
     if len(wheels) != 1:
         raise CheckFailed(f"expected one recap_label wheel in {work / 'dist'}, found {[w.name for w in wheels]}")
@@ -72,8 +87,15 @@ def check_contents(wheel: Path) -> int:
     stray = sorted(t for t in tops if t != "recap_label" and not t.endswith(".dist-info"))
     if stray:
         raise CheckFailed(f"the wheel holds more than the package: {stray}")
-    needed = ["recap_label/cli.py", "recap_label/assets/tiny_tokenizer.model", "recap_label/demo/synth.py", "recap_label/demo/__main__.py"]
-    needed = [n for n in needed if not (n == "recap_label/cli.py" and any(x.startswith("recap_label/cli/") for x in names))]
+    needed = [
+        "recap_label/cli.py",
+        "recap_label/assets/tiny_tokenizer.model",
+        "recap_label/demo/synth.py",
+        "recap_label/demo/__main__.py",
+    ]
+    needed = [
+        n for n in needed if not (n == "recap_label/cli.py" and any(x.startswith("recap_label/cli/") for x in names))
+    ]
     missing = [n for n in needed if n not in names]
     if missing:
         raise CheckFailed(f"the wheel lacks {missing}")
@@ -88,8 +110,13 @@ def fresh_venv(work: Path, wheel: Path) -> Path:
     python = venv / "bin" / "python"
     # pip of this interpreter installs into the new one; the .pth comes after, so pip never sees
     # the dependencies' (or an editable recap_label's) metadata as part of the new environment
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)], work)
-    site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], work).stdout.strip())
+    run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        work,
+    )
+    site = Path(
+        run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], work).stdout.strip()
+    )
     deps = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (site / "_recap_label_check_deps.pth").write_text("".join(f"{p}\n" for p in deps))
     return venv
@@ -97,7 +124,9 @@ def fresh_venv(work: Path, wheel: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.wheel_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=None, help="folder to work in (default: a new temporary folder, removed after)")
+    p.add_argument(
+        "--work", type=Path, default=None, help="folder to work in (default: a new temporary folder, removed after)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args(argv)
     work = (args.work or Path(tempfile.mkdtemp(prefix="recap-wheel-check-"))).resolve()
@@ -117,11 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         outside = work / "outside"
         outside.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECAP_LABEL_", "PYTHON", "HF_"))}
-        env.update(HF_LEROBOT_HOME=str(work / "lerobot-home"), COLUMNS="100", PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+        env.update(
+            HF_LEROBOT_HOME=str(work / "lerobot-home"),
+            COLUMNS="100",
+            PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        )
         python, cli = str(venv / "bin" / "python"), str(venv / "bin" / "recap-label")
 
         def imported_from():
-            where = Path(run([python, "-c", "import recap_label; print(recap_label.__file__)"], outside, env).stdout.strip())
+            where = Path(
+                run([python, "-c", "import recap_label; print(recap_label.__file__)"], outside, env).stdout.strip()
+            )
             if venv not in where.parents:
                 raise CheckFailed(f"recap_label was imported from {where}, not from the installed wheel in {venv}")
             return where
@@ -135,24 +170,43 @@ def main(argv: list[str] | None = None) -> int:
                     raise CheckFailed(f"`recap-label --help` does not list {command}:\n{out}")
 
         step("recap-label --help", help_)
-        step("python -m recap_label.demo.synth rollouts (installed writer)",
-             lambda: run([python, "-m", "recap_label.demo.synth", "rollouts", "--episodes", "4", "--length", "40"], outside, env).stdout.splitlines()[-1])
-        step("recap-label copy rollouts", lambda: run([cli, "copy", "rollouts"], outside, env).stdout.strip().splitlines()[0])
+        step(
+            "python -m recap_label.demo.synth rollouts (installed writer)",
+            lambda: run(
+                [python, "-m", "recap_label.demo.synth", "rollouts", "--episodes", "4", "--length", "40"], outside, env
+            ).stdout.splitlines()[-1],
+        )
+        step(
+            "recap-label copy rollouts",
+            lambda: run([cli, "copy", "rollouts"], outside, env).stdout.strip().splitlines()[0],
+        )
         name = "local/rollouts_vlm_label"
-        step(f"recap-label label {name} --value-column value_label",
-             lambda: run([cli, "label", name, "--value-column", "value_label"], outside, env).stdout.strip().splitlines()[-1])
-        step(f"recap-label verify {name}", lambda: run([cli, "verify", name], outside, env).stdout.strip().splitlines()[-1])
+        step(
+            f"recap-label label {name} --value-column value_label",
+            lambda: (
+                run([cli, "label", name, "--value-column", "value_label"], outside, env).stdout.strip().splitlines()[-1]
+            ),
+        )
+        step(
+            f"recap-label verify {name}",
+            lambda: run([cli, "verify", name], outside, env).stdout.strip().splitlines()[-1],
+        )
         demo = work / "demo"
         demo.mkdir()
-        step("python -m recap_label.demo (make demo: the tiny model from the wheel's assets)",
-             lambda: run([python, "-m", "recap_label.demo"], demo, env, timeout=600).stdout.strip().splitlines()[-1])
+        step(
+            "python -m recap_label.demo (make demo: the tiny model from the wheel's assets)",
+            lambda: run([python, "-m", "recap_label.demo"], demo, env, timeout=600).stdout.strip().splitlines()[-1],
+        )
     except (CheckFailed, subprocess.TimeoutExpired) as exc:
         say(f"FAIL {exc}")
         return 1
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    say(f"wheel check passed in {time.perf_counter() - t0:.0f} s" + (f" (work folder {work})" if args.keep or args.work else ""))
+    say(
+        f"wheel check passed in {time.perf_counter() - t0:.0f} s"
+        + (f" (work folder {work})" if args.keep or args.work else "")
+    )
     return 0
 
 

@@ -104,7 +104,9 @@ class Settings:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
-_DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "sources" and f.default is not dataclasses.MISSING}
+_DEFAULTS = {
+    f.name: f.default for f in fields(Settings) if f.name != "sources" and f.default is not dataclasses.MISSING
+}
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
@@ -117,7 +119,16 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
         if kind == "bool":
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            if isinstance(value, str) and value.strip().lower() in {
+                "1",
+                "true",
+                "yes",
+                "on",
+                "0",
+                "false",
+                "no",
+                "off",
+            }:
                 return value.strip().lower() in {"1", "true", "yes", "on"}
             raise TypeError
         if kind in ("int", "int | None"):
@@ -194,7 +205,11 @@ def resolve_settings(
             settings.sources[name] = f"file {label}"
 
     for var in sorted(env):
-        if var.startswith(ENV_PREFIX) and var.removeprefix(ENV_PREFIX).lower() not in _FIELD_TYPES and var not in _INTERNAL_ENV:
+        if (
+            var.startswith(ENV_PREFIX)
+            and var.removeprefix(ENV_PREFIX).lower() not in _FIELD_TYPES
+            and var not in _INTERNAL_ENV
+        ):
             known = ", ".join(ENV_PREFIX + n.upper() for n in sorted(_FIELD_TYPES))
             warn(f"unknown environment variable {var} is ignored; known: {known}")
     for name in _FIELD_TYPES:

@@ -72,26 +72,46 @@ def interrupted_state(ds: DatasetFiles) -> tuple[list[str], list[Check]]:
     holder = live_holder(ds.root)
     journal = pending_commit(ds.root)
     if holder is not None:
-        checks.append(Check("no write in progress", "fail",
-                            f"`recap-label {holder.get('command')}` (pid {holder.get('pid')} on {holder.get('host')}) is writing it since {holder.get('started')}; verify again when it has finished"))
+        checks.append(
+            Check(
+                "no write in progress",
+                "fail",
+                f"`recap-label {holder.get('command')}` (pid {holder.get('pid')} on {holder.get('host')}) is writing "
+                f"it since {holder.get('started')}; verify again when it has finished",
+            )
+        )
     elif journal is not None:
         n = len(journal["entries"])
         what = "completes it" if journal["mode"] == "redo" else "puts the old files back"
-        checks.append(Check("no interrupted commit", "fail",
-                            f"{journal['run']} was interrupted while committing {n} file(s) ({journal['mode']}); `recap-label verify --repair {ds.root}` "
-                            f"(or the next label or rollback) {what}"))
+        checks.append(
+            Check(
+                "no interrupted commit",
+                "fail",
+                f"{journal['run']} was interrupted while committing {n} file(s) ({journal['mode']}); `recap-label "
+                f"verify --repair {ds.root}` "
+                f"(or the next label or rollback) {what}",
+            )
+        )
     else:
         stale = stale_staged_files(ds.root)
         if stale:
-            notes.append(f"{len(stale)} staged file(s) of an interrupted run are left (the data is unchanged by it); `verify --repair` removes them")
+            notes.append(
+                f"{len(stale)} staged file(s) of an interrupted run are left (the data is unchanged by it); `verify "
+                f"--repair` removes them"
+            )
     dead = read_holder(lock_path(ds.root)) if holder is None else None
     if dead is not None:
-        notes.append(f"a stale lock is left by `recap-label {dead.get('command')}` (pid {dead.get('pid')} on {dead.get('host')}, started {dead.get('started')}), "
-                     "which is no longer running; the next label or rollback clears it")
+        notes.append(
+            f"a stale lock is left by `recap-label {dead.get('command')}` (pid {dead.get('pid')} on "
+            f"{dead.get('host')}, started {dead.get('started')}), "
+            "which is no longer running; the next label or rollback clears it"
+        )
     return notes, checks
 
 
-def verify_dataset(ds: DatasetFiles, settings: Settings, with_episodes: bool = False, repair: bool = False) -> VerifyReport:
+def verify_dataset(
+    ds: DatasetFiles, settings: Settings, with_episodes: bool = False, repair: bool = False
+) -> VerifyReport:
     """The breakdown and the invariants. Read-only, unless `repair` finishes an interrupted commit."""
     if repair:
         ds, notes, busy = repair_interrupted(ds)
@@ -112,20 +132,35 @@ def verify_dataset(ds: DatasetFiles, settings: Settings, with_episodes: bool = F
         checks.append(busy)
     checks += state
 
-    checks.append(Check("every file meta/ names is present", "fail" if missing else "pass",
-                        f"{missing_summary(ds.root, missing)}; restore them from the source dataset, or make a new copy" if missing
-                        else f"{len(ds.data_files)} data file(s) and {len({r.path for e in ds.episodes.values() for r in e.videos.values()})} video file(s)"))
+    checks.append(
+        Check(
+            "every file meta/ names is present",
+            "fail" if missing else "pass",
+            f"{missing_summary(ds.root, missing)}; restore them from the source dataset, or make a new copy"
+            if missing
+            else f"{len(ds.data_files)} data file(s) and "
+            f"{len({r.path for e in ds.episodes.values() for r in e.videos.values()})} video file(s)",
+        )
+    )
 
     links = find_symlinks(ds.root)
     checks.append(
-        Check("standalone (no symlinks)", "fail" if links else "pass", f"{len(links)} symlink(s), e.g. {links[0]}" if links else "no symlinks")
+        Check(
+            "standalone (no symlinks)",
+            "fail" if links else "pass",
+            f"{len(links)} symlink(s), e.g. {links[0]}" if links else "no symlinks",
+        )
     )
 
     record = read_lineage(ds.root)
     if record is None:
         checks.append(Check("source unchanged since copy", "skip", "no lineage record: not a recap-label copy"))
     else:
-        status, detail = source_unchanged(record.source.path, record.source.fingerprint) if record.source else ("pass", "labeled in place: no source recorded")
+        status, detail = (
+            source_unchanged(record.source.path, record.source.fingerprint)
+            if record.source
+            else ("pass", "labeled in place: no source recorded")
+        )
         checks.append(Check("source unchanged since copy", status, detail))
 
     run = record.active_label_run() if record else None
@@ -137,22 +172,35 @@ def verify_dataset(ds: DatasetFiles, settings: Settings, with_episodes: bool = F
     auto_none = b.autonomous.get("none", 0) + b.autonomous.get("other", 0)
     checks.append(Check("no 'none' among autonomous frames", "fail" if auto_none else "pass", f"{auto_none} frame(s)"))
     human_neg = b.intervention.get("negative", 0)
-    checks.append(Check("no 'negative' among intervention frames", "fail" if human_neg else "pass", f"{human_neg} frame(s)"))
+    checks.append(
+        Check("no 'negative' among intervention frames", "fail" if human_neg else "pass", f"{human_neg} frame(s)")
+    )
     expected_demo = run.demo_labels_sha256
     if expected_demo:
         same = demo_labels_digest(cols.episode, cols.human, cols.labels, cols.kinds) == expected_demo
-        checks.append(Check("demo episodes unchanged", "pass" if same else "fail", "labels as before the run" if same else "demo labels changed"))
+        checks.append(
+            Check(
+                "demo episodes unchanged",
+                "pass" if same else "fail",
+                "labels as before the run" if same else "demo labels changed",
+            )
+        )
     ratio = float(run.settings.positive_ratio)
     n_auto = b.autonomous.get("positive", 0) + b.autonomous.get("negative", 0)
     pos = b.autonomous.get("positive", 0)
     tolerance = max(1, len(run.thresholds)) if run.settings.threshold_scope == "task" else 1
     off = pos - ratio * n_auto
-    detail = f"{pos:,} of {n_auto:,} ({100 * pos / max(n_auto, 1):.2f} %) vs target {100 * ratio:g} % ({off:+.1f} frames)"
+    detail = (
+        f"{pos:,} of {n_auto:,} ({100 * pos / max(n_auto, 1):.2f} %) vs target {100 * ratio:g} % ({off:+.1f} frames)"
+    )
     status = "pass" if abs(off) <= tolerance else "fail"
     if status == "fail" and off > 0:
         tied = _tied_at_threshold(ds, run)
         if tied and pos - tied <= ratio * n_auto + tolerance:
-            status, detail = "pass", detail + f"; {tied:,} frames tie exactly at the threshold (ties go positive, as in the reference)"
+            status, detail = (
+                "pass",
+                detail + f"; {tied:,} frames tie exactly at the threshold (ties go positive, as in the reference)",
+            )
     checks.append(Check("autonomous positive share = target", status, detail))
     return report
 
@@ -179,13 +227,22 @@ def scoring_notes(root: Path) -> list[str]:
             done = len(parts.done())
             if done:
                 ckpt = prov.get("checkpoint", "the value model")
-                notes.append(f"value parts of an interrupted inference are kept: {done} episode(s) scored with {ckpt} (ema {prov.get('ema')}, {prov.get('precision')}); "
-                             "`recap-label label` with the same value model resumes from them (--recompute ignores them); the labels are unchanged by them")
+                notes.append(
+                    f"value parts of an interrupted inference are kept: {done} episode(s) scored with {ckpt} (ema "
+                    f"{prov.get('ema')}, {prov.get('precision')}); "
+                    "`recap-label label` with the same value model resumes from them (--recompute ignores them); the "
+                    "labels are unchanged by them"
+                )
             continue
         missing = parts.shards_not_done()
         n = split["num_shards"]
         if missing:
-            notes.append(f"value parts: shards {', '.join(map(str, missing))} of {n} missing (scoring running or interrupted); labels are written once all are done")
+            notes.append(
+                f"value parts: shards {', '.join(map(str, missing))} of {n} missing (scoring running or "
+                f"interrupted); labels are written once all are done"
+            )
         else:
-            notes.append(f"value parts: all {n} shards scored; run `recap-label label` without --shard to write the labels")
+            notes.append(
+                f"value parts: all {n} shards scored; run `recap-label label` without --shard to write the labels"
+            )
     return notes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from recap_label.errors import BadInput, warn
 from recap_label.rule import resolve_ratio
@@ -32,14 +33,34 @@ class LabelRequest:
     use_ema: bool = True
     compile_model: bool = False
 
+    # the `label` command's parameters that make the request (its other parameters are Settings keys)
+    FLAGS: ClassVar[tuple[str, ...]] = (
+        *("dataset", "data_dir", "positive_ratio", "top_percent", "shard", "episode_shard_index"),
+        *("episode_num_shards", "score_only", "dry_run", "recompute", "allow_original", "values_file"),
+        *("value_column", "values_column", "use_ema", "compile_model"),
+    )
+
     @classmethod
     def from_flags(
-        cls, *, dataset: str | None, data_dir: str | None, positive_ratio: float | None, top_percent: float | None,
-        shard: str | None, episode_shard_index: int | None, episode_num_shards: int | None, **rest,
+        cls,
+        *,
+        dataset: str | None,
+        data_dir: str | None,
+        positive_ratio: float | None,
+        top_percent: float | None,
+        shard: str | None,
+        episode_shard_index: int | None,
+        episode_num_shards: int | None,
+        **rest,
     ) -> "LabelRequest":
-        if top_percent is not None and 0 < top_percent < 1 and positive_ratio is None:  # 0 and below are refused, not warned
-            warn(f"--top-percent {top_percent:g} labels {top_percent:g} % of the autonomous frames positive; "
-                 f"for {100 * top_percent:g} % pass --top-percent {100 * top_percent:g} (or --positive-ratio {top_percent:g})")
+        if (
+            top_percent is not None and 0 < top_percent < 1 and positive_ratio is None
+        ):  # 0 and below are refused, not warned
+            warn(
+                f"--top-percent {top_percent:g} labels {top_percent:g} % of the autonomous frames positive; "
+                f"for {100 * top_percent:g} % pass --top-percent {100 * top_percent:g} (or --positive-ratio "
+                f"{top_percent:g})"
+            )
         if dataset and data_dir and dataset != data_dir:
             raise BadInput("give the dataset once: as DATASET or as --data-dir")
         target = dataset or data_dir
@@ -52,19 +73,34 @@ class LabelRequest:
 
     def check(self) -> None:
         """Refuse flag combinations that cannot be carried out."""
-        if (self.score_only or self.shard is not None) and (self.values_file is not None or self.value_column is not None):
+        if (self.score_only or self.shard is not None) and (
+            self.values_file is not None or self.value_column is not None
+        ):
             flag = "--shard" if self.shard is not None else "--score-only"
-            raise BadInput(f"{flag} needs --checkpoint-dir: values from --values or --value-column have nothing to score")
+            raise BadInput(
+                f"{flag} needs --checkpoint-dir: values from --values or --value-column have nothing to score"
+            )
         if self.shard is not None and not self.score_only:
-            raise BadInput("--shard needs --score-only: each shard only scores its part; the labels are written once, by a final `label` without --shard")
+            raise BadInput(
+                "--shard needs --score-only: each shard only scores its part; the labels are written once, by a "
+                "final `label` without --shard"
+            )
         if self.score_only and self.dry_run:
-            raise BadInput("--score-only and --dry-run do not go together: --score-only writes value parts, --dry-run writes nothing; run them one after the other")
+            raise BadInput(
+                "--score-only and --dry-run do not go together: --score-only writes value parts, --dry-run writes "
+                "nothing; run them one after the other"
+            )
 
     @property
     def source_options(self) -> dict:
         """The keyword arguments of values.sources.value_source_from_options."""
-        return {"values_file": self.values_file, "value_column": self.value_column, "values_column": self.values_column,
-                "use_ema": self.use_ema, "compile_model": self.compile_model}
+        return {
+            "values_file": self.values_file,
+            "value_column": self.value_column,
+            "values_column": self.values_column,
+            "use_ema": self.use_ema,
+            "compile_model": self.compile_model,
+        }
 
 
 def parse_shard(shard: str | None, index0: int | None, count: int | None) -> tuple[int, int] | None:
@@ -80,7 +116,10 @@ def parse_shard(shard: str | None, index0: int | None, count: int | None) -> tup
             raise BadInput("--episode_shard_index and --episode_num_shards go together; or use --shard I/N")
         old = (index0 + 1, count)
         if spec is not None and spec != old:
-            raise BadInput(f"--shard {shard} and --episode_shard_index {index0} --episode_num_shards {count} disagree; give one of them")
+            raise BadInput(
+                f"--shard {shard} and --episode_shard_index {index0} --episode_num_shards {count} disagree; give one "
+                f"of them"
+            )
         spec = old
     if spec is not None:
         i, n = spec

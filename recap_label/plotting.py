@@ -47,7 +47,10 @@ def check_plot_destination(out: Path) -> None:
 def plot_labels(ds: DatasetFiles, human_col: str, run: LabelRun | None, out: Path, episodes_shown: int = 4) -> Path:
     sidecar = read_sidecar(ds.root)
     if sidecar is None:
-        raise BadInput(f"{ds.root} has no values sidecar (meta/recap_label/values.parquet); run `recap-label label` first, then plot")
+        raise BadInput(
+            f"{ds.root} has no values sidecar (meta/recap_label/values.parquet); run `recap-label label` first, then "
+            f"plot"
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,9 +83,17 @@ def plot_labels(ds: DatasetFiles, human_col: str, run: LabelRun | None, out: Pat
 
     ax = axes[1]
     rollouts = np.unique(s_ep)
-    shown = rollouts[np.unique(np.linspace(0, rollouts.size - 1, min(episodes_shown, rollouts.size)).round().astype(int))] if rollouts.size else rollouts
+    shown = (
+        rollouts[np.unique(np.linspace(0, rollouts.size - 1, min(episodes_shown, rollouts.size)).round().astype(int))]
+        if rollouts.size
+        else rollouts
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    positive = np.asarray(side["label"].to_pylist(), dtype=object) == "positive" if "label" in side.column_names else np.zeros(s_ep.size, bool)
+    positive = (
+        np.asarray(side["label"].to_pylist(), dtype=object) == "positive"
+        if "label" in side.column_names
+        else np.zeros(s_ep.size, bool)
+    )
     marked, spans = 0, []
     for i, ep in enumerate(shown):
         sel = s_ep == ep
@@ -97,7 +108,15 @@ def plot_labels(ds: DatasetFiles, human_col: str, run: LabelRun | None, out: Pat
         for start, stop in zip(edges[::2], edges[1::2]):
             # each episode's spans get its own hatch, an outline and its number: adjacent spans of
             # different episodes stay apart without colour
-            ax.axvspan(frames[start], frames[stop - 1] + 1, facecolor=color, alpha=0.15, hatch=hatch, edgecolor=color, linewidth=0.8)
+            ax.axvspan(
+                frames[start],
+                frames[stop - 1] + 1,
+                facecolor=color,
+                alpha=0.15,
+                hatch=hatch,
+                edgecolor=color,
+                linewidth=0.8,
+            )
             ax.text(frames[start], 0.02, f"ep {int(ep)}", fontsize=7, color=color, va="top")
             spans.append(f"episode {int(ep)} frames {int(frames[start])}-{int(frames[stop - 1])} hatch {hatch}")
     ax.plot([], [], linestyle="none", marker="^", markersize=4, color="gray", label="positive frames")
@@ -105,14 +124,20 @@ def plot_labels(ds: DatasetFiles, human_col: str, run: LabelRun | None, out: Pat
     ylabel = f"V ({value_source_name(provenance)})"
     ax.set_ylabel(ylabel)
     ax.set_ylim(-1.05, 0.05)
-    title = (f"V over time: {shown.size} of {rollouts.size} rollout episodes, evenly spaced by episode index "
-             f"({', '.join(str(int(e)) for e in shown)})")
+    title = (
+        f"V over time: {shown.size} of {rollouts.size} rollout episodes, evenly spaced by episode index "
+        f"({', '.join(str(int(e)) for e in shown)})"
+    )
     ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
     out = Path(out)
     # the texts a reader (and a test) can check without looking at pixels
-    description = f"y axis: {ylabel}; positive frames marked: {marked}; intervention spans: {'; '.join(spans) or 'none'}"
+    description = (
+        f"y axis: {ylabel}; positive frames marked: {marked}; intervention spans: {'; '.join(spans) or 'none'}"
+    )
     # atomic like every other write: a crash never leaves half a PNG under the name asked for
-    write_file_atomic(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Title": title, "Description": description}))
+    write_file_atomic(
+        out, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Title": title, "Description": description})
+    )
     plt.close(fig)
     return out

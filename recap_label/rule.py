@@ -41,12 +41,18 @@ class RuleSettings:
         if isinstance(self.lookahead, bool) or int(self.lookahead) != self.lookahead or self.lookahead < 1:
             raise BadInput(f"--lookahead must be an integer >= 1, got {self.lookahead}")
         if self.lookahead > MAX_LOOKAHEAD:  # numpy's int64 arithmetic would overflow; no episode is this long
-            raise BadInput(f"--lookahead {self.lookahead} is too large; pass a number of frames up to {MAX_LOOKAHEAD:,} (beyond an episode's end N means its whole rest)")
+            raise BadInput(
+                f"--lookahead {self.lookahead} is too large; pass a number of frames up to {MAX_LOOKAHEAD:,} (beyond "
+                f"an episode's end N means its whole rest)"
+            )
         if not (0.0 < float(self.positive_ratio) <= 1.0):
-            raise BadInput(f"--positive-ratio must be in (0, 1], got {self.positive_ratio} (for --top-percent: (0, 100])")
+            raise BadInput(
+                f"--positive-ratio must be in (0, 1], got {self.positive_ratio} (for --top-percent: (0, 100])"
+            )
         if float(self.positive_ratio) < MIN_RATIO:
             raise BadInput(
-                f"--positive-ratio {self.positive_ratio} is below {MIN_RATIO:g}: the percentile 100 - 100*R is then 100 in float64 and "
+                f"--positive-ratio {self.positive_ratio} is below {MIN_RATIO:g}: the percentile 100 - 100*R is then "
+                f"100 in float64 and "
                 "the ratio has no effect; pass a larger ratio"
             )
         if self.tail_bootstrap not in TAIL_RULES:
@@ -64,7 +70,8 @@ def resolve_ratio(positive_ratio: float | None, top_percent: float | None) -> fl
     if positive_ratio is not None and top_percent is not None:
         if not np.isclose(positive_ratio * 100.0, top_percent, rtol=0, atol=1e-9):
             raise BadInput(
-                f"--positive-ratio {positive_ratio} and --top-percent {top_percent} disagree; give one of them (P = 100 x R)"
+                f"--positive-ratio {positive_ratio} and --top-percent {top_percent} disagree; give one of them (P = "
+                f"100 x R)"
             )
     if positive_ratio is not None:
         return float(positive_ratio)
@@ -141,7 +148,9 @@ def apply_rule(
         ro_lengths = groups.lengths[rollout_s[groups.starts]]
         ro_stops = np.cumsum(ro_lengths)
         ro_starts = ro_stops - ro_lengths
-        adv_s[sel] = episode_advantages(ro_starts, ro_stops, reward_s[sel], value_s[sel], settings.lookahead, settings.tail_bootstrap)
+        adv_s[sel] = episode_advantages(
+            ro_starts, ro_stops, reward_s[sel], value_s[sel], settings.lookahead, settings.tail_bootstrap
+        )
 
     auto_s = rollout_s & ~human_s
     positive_s = rollout_s & human_s
@@ -168,13 +177,25 @@ def apply_rule(
 
 def apply_rule_to(cols: LabelColumns, value: np.ndarray, settings: RuleSettings) -> LabelResult:
     """apply_rule on a dataset's columns, reusing their episode grouping."""
-    return apply_rule(cols.episode, cols.frame, cols.human, cols.reward, value, settings, task=cols.task, groups=cols.groups, kinds=cols.kinds)
+    return apply_rule(
+        cols.episode,
+        cols.frame,
+        cols.human,
+        cols.reward,
+        value,
+        settings,
+        task=cols.task,
+        groups=cols.groups,
+        kinds=cols.kinds,
+    )
 
 
 # -- what the rule guarantees, and the traps it has ------------------------------------------
 
 
-def demo_labels_digest(episode: np.ndarray, human: np.ndarray, labels: np.ndarray, kinds: EpisodeKinds | None = None) -> str:
+def demo_labels_digest(
+    episode: np.ndarray, human: np.ndarray, labels: np.ndarray, kinds: EpisodeKinds | None = None
+) -> str:
     """sha256 of the labels of demo episodes, in (episode, row) order: they must never change."""
     kinds = episode_kinds(episode, human) if kinds is None else kinds
     demo_rows = ~kinds.rollout_rows
@@ -190,8 +211,11 @@ def long_lookahead_warning(cols: LabelColumns, lookahead: int) -> str | None:
     lengths = cols.groups.lengths[cols.kinds.rollout] if cols.kinds.rollout.any() else cols.groups.lengths
     longest = int(lengths.max()) if lengths.size else 0
     if longest and lookahead >= longest:
-        return (f"--lookahead {lookahead} is not shorter than any rollout episode (longest: {longest} frames): every advantage "
-                f"sums the rewards to the episode's end; N counts frames (at 30 fps, 50 = 1.7 s)")
+        return (
+            f"--lookahead {lookahead} is not shorter than any rollout episode (longest: {longest} frames): every "
+            f"advantage "
+            f"sums the rewards to the episode's end; N counts frames (at 30 fps, 50 = 1.7 s)"
+        )
     return None
 
 
@@ -213,8 +237,10 @@ def tail_trap_warning(cols: LabelColumns, result: LabelResult, lookahead: int) -
     overall = pos[auto].mean()
     if tail_rate > max(2 * overall, 0.5):
         return (
-            f"{100 * tail_rate:.0f} % of the autonomous frames in the last {lookahead} frames of failed episodes are positive "
-            f"(overall {100 * overall:.0f} %): the zero tail bootstrap may be rewarding failures; compare with --tail-bootstrap last"
+            f"{100 * tail_rate:.0f} % of the autonomous frames in the last {lookahead} frames of failed episodes are "
+            f"positive "
+            f"(overall {100 * overall:.0f} %): the zero tail bootstrap may be rewarding failures; compare with "
+            f"--tail-bootstrap last"
         )
     return None
 
@@ -222,11 +248,13 @@ def tail_trap_warning(cols: LabelColumns, result: LabelResult, lookahead: int) -
 def tied_at_threshold(advantage: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> int:
     """Positive frames whose advantage equals a threshold exactly, beyond the one the percentile
     lands on: ties go positive (as in the reference), so the share can exceed the target by them."""
-    return int(sum(max(np.count_nonzero((advantage == np.float32(t)) & (labels == "positive")) - 1, 0) for t in thresholds))
+    return int(
+        sum(max(np.count_nonzero((advantage == np.float32(t)) & (labels == "positive")) - 1, 0) for t in thresholds)
+    )
 
 
 def label_transitions(before: np.ndarray, after: np.ndarray) -> dict[str, int]:
-    """"old->new": frames, over the rows whose label changes (a null label reads "null")."""
+    """ "old->new": frames, over the rows whose label changes (a null label reads "null")."""
     changed = before != after
     shown = np.where(before[changed] == None, "null", before[changed]).astype(str)  # noqa: E711 (elementwise)
     moves, counts = np.unique(shown + "->" + after[changed].astype(str), return_counts=True)

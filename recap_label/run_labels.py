@@ -78,7 +78,10 @@ def _labels_at_run(ds: DatasetFiles, record: Lineage, run: LabelRun, cols) -> np
         files = np.asarray(prior["file"].to_numpy(zero_copy_only=False), dtype=object)
         values = np.asarray(prior["label"].to_numpy(zero_copy_only=False), dtype=object)[files == rel]
         if values.size != hi - lo:
-            raise BadInput(f"the run journal of {nxt.id} does not cover {rel} whole; {run.id}'s labels cannot be rebuilt, compare iteration copies instead")
+            raise BadInput(
+                f"the run journal of {nxt.id} does not cover {rel} whole; {run.id}'s labels cannot be rebuilt, "
+                f"compare iteration copies instead"
+            )
         labels[lo:hi] = values
     return labels
 
@@ -99,7 +102,10 @@ def load_side(arg: str, settings: Settings) -> Side:
             ids = ", ".join(r.id for r in active)
             raise BadInput(f"{arg}: {spec} has no label run {run_id} (label runs on disk: {ids})")
         if run.rolled_back:
-            raise BadInput(f"{arg}: {run_id} was rolled back by {run.rolled_back}; its labels are not kept, compare a run that is on disk")
+            raise BadInput(
+                f"{arg}: {run_id} was rolled back by {run.rolled_back}; its labels are not kept, compare a run that "
+                f"is on disk"
+            )
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
     labels = cols.labels if run is active[-1] else _labels_at_run(ds, record, run, cols)
     sel = cols.rollout_rows
@@ -107,8 +113,20 @@ def load_side(arg: str, settings: Settings) -> Side:
     order = np.argsort(key, kind="stable")
     labels = np.asarray(labels[sel], dtype=object)[order]
     labels = np.where(np.isin(labels, CLASSES), labels, "none")
-    side = Side(arg, ds.root, run, split_iteration_name(ds.root.name)[0], key[order], cols.episode[sel][order], cols.frame[sel][order],
-                cols.task[sel][order], cols.human[sel][order], labels, None, ds.tasks)
+    side = Side(
+        arg,
+        ds.root,
+        run,
+        split_iteration_name(ds.root.name)[0],
+        key[order],
+        cols.episode[sel][order],
+        cols.frame[sel][order],
+        cols.task[sel][order],
+        cols.human[sel][order],
+        labels,
+        None,
+        ds.tasks,
+    )
     side.value, side.advantage, note = _sidecar_values(ds, side)
     if note:
         side.notes.append(note)
@@ -134,6 +152,12 @@ def _sidecar_values(ds: DatasetFiles, side: Side) -> tuple[np.ndarray | None, np
 def check_same_base(a: Side, b: Side, a_arg: str, b_arg: str, force: bool = False) -> None:
     """Two different label runs of copies of one dataset, else a BadInput naming the way out."""
     if a.root == b.root and a.run.id == b.run.id:
-        raise BadInput(f"{a_arg} and {b_arg} are the same labels ({a.title}); compare two iterations, or two runs as DS@run-0001 DS@run-0002")
+        raise BadInput(
+            f"{a_arg} and {b_arg} are the same labels ({a.title}); compare two iterations, or two runs as "
+            f"DS@run-0001 DS@run-0002"
+        )
     if a.base != b.base and not force:
-        raise BadInput(f"{a.root.name} and {b.root.name} are copies of different datasets ({a.base} vs {b.base}); pass --force to compare them anyway")
+        raise BadInput(
+            f"{a.root.name} and {b.root.name} are copies of different datasets ({a.base} vs {b.base}); pass --force "
+            f"to compare them anyway"
+        )

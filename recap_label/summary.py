@@ -49,7 +49,13 @@ class Breakdown:
         return d
 
 
-def breakdown(episode: np.ndarray, human: np.ndarray, labels: np.ndarray, with_episodes: bool = False, kinds: EpisodeKinds | None = None) -> Breakdown:
+def breakdown(
+    episode: np.ndarray,
+    human: np.ndarray,
+    labels: np.ndarray,
+    with_episodes: bool = False,
+    kinds: EpisodeKinds | None = None,
+) -> Breakdown:
     kinds = episode_kinds(episode, human) if kinds is None else kinds
     ids, inverse, is_rollout = kinds.ids, kinds.inverse, kinds.rollout
     auto = ~human
@@ -60,7 +66,17 @@ def breakdown(episode: np.ndarray, human: np.ndarray, labels: np.ndarray, with_e
         for k, ep in enumerate(ids):
             sel = inverse == k
             c = _label_counts(labels[sel])
-            rows.append(EpisodeRow(int(ep), "rollout" if is_rollout[k] else "demo", int(sel.sum()), int(human[sel].sum()), c["positive"], c["negative"], c["none"]))
+            rows.append(
+                EpisodeRow(
+                    int(ep),
+                    "rollout" if is_rollout[k] else "demo",
+                    int(sel.sum()),
+                    int(human[sel].sum()),
+                    c["positive"],
+                    c["negative"],
+                    c["none"],
+                )
+            )
     return Breakdown(
         frames=int(labels.size),
         labels=_label_counts(labels),

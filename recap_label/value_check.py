@@ -68,9 +68,18 @@ def _from_end(episode: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def assess(
-    *, episode: np.ndarray, frame: np.ndarray, human: np.ndarray, value: np.ndarray, labels: np.ndarray,
-    advantage: np.ndarray | None, thresholds: list[float], lookahead: int,
-    mc_value: np.ndarray | None, mc_column: str, last_reward: np.ndarray | None,
+    *,
+    episode: np.ndarray,
+    frame: np.ndarray,
+    human: np.ndarray,
+    value: np.ndarray,
+    labels: np.ndarray,
+    advantage: np.ndarray | None,
+    thresholds: list[float],
+    lookahead: int,
+    mc_value: np.ndarray | None,
+    mc_column: str,
+    last_reward: np.ndarray | None,
 ) -> ValueModelSection | None:
     """All arrays over the frames of rollout episodes. `last_reward`: per row, the reward of its
     episode's last frame (None: no success signal)."""
@@ -104,11 +113,15 @@ def assess(
     else:
         ep_success = np.zeros(ids.size, dtype=bool)
         ep_success[inverse] = np.asarray(last_reward) > -0.5
-        tail_mean = np.bincount(inverse, weights=value * tail, minlength=ids.size) / np.maximum(np.bincount(inverse, weights=tail, minlength=ids.size), 1)
+        tail_mean = np.bincount(inverse, weights=value * tail, minlength=ids.size) / np.maximum(
+            np.bincount(inverse, weights=tail, minlength=ids.size), 1
+        )
         successes, failures = int(ep_success.sum()), int((~ep_success).sum())
         area = auc(tail_mean, ep_success)
         if area is None:
-            notes.append(f"success-vs-failure AUC needs both kinds of episode ({successes} successful, {failures} failed)")
+            notes.append(
+                f"success-vs-failure AUC needs both kinds of episode ({successes} successful, {failures} failed)"
+            )
 
     auto = ~human
     positive = labels == "positive"
@@ -118,9 +131,14 @@ def assess(
     tail_pos = int((pos_auto & tail).sum())
 
     if v_std < STD_FLOOR:
-        warnings.append(f"V is nearly constant (std {v_std:.4g} < {STD_FLOOR}): the value model barely tells frames apart; check the checkpoint and the cameras")
+        warnings.append(
+            f"V is nearly constant (std {v_std:.4g} < {STD_FLOOR}): the value model barely tells frames apart; check "
+            f"the checkpoint and the cameras"
+        )
     if rho is not None and rho < SPEARMAN_FLOOR:
-        warnings.append(f"V's Spearman correlation with {mc_column!r} is {rho:.2f} (< {SPEARMAN_FLOOR}): V orders the frames poorly")
+        warnings.append(
+            f"V's Spearman correlation with {mc_column!r} is {rho:.2f} (< {SPEARMAN_FLOOR}): V orders the frames poorly"
+        )
     if n_tail >= TAIL_MIN_FRAMES and auto.any():
         tail_rate, overall = tail_pos / n_tail, n_pos / int(auto.sum())
         bar, episode_bar = max(2 * overall, 0.5), max(2 * overall, TAIL_EPISODE_SHARE)
@@ -129,18 +147,41 @@ def assess(
         ep_tail_pos = np.bincount(inverse, weights=pos_auto & tail, minlength=ids.size)
         piled = ids[(ep_tail >= TAIL_MIN_FRAMES) & (ep_tail_pos > episode_bar * ep_tail)]
         if tail_rate > bar or piled.size:
-            where = f"; in {piled.size} of {ids.size} rollout episodes over {100 * episode_bar:.0f} %, e.g. {', '.join(map(str, piled[:3]))}" if piled.size else ""
-            warnings.append(
-                f"{tail_pos} of {n_pos} autonomous positives are in the last {lookahead} frames of an episode ({100 * tail_rate:.0f} % of those frames "
-                f"are positive, {100 * overall:.0f} % overall{where}): the zero tail bootstrap makes A = sum(r) - V[t] there; compare with --tail-bootstrap last"
+            where = (
+                f"; in {piled.size} of {ids.size} rollout episodes over {100 * episode_bar:.0f} %, e.g. "
+                f"{', '.join(map(str, piled[:3]))}"
+                if piled.size
+                else ""
             )
-    ties = tied_at_threshold(np.asarray(advantage, dtype=np.float32), labels, thresholds) if advantage is not None and thresholds else 0
+            warnings.append(
+                f"{tail_pos} of {n_pos} autonomous positives are in the last {lookahead} frames of an episode "
+                f"({100 * tail_rate:.0f} % of those frames "
+                f"are positive, {100 * overall:.0f} % overall{where}): the zero tail bootstrap makes A = sum(r) - "
+                f"V[t] there; compare with --tail-bootstrap last"
+            )
+    ties = (
+        tied_at_threshold(np.asarray(advantage, dtype=np.float32), labels, thresholds)
+        if advantage is not None and thresholds
+        else 0
+    )
     return ValueModelSection(
-        frames=int(value.size), v_mean=float(value.mean()), v_std=v_std,
+        frames=int(value.size),
+        v_mean=float(value.mean()),
+        v_std=v_std,
         episode_std={"min": float(ep_std.min()), "median": float(np.median(ep_std)), "max": float(ep_std.max())},
-        saturated_first_bin=float(np.mean(value <= SUPPORT[0] + HALF_BIN)), saturated_last_bin=float(np.mean(value >= SUPPORT[1] - HALF_BIN)),
-        ties_at_threshold=ties, spearman_mc=rho, mc_column=mc_column, auc_success=area, tail_frames=lookahead,
-        successes=successes, failures=failures, tail_positives=tail_pos, positives=n_pos, notes=notes, warnings=warnings,
+        saturated_first_bin=float(np.mean(value <= SUPPORT[0] + HALF_BIN)),
+        saturated_last_bin=float(np.mean(value >= SUPPORT[1] - HALF_BIN)),
+        ties_at_threshold=ties,
+        spearman_mc=rho,
+        mc_column=mc_column,
+        auc_success=area,
+        tail_frames=lookahead,
+        successes=successes,
+        failures=failures,
+        tail_positives=tail_pos,
+        positives=n_pos,
+        notes=notes,
+        warnings=warnings,
     )
 
 
@@ -180,7 +221,11 @@ def section_of_dataset(ds, settings, run) -> tuple[ValueModelSection | None, str
     rows = order[pos]
     side_labels = np.asarray(table["label"].to_numpy(zero_copy_only=False), dtype=object)
     if not np.array_equal(row_keys[rows], side_keys) or not np.array_equal(cols.labels[rows], side_labels):
-        return None, "value model: the values sidecar does not hold the labels on disk (from a rolled-back run); section skipped"
+        return (
+            None,
+            "value model: the values sidecar does not hold the labels on disk (from a rolled-back run); section "
+            "skipped",
+        )
     mc = last = None
     if more is not None:
         more_keys = _keys(more["episode_index"].to_numpy(), more["frame_index"].to_numpy())
@@ -192,9 +237,17 @@ def section_of_dataset(ds, settings, run) -> tuple[ValueModelSection | None, str
             last = last_frame_reward(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), reward)
     thresholds = [t for t in (run.thresholds or {}).values() if t is not None]
     section = assess(
-        episode=table["episode_index"].to_numpy(), frame=table["frame_index"].to_numpy(), human=cols.human[rows],
-        value=table["value"].to_numpy(), labels=side_labels, advantage=table["advantage"].to_numpy(), thresholds=thresholds,
-        lookahead=int(run.settings.lookahead), mc_value=mc, mc_column=settings.mc_value_col, last_reward=last,
+        episode=table["episode_index"].to_numpy(),
+        frame=table["frame_index"].to_numpy(),
+        human=cols.human[rows],
+        value=table["value"].to_numpy(),
+        labels=side_labels,
+        advantage=table["advantage"].to_numpy(),
+        thresholds=thresholds,
+        lookahead=int(run.settings.lookahead),
+        mc_value=mc,
+        mc_column=settings.mc_value_col,
+        last_reward=last,
     )
     return section, None
 
@@ -206,11 +259,24 @@ def section_of_plan(plan, settings, ds) -> ValueModelSection | None:
     cols, sel = plan.cols, plan.cols.rollout_rows
     mc = None
     if settings.mc_value_col in ds.schema(ds.data_files[0]).names:
-        mc = np.concatenate([scalar_column(ds.read_columns([settings.mc_value_col], [p])[settings.mc_value_col]) for p, _ in cols.file_rows]).astype(np.float64)[sel]
+        mc = np.concatenate(
+            [
+                scalar_column(ds.read_columns([settings.mc_value_col], [p])[settings.mc_value_col])
+                for p, _ in cols.file_rows
+            ]
+        ).astype(np.float64)[sel]
     last = last_frame_reward(cols.episode[sel], cols.frame[sel], cols.reward[sel]) if cols.reward is not None else None
     thresholds = [t for t in plan.result.thresholds.values() if t is not None]
     return assess(
-        episode=cols.episode[sel], frame=cols.frame[sel], human=cols.human[sel], value=plan.value[sel], labels=plan.new_labels[sel],
-        advantage=plan.result.advantage[sel], thresholds=thresholds, lookahead=plan.settings.lookahead,
-        mc_value=mc, mc_column=settings.mc_value_col, last_reward=last,
+        episode=cols.episode[sel],
+        frame=cols.frame[sel],
+        human=cols.human[sel],
+        value=plan.value[sel],
+        labels=plan.new_labels[sel],
+        advantage=plan.result.advantage[sel],
+        thresholds=thresholds,
+        lookahead=plan.settings.lookahead,
+        mc_value=mc,
+        mc_column=settings.mc_value_col,
+        last_reward=last,
     )

@@ -66,7 +66,18 @@ def specimen_id(path: Path) -> str:
 def model_args(*extra: str, ckpt: Path = TINY_CHECKPOINT, tokenizer: Path = TINY_TOKENIZER) -> list[str]:
     """`label` arguments for value-model inference with the tiny model on the CPU, in the main process
     (a later --lookahead etc. in `extra` overrides these)."""
-    return ["--checkpoint-dir", str(ckpt), "--tokenizer-path", str(tokenizer), *CAMERA_ARGS, "--lookahead", "8", "--num-workers", "0", *extra]
+    return [
+        "--checkpoint-dir",
+        str(ckpt),
+        "--tokenizer-path",
+        str(tokenizer),
+        *CAMERA_ARGS,
+        "--lookahead",
+        "8",
+        "--num-workers",
+        "0",
+        *extra,
+    ]
 
 
 # -- copies and digests ----------------------------------------------------------------------------
@@ -135,7 +146,10 @@ def data_files(root: Path, hidden: bool = False) -> list[Path]:
 
 
 def labels_by_file(root: Path, adv_col: str = "adv_ind") -> dict[str, list]:
-    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=[adv_col])[adv_col].to_pylist() for p in data_files(root)}
+    return {
+        p.relative_to(root).as_posix(): pq.read_table(p, columns=[adv_col])[adv_col].to_pylist()
+        for p in data_files(root)
+    }
 
 
 def file_state(root: Path, adv_col: str = "adv_ind", hidden: bool = False) -> dict[str, dict]:
@@ -217,7 +231,9 @@ def error_line(result) -> str:
 # -- the CLI as a subprocess -----------------------------------------------------------------------
 
 
-def sub_env(home: Path | None = None, crash: str | None = None, slow: str | None = None, model_cache: Path | None = None) -> dict:
+def sub_env(
+    home: Path | None = None, crash: str | None = None, slow: str | None = None, model_cache: Path | None = None
+) -> dict:
     """The environment of a `recap-label` subprocess: this one's, less every RECAP_LABEL_* variable,
     plus the LeRobot home (else the current HF_LEROBOT_HOME, e.g. a fixture's), a model cache,
     `RECAP_LABEL_CRASH_AT` / `RECAP_LABEL_SLOW_AT` (recap_label.store.faults), and this checkout's
@@ -239,8 +255,17 @@ def cmd(*args) -> list[str]:
     return [sys.executable, "-m", "recap_label", *[str(a) for a in args]]
 
 
-def run_sub(args, *, home=None, crash=None, slow=None, model_cache=None, cwd=None, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd(*args), capture_output=True, text=True, env=sub_env(home, crash, slow, model_cache), cwd=cwd, timeout=timeout)
+def run_sub(
+    args, *, home=None, crash=None, slow=None, model_cache=None, cwd=None, timeout=120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd(*args),
+        capture_output=True,
+        text=True,
+        env=sub_env(home, crash, slow, model_cache),
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 # -- the reliability suite's size, seed and tally --------------------------------------------------
@@ -263,15 +288,26 @@ def tiny_spec(version="v2.1", episodes=4, length=24, rows_per_file=None, seed=0,
     """A few-kilobyte synth dataset: one demo, the rest rollouts, 16-pixel PNG cameras if any, no video."""
     from recap_label.demo import synth
 
-    return synth.simple_spec(version, episodes=episodes, length=length, demos=1, png_cameras=png, video_cameras=0,
-                             size=16, rows_per_file=rows_per_file, seed=seed)
+    return synth.simple_spec(
+        version,
+        episodes=episodes,
+        length=length,
+        demos=1,
+        png_cameras=png,
+        video_cameras=0,
+        size=16,
+        rows_per_file=rows_per_file,
+        seed=seed,
+    )
 
 
 # `label` settings of the reliability suite (short episodes)
 LOOKAHEAD = ("--lookahead", "5")
 
 
-def assert_intact(root: Path, reference: dict[str, dict], allowed_labels: list[dict[str, list]], where: str = "") -> None:
+def assert_intact(
+    root: Path, reference: dict[str, dict], allowed_labels: list[dict[str, list]], where: str = ""
+) -> None:
     """Every data file readable, schema + metadata + other columns as in `reference` (a file_state),
     labels entirely one of the `allowed_labels` states (per file)."""
     state = file_state(root)

@@ -96,7 +96,7 @@ def test_reference_counts_distinct_advantages():
     """10 rollouts, 21,286 frames, 6,968 intervention: exactly 4,296 positive / 10,022 negative."""
     rng = np.random.default_rng(5)
     lengths = np.full(10, 21286 // 10)
-    lengths[:21286 % 10] += 1
+    lengths[: 21286 % 10] += 1
     ep = np.repeat(np.arange(10), lengths)
     fr = np.concatenate([np.arange(n) for n in lengths])
     human = np.zeros(ep.size, bool)
@@ -130,16 +130,24 @@ def test_demo_episodes_untouched_and_short_episodes_valid():
     ep = np.array([0, 0, 1, 1, 1])
     fr = np.array([0, 1, 0, 1, 2])
     human = np.array([1, 1, 0, 1, 0], bool)
-    res = apply_rule(ep, fr, human, np.zeros(5, np.float32), np.array([np.nan, np.nan, -0.2, -0.5, -0.1]), RuleSettings(lookahead=50))
+    res = apply_rule(
+        ep, fr, human, np.zeros(5, np.float32), np.array([np.nan, np.nan, -0.2, -0.5, -0.1]), RuleSettings(lookahead=50)
+    )
     assert res.rollout.tolist() == [False, False, True, True, True]
     labels = res.labels(np.array(["positive", "odd", "none", "none", "none"], dtype=object))
     assert labels[:2].tolist() == ["positive", "odd"] and labels[3] == "positive"
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"lookahead": 0}, "--lookahead"), ({"positive_ratio": 0.0}, "--positive-ratio"), ({"positive_ratio": 1.5}, "--positive-ratio"),
-    ({"tail_bootstrap": "mean"}, "--tail-bootstrap"), ({"threshold_scope": "robot"}, "--threshold-scope"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"lookahead": 0}, "--lookahead"),
+        ({"positive_ratio": 0.0}, "--positive-ratio"),
+        ({"positive_ratio": 1.5}, "--positive-ratio"),
+        ({"tail_bootstrap": "mean"}, "--tail-bootstrap"),
+        ({"threshold_scope": "robot"}, "--threshold-scope"),
+    ],
+)
 def test_bad_settings(kwargs, needle):
     with pytest.raises(BadInput, match=needle):
         RuleSettings(**kwargs)

@@ -12,4 +12,6 @@ def test_analytics_bench_both_ways_agree(tmp_path):
     from benchmarks.analytics_bench import run
 
     res = run(tmp_path, repeat=1)
-    assert res["frames"] == 21286 and res["diff_numpy_s"] > 0 and res["diff_polars_s"] > 0 and res["polars_import_s"] > 0
+    assert (
+        res["frames"] == 21286 and res["diff_numpy_s"] > 0 and res["diff_polars_s"] > 0 and res["polars_import_s"] > 0
+    )

@@ -20,7 +20,9 @@ def test_defaults(tmp_path):
 
 
 def test_precedence_flag_env_file_default(tmp_path):
-    (tmp_path / "recap-label.toml").write_text('human_col = "from_file"\nadv_col = "file_adv"\nreward_col = "file_reward"\n')
+    (tmp_path / "recap-label.toml").write_text(
+        'human_col = "from_file"\nadv_col = "file_adv"\nreward_col = "file_reward"\n'
+    )
     env = {"RECAP_LABEL_ADV_COL": "env_adv", "RECAP_LABEL_REWARD_COL": "env_reward"}
     s = resolve_settings(env=env, cwd=tmp_path, flags={"reward_col": "flag_reward"})
     assert s.human_col == "from_file" and s.sources["human_col"].startswith("file ")
@@ -96,7 +98,9 @@ def test_module_entry_point_and_light_imports():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("recap-label ")
     code = (
-        "import sys, recap_label.cli, recap_label.commands.verify, recap_label.commands.copy, recap_label.commands.rollback, recap_label.cli.render, recap_label.values.sources, recap_label.values.model_source;"
+        "import sys, recap_label.cli, recap_label.commands.verify, recap_label.commands.copy, "
+        "recap_label.commands.rollback, recap_label.cli.render, recap_label.values.sources, "
+        "recap_label.values.model_source;"
         "heavy=[m for m in ('torch','transformers','av') if m in sys.modules]; print(heavy)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=sub_env())

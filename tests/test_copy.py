@@ -73,14 +73,21 @@ def test_copy_iterations_and_json(cli, lerobot_home, src):
     # the message names the iteration the loop continues from
     before = tree_digest(src.parent)
     line = error_line(cli("copy", src, code=2))
-    assert line == (f"Error: vial_v21 already has iteration copies (vial_v21_vlm_label, vial_v21_vlm_label_v2); the next iteration follows "
-                    f"vial_v21_vlm_label_v2: run `recap-label copy {src.parent / 'vial_v21_vlm_label_v2'}` (makes vial_v21_vlm_label_v3); "
-                    "to start over from the original, unlabeled, pass --from-original")
+    assert line == (
+        f"Error: vial_v21 already has iteration copies (vial_v21_vlm_label, vial_v21_vlm_label_v2); the next "
+        f"iteration follows "
+        f"vial_v21_vlm_label_v2: run `recap-label copy {src.parent / 'vial_v21_vlm_label_v2'}` (makes "
+        f"vial_v21_vlm_label_v3); "
+        "to start over from the original, unlabeled, pass --from-original"
+    )
     assert tree_digest(src.parent) == before
     # asked for: the next free name, no parent, said so
     out = json.loads(cli("copy", src, "--json", "--from-original").stdout)
     assert out["dest"].endswith("vial_v21_vlm_label_v3") and read_lineage(Path(out["dest"]))["parent"] is None
-    assert out["notes"] == ["started a new line from the original vial_v21: the copy follows no iteration (parent none) and holds the original's labels"]
+    assert out["notes"] == [
+        "started a new line from the original vial_v21: the copy follows no iteration (parent none) and holds the "
+        "original's labels"
+    ]
 
 
 def test_copy_via_local_repo_id_and_no_register(cli, lerobot_home, src, tmp_path):
@@ -124,7 +131,9 @@ def test_bad_source_paths(cli, lerobot_home, tmp_path, src):
     (src / "meta" / "info.json").write_text("{broken")
     r = cli("copy", src, code=2)
     assert "meta/info.json" in error_line(r) and "malformed" in error_line(r)
-    (src / "meta" / "info.json").write_text(json.dumps({"codebase_version": "v1.6", "fps": 10, "features": {}, "data_path": "x"}))
+    (src / "meta" / "info.json").write_text(
+        json.dumps({"codebase_version": "v1.6", "fps": 10, "features": {}, "data_path": "x"})
+    )
     r = cli("copy", src, code=2)
     assert "unsupported codebase_version 'v1.6'" in error_line(r)
     assert not (tmp_path / "vial_v21_vlm_label").exists()
@@ -158,7 +167,9 @@ def test_cache_entry_pointing_elsewhere(cli, lerobot_home, src, tmp_path):
     assert "already exists and points to" in error_line(r)
     assert not (tmp_path / "vial_v21_vlm_label").exists()
     cli("copy", src, "--replace-registration")
-    assert os.path.realpath(lerobot_home / "local" / "vial_v21_vlm_label") == str((tmp_path / "vial_v21_vlm_label").resolve())
+    assert os.path.realpath(lerobot_home / "local" / "vial_v21_vlm_label") == str(
+        (tmp_path / "vial_v21_vlm_label").resolve()
+    )
 
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES])

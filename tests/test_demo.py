@@ -19,7 +19,9 @@ def test_demo_writes_only_into_demo_out(tmp_path):
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECAP_LABEL_", "HF_", "XDG_"))}
     env.update(HOME=str(home), PYTHONPATH=str(PKG_ROOT))
-    subprocess.run([sys.executable, "-m", "recap_label.demo"], cwd=work, env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "recap_label.demo"], cwd=work, env=env, check=True, capture_output=True, timeout=600
+    )
     written = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
     # matplotlib's own font cache aside, nothing lands in the home folder (~/.cache/recap-label/models was the defect)
     assert [p for p in written if "matplotlib" not in p] == [], written

@@ -63,7 +63,9 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
 def original(request, tmp_path) -> Path:
     if request.param == "specimen":
         return writable_copy(FIXTURES / "v2.1" / "video_av1", tmp_path / "vial")
-    return synth.write_dataset(tmp_path / "vial", synth.simple_spec("v2.1", episodes=6, length=40, demos=1, png_cameras=0, video_cameras=0))
+    return synth.write_dataset(
+        tmp_path / "vial", synth.simple_spec("v2.1", episodes=6, length=40, demos=1, png_cameras=0, video_cameras=0)
+    )
 
 
 def test_the_iteration_loop_end_to_end(cli, lerobot_home, original, tmp_path):
@@ -72,7 +74,16 @@ def test_the_iteration_loop_end_to_end(cli, lerobot_home, original, tmp_path):
     cli("copy", original)
     cli("label", "local/vial_vlm_label", "--values", values_file(v1, seed=0), "--lookahead", "5")
     cli("copy", "local/vial_vlm_label_active")  # the next iteration, from the active one
-    cli("label", "local/vial_vlm_label_v2", "--values", values_file(v2, seed=1), "--lookahead", "5", "--positive-ratio", "0.5")
+    cli(
+        "label",
+        "local/vial_vlm_label_v2",
+        "--values",
+        values_file(v2, seed=1),
+        "--lookahead",
+        "5",
+        "--positive-ratio",
+        "0.5",
+    )
     assert os.readlink(alias) == str(v2)
 
     before = {p: snapshot(p) for p in (v1, v2)}
@@ -119,7 +130,10 @@ def test_the_iteration_loop_end_to_end(cli, lerobot_home, original, tmp_path):
 
 
 def test_diff_of_two_runs_of_one_copy(cli, lerobot_home, tmp_path):
-    src = synth.write_dataset(tmp_path / "vial", synth.simple_spec("v3.0", episodes=5, length=30, demos=1, png_cameras=0, video_cameras=0, rows_per_file=50))
+    src = synth.write_dataset(
+        tmp_path / "vial",
+        synth.simple_spec("v3.0", episodes=5, length=30, demos=1, png_cameras=0, video_cameras=0, rows_per_file=50),
+    )
     cli("copy", src)
     v1 = tmp_path / "vial_vlm_label"
     values = values_file(v1)
@@ -136,7 +150,11 @@ def test_diff_of_two_runs_of_one_copy(cli, lerobot_home, tmp_path):
     # a rolled-back run's labels are gone: said so
     cli("rollback", v1)
     line = error_line(cli("diff", f"{v1}@run-0001", f"{v1}@run-0002", code=2))
-    assert line == f"Error: {v1}@run-0002: run-0002 was rolled back by run-0003; its labels are not kept, compare a run that is on disk"
+    assert (
+        line
+        == f"Error: {v1}@run-0002: run-0002 was rolled back by run-0003; its labels are not kept, compare a run that "
+        f"is on disk"
+    )
     line = error_line(cli("diff", f"{v1}@run-0001", f"{v1}@run-0009", code=2))
     assert line == f"Error: {v1}@run-0009: {v1} has no label run run-0009 (label runs on disk: run-0001)"
 
@@ -145,21 +163,34 @@ def test_diff_bad_input_changes_nothing(cli, lerobot_home, tmp_path):
     spec = synth.simple_spec("v2.1", episodes=4, length=30, demos=1, png_cameras=0, video_cameras=0)
     vial = synth.write_dataset(tmp_path / "vial", spec)
     cube = synth.write_dataset(tmp_path / "cube", spec)
-    more = synth.write_dataset(tmp_path / "more" / "vial", synth.simple_spec("v2.1", episodes=6, length=30, demos=1, png_cameras=0, video_cameras=0))
+    more = synth.write_dataset(
+        tmp_path / "more" / "vial",
+        synth.simple_spec("v2.1", episodes=6, length=30, demos=1, png_cameras=0, video_cameras=0),
+    )
     for src in (vial, cube, more):
         cli("copy", src, "--no-register")
     v, c, m = tmp_path / "vial_vlm_label", tmp_path / "cube_vlm_label", tmp_path / "more" / "vial_vlm_label"
-    assert error_line(cli("diff", v, c, code=2)) == f"Error: {v} has no label run: nothing to compare; run `recap-label label {v}` first"
+    assert (
+        error_line(cli("diff", v, c, code=2))
+        == f"Error: {v} has no label run: nothing to compare; run `recap-label label {v}` first"
+    )
     for d in (v, c, m):
         cli("label", d, "--value-column", "value_label", "--lookahead", "5")
     before = {p: snapshot(p) for p in (v, c, m)}
     assert error_line(cli("diff", v, c, code=2)) == (
-        "Error: vial_vlm_label and cube_vlm_label are copies of different datasets (vial vs cube); pass --force to compare them anyway")
+        "Error: vial_vlm_label and cube_vlm_label are copies of different datasets (vial vs cube); pass --force to "
+        "compare them anyway"
+    )
     assert error_line(cli("diff", v, v, code=2)) == (
-        f"Error: {v} and {v} are the same labels (vial_vlm_label@run-0001); compare two iterations, or two runs as DS@run-0001 DS@run-0002")
+        f"Error: {v} and {v} are the same labels (vial_vlm_label@run-0001); compare two iterations, or two runs as "
+        f"DS@run-0001 DS@run-0002"
+    )
     assert error_line(cli("diff", v, m, code=2)) == (
-        "Error: the rollout episodes differ: 2 only in B (e.g. 4); pass --common to compare the episodes both have")
-    assert error_line(cli("diff", v, tmp_path / "nowhere", code=2)).startswith(f"Error: dataset {tmp_path / 'nowhere'} not found")
+        "Error: the rollout episodes differ: 2 only in B (e.g. 4); pass --common to compare the episodes both have"
+    )
+    assert error_line(cli("diff", v, tmp_path / "nowhere", code=2)).startswith(
+        f"Error: dataset {tmp_path / 'nowhere'} not found"
+    )
     assert {p: snapshot(p) for p in (v, c, m)} == before
     out = json.loads(cli("diff", v, m, "--common", "--json").stdout)
     assert out["notes"][-1] == "compared the 3 rollout episodes both have (0 only in A, 2 only in B left out)"
@@ -171,15 +202,21 @@ def test_diff_bad_input_changes_nothing(cli, lerobot_home, tmp_path):
 
 
 def test_diff_plot_destination_is_checked_first(cli, lerobot_home, tmp_path):
-    src = synth.write_dataset(tmp_path / "vial", synth.simple_spec("v2.1", episodes=4, length=30, demos=1, png_cameras=0, video_cameras=0))
+    src = synth.write_dataset(
+        tmp_path / "vial", synth.simple_spec("v2.1", episodes=4, length=30, demos=1, png_cameras=0, video_cameras=0)
+    )
     cli("copy", src, "--no-register")
     v = tmp_path / "vial_vlm_label"
     cli("label", v, "--value-column", "value_label", "--lookahead", "5")
     cli("label", v, "--value-column", "value_label", "--lookahead", "5", "--positive-ratio", "0.5")
     runs = (f"{v}@run-0001", f"{v}@run-0002")
     txt = tmp_path / "diff.txt"
-    assert error_line(cli("diff", *runs, "--plot", txt, code=2)) == f"Error: --plot {txt}: the plot is a PNG; pass a file name ending in .png"
+    assert (
+        error_line(cli("diff", *runs, "--plot", txt, code=2))
+        == f"Error: --plot {txt}: the plot is a PNG; pass a file name ending in .png"
+    )
     missing = tmp_path / "nowhere" / "diff.png"
     assert error_line(cli("diff", *runs, "--plot", missing, code=2)) == (
-        f"Error: --plot {missing}: folder {missing.parent} does not exist; create it first or pass another path")
+        f"Error: --plot {missing}: folder {missing.parent} does not exist; create it first or pass another path"
+    )
     assert not txt.exists() and not missing.parent.exists()

@@ -24,7 +24,7 @@ def readme_kinds(text: str) -> dict[str, int]:
     rows = [line for line in section.splitlines() if line.startswith("|")]
     start = next(i for i, line in enumerate(rows) if re.match(r"\|\s*kind\s*\|\s*exit code\s*\|", line))
     table = {}
-    for line in rows[start + 2:]:  # past the header and the `---` row
+    for line in rows[start + 2 :]:  # past the header and the `---` row
         cells = [c.strip() for c in line.strip("|").split("|")]
         m = re.fullmatch(r"`([a-z_]+)`", cells[0])
         assert m, f"README Exit codes: a kind cell must be `a_kind`, got {cells[0]!r}"
@@ -45,7 +45,9 @@ def error_classes() -> list[type[RecapError]]:
 def code_kinds() -> dict[str, int]:
     kinds = {}
     for cls in error_classes():
-        assert "kind" in vars(cls), f"{cls.__name__} names no kind of its own (it would pass on {cls.__mro__[1].__name__}'s)"
+        assert "kind" in vars(cls), (
+            f"{cls.__name__} names no kind of its own (it would pass on {cls.__mro__[1].__name__}'s)"
+        )
         assert cls.kind not in kinds, f"two error classes share the kind {cls.kind}"
         kinds[cls.kind] = cls.exit_code
     kinds[USAGE_ERROR_KIND] = UsageError.exit_code
@@ -68,7 +70,9 @@ def test_the_table_check_is_not_vacuous():
     assert "ghost_error" in readme_kinds(text.replace("| `os_error` |", "| `ghost_error` | 2 | x |\n| `os_error` |"))
 
 
-@pytest.mark.parametrize("cls", [c for c in error_classes() if c is not RecapError] + [RecapError], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [c for c in error_classes() if c is not RecapError] + [RecapError], ids=lambda c: c.__name__
+)
 def test_every_error_class_reaches_the_user_as_its_kind(cli, lerobot_home, monkeypatch, cls):
     def fails(*args, **kwargs):
         raise cls("the problem; the fix")

@@ -20,7 +20,10 @@ FORMAT1 = Path(__file__).resolve().parent / "fixtures" / "format1"
 
 
 def labels_by_file(root: Path) -> dict[str, list]:
-    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist() for p in sorted((root / "data").rglob("*.parquet"))}
+    return {
+        p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist()
+        for p in sorted((root / "data").rglob("*.parquet"))
+    }
 
 
 def prior_labels(copy: Path, run: str) -> dict[str, list]:
@@ -44,7 +47,12 @@ def old_copy(tmp_path, lerobot_home) -> Path:
 def test_fixture_is_format_1(old_copy):
     record = lineage_json(old_copy)
     assert record["format"] == 1
-    assert [(r["id"], r["kind"]) for r in record["runs"]] == [("run-0001", "label"), ("run-0002", "label"), ("run-0003", "label"), ("run-0004", "rollback")]
+    assert [(r["id"], r["kind"]) for r in record["runs"]] == [
+        ("run-0001", "label"),
+        ("run-0002", "label"),
+        ("run-0003", "label"),
+        ("run-0004", "rollback"),
+    ]
 
 
 def test_verify_list_rollback_and_relabel_an_old_copy(cli, old_copy):

@@ -42,7 +42,9 @@ def bare_tree(tmp_path: Path, with_tests: bool = False) -> Path:
 def run_bare(src: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_")}
     env["PYTHONPATH"] = str(src)
-    return subprocess.run([sys.executable, "-c", BARE, *args], cwd=src, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", BARE, *args], cwd=src, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_stops_where_cuda_is_needed_with_one_clear_line(tmp_path):
@@ -54,9 +56,11 @@ def test_stops_where_cuda_is_needed_with_one_clear_line(tmp_path):
     r = run_bare(src, str(tmp_path / "out"), timeout=120)
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
-    assert errors == ["Error: gpu-check needs a CUDA device, and this torch is a CPU-only build "
-                      f"(torch {torch.__version__}); run it on a GPU host: PYTHONPATH=<checkout> python -m benchmarks.gpu_check OUT_DIR"] \
-        or errors[0].startswith("Error: gpu-check needs a CUDA device, and torch sees no CUDA device"), r.stderr
+    assert errors == [
+        "Error: gpu-check needs a CUDA device, and this torch is a CPU-only build "
+        f"(torch {torch.__version__}); run it on a GPU host: PYTHONPATH=<checkout> python -m benchmarks.gpu_check "
+        f"OUT_DIR"
+    ] or errors[0].startswith("Error: gpu-check needs a CUDA device, and torch sees no CUDA device"), r.stderr
     assert "Traceback" not in r.stderr
     report = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
     assert report["env"]["source"] == str(src)  # the copied tree, not an installed package
@@ -68,7 +72,9 @@ def test_stops_where_cuda_is_needed_with_one_clear_line(tmp_path):
 @pytest.mark.slow
 def test_cpu_self_test_runs_every_step_without_polars(tmp_path):
     src = bare_tree(tmp_path, with_tests=True)
-    r = run_bare(src, str(tmp_path / "out"), "--quick", "--self-test-on-cpu", "--cache-dir", str(tmp_path / "cache"), timeout=900)
+    r = run_bare(
+        src, str(tmp_path / "out"), "--quick", "--self-test-on-cpu", "--cache-dir", str(tmp_path / "cache"), timeout=900
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
     steps = {s["step"]: s["status"] for s in report["steps"]}
@@ -78,6 +84,7 @@ def test_cpu_self_test_runs_every_step_without_polars(tmp_path):
     assert len(agreement) == 4 and all(row["ok"] for row in agreement), agreement
     label = [row for row in rows if row["step"] == "label"]
     assert len(label) == 2 and all(row["frames"] == 150 and row["value"] > 0 for row in label)
-    assert {(row["precision"], row["batch"]) for row in rows if row["step"] == "model" and not row["compiled"]} == \
-        {(p, b) for p in ("fp32", "bf16") for b in (32, 64, 128, 256)}
+    assert {(row["precision"], row["batch"]) for row in rows if row["step"] == "model" and not row["compiled"]} == {
+        (p, b) for p in ("fp32", "bf16") for b in (32, 64, 128, 256)
+    }
     assert "SELF-TEST ON THE CPU (not GPU figures)" in (tmp_path / "out" / "gpu-check.txt").read_text()

@@ -25,22 +25,35 @@ def test_unknown_precision_and_tf32_without_cuda(cli, dataset):
 
     before = tree_digest(dataset)
     r = cli("label", dataset, *model_args("--precision", "fp16"), code=2)
-    assert error_line(r) == "Error: --precision must be one of auto, tf32, bf16, fp32, got 'fp16'; see recap-label label --help"
+    assert (
+        error_line(r)
+        == "Error: --precision must be one of auto, tf32, bf16, fp32, got 'fp16'; see recap-label label --help"
+    )
     if not torch.cuda.is_available():
         r = cli("label", dataset, *model_args("--device", "cpu", "--precision", "tf32"), code=2)
-        assert error_line(r) == ("Error: --precision tf32 needs a CUDA device (TF32 is a tensor-core mode); "
-                                 "use --precision bf16 or fp32 on the CPU")
+        assert error_line(r) == (
+            "Error: --precision tf32 needs a CUDA device (TF32 is a tensor-core mode); "
+            "use --precision bf16 or fp32 on the CPU"
+        )
     assert tree_digest(dataset) == before
 
 
 @pytest.mark.slow
 def test_compile_without_a_working_compiler(dataset, tmp_path):
     env = sub_env()
-    env.update(CXX=str(tmp_path / "no-such-c++"), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
-               HF_LEROBOT_HOME=os.environ["HF_LEROBOT_HOME"])
+    env.update(
+        CXX=str(tmp_path / "no-such-c++"),
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+        HF_LEROBOT_HOME=os.environ["HF_LEROBOT_HOME"],
+    )
     before = tree_digest(dataset)
-    r = subprocess.run(cmd("label", dataset, *model_args("--device", "cpu", "--compile")), capture_output=True, text=True,
-                       env=env, timeout=300)
+    r = subprocess.run(
+        cmd("label", dataset, *model_args("--device", "cpu", "--compile")),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr
     line = error_line(r)
     assert line.startswith("Error: --compile: torch.compile does not work on this cpu host (") and "no-such-c++" in line

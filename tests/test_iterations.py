@@ -19,7 +19,9 @@ LABEL = ("--value-column", "value_label", "--lookahead", "5")
 
 @pytest.fixture
 def vial(tmp_path) -> Path:
-    return synth.write_dataset(tmp_path / "vial", synth.simple_spec("v2.1", episodes=5, length=30, demos=1, png_cameras=0, video_cameras=0))
+    return synth.write_dataset(
+        tmp_path / "vial", synth.simple_spec("v2.1", episodes=5, length=30, demos=1, png_cameras=0, video_cameras=0)
+    )
 
 
 def alias_of(home: Path) -> Path:
@@ -68,8 +70,16 @@ def test_active_moves_on_first_label_and_back_on_retire(cli, lerobot_home, vial,
     its = json.loads(cli("iterations", vial, "--json").stdout)
     rows = {r["name"]: r for r in its["iterations"]}
     assert list(rows) == ["vial_vlm_label", "vial_vlm_label_v2"] and its["active"] == str(v1)
-    assert rows["vial_vlm_label"]["active"] and rows["vial_vlm_label"]["registered"] and rows["vial_vlm_label"]["runs"] == 1
-    assert rows["vial_vlm_label_v2"]["retired"] and not rows["vial_vlm_label_v2"]["registered"] and rows["vial_vlm_label_v2"]["runs"] == 2
+    assert (
+        rows["vial_vlm_label"]["active"]
+        and rows["vial_vlm_label"]["registered"]
+        and rows["vial_vlm_label"]["runs"] == 1
+    )
+    assert (
+        rows["vial_vlm_label_v2"]["retired"]
+        and not rows["vial_vlm_label_v2"]["registered"]
+        and rows["vial_vlm_label_v2"]["runs"] == 2
+    )
     assert rows["vial_vlm_label_v2"]["parent"] == "vial_vlm_label" and rows["vial_vlm_label"]["share"] is not None
 
 
@@ -82,7 +92,9 @@ def test_rolling_back_the_only_run_moves_active_off_the_copy(cli, lerobot_home, 
 
 
 def test_iterations_of_an_original_without_copies_says_so(cli, lerobot_home, vial):
-    assert cli("iterations", vial).stdout.splitlines() == [f"vial has no iteration copies yet; `recap-label copy {vial}` makes the first"]
+    assert cli("iterations", vial).stdout.splitlines() == [
+        f"vial has no iteration copies yet; `recap-label copy {vial}` makes the first"
+    ]
     assert json.loads(cli("iterations", vial, "--json").stdout)["iterations"] == []
 
 
@@ -91,7 +103,9 @@ def test_iterations_without_active_does_not_claim_nothing_was_labeled(cli, lerob
     cli("label", "local/vial_vlm_label", *LABEL)
     cli("rollback", "local/vial_vlm_label", "--iteration")  # labeled, then retired: no alias left
     assert cli("iterations", vial).stdout.splitlines()[-1] == (
-        "local/vial_vlm_label_active is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)")
+        "local/vial_vlm_label_active is not set (no live labeled iteration is active; `recap-label activate <copy>` "
+        "sets it)"
+    )
 
 
 def test_recopy_of_an_original_is_refused_and_names_the_iteration_to_follow(cli, lerobot_home, vial, tmp_path):
@@ -99,8 +113,11 @@ def test_recopy_of_an_original_is_refused_and_names_the_iteration_to_follow(cli,
     cli("label", "local/vial_vlm_label", *LABEL)
     before = tree_digest(tmp_path)
     line = error_line(cli("copy", vial, code=2))
-    assert line == ("Error: vial already has iteration copies (vial_vlm_label); the next iteration follows vial_vlm_label: "
-                    "run `recap-label copy local/vial_vlm_label_active` (makes vial_vlm_label_v2); to start over from the original, unlabeled, pass --from-original")
+    assert line == (
+        "Error: vial already has iteration copies (vial_vlm_label); the next iteration follows vial_vlm_label: "
+        "run `recap-label copy local/vial_vlm_label_active` (makes vial_vlm_label_v2); to start over from the "
+        "original, unlabeled, pass --from-original"
+    )
     assert tree_digest(tmp_path) == before
 
 
@@ -108,10 +125,15 @@ def test_activate_refuses_unlabeled_missing_and_originals(cli, lerobot_home, via
     cli("copy", vial)
     before = tree_digest(tmp_path)
     assert error_line(cli("activate", "local/vial_vlm_label", code=2)) == (
-        f"Error: vial_vlm_label has no label run: `_active` never points at an unlabeled copy; run `recap-label label {tmp_path / 'vial_vlm_label'}` first")
+        f"Error: vial_vlm_label has no label run: `_active` never points at an unlabeled copy; run `recap-label "
+        f"label {tmp_path / 'vial_vlm_label'}` first"
+    )
     assert error_line(cli("activate", vial, code=2)) == (
-        f"Error: {vial} is not an iteration copy made by `recap-label copy`; `_active` only points at labeled copies")
-    assert error_line(cli("activate", tmp_path / "nowhere", code=2)).startswith(f"Error: dataset {tmp_path / 'nowhere'} not found")
+        f"Error: {vial} is not an iteration copy made by `recap-label copy`; `_active` only points at labeled copies"
+    )
+    assert error_line(cli("activate", tmp_path / "nowhere", code=2)).startswith(
+        f"Error: dataset {tmp_path / 'nowhere'} not found"
+    )
     assert tree_digest(tmp_path) == before
 
 
@@ -137,7 +159,11 @@ def test_register_a_moved_copy_and_the_alias_follows(cli, lerobot_home, vial, tm
     other = tmp_path / "other" / "vial_vlm_label"
     shutil.copytree(moved, other)
     line = error_line(cli("register", other, code=2))
-    assert line == f"Error: LeRobot cache entry {lerobot_home / 'local' / 'vial_vlm_label'} points to {moved}, which exists; pass --replace-registration to repoint it"
+    assert (
+        line
+        == f"Error: LeRobot cache entry {lerobot_home / 'local' / 'vial_vlm_label'} points to {moved}, which exists; "
+        f"pass --replace-registration to repoint it"
+    )
     cli("register", other, "--replace-registration")
     assert os.readlink(lerobot_home / "local" / "vial_vlm_label") == str(other)
 

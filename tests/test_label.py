@@ -15,7 +15,17 @@ import pytest
 
 from recap_label.demo import synth
 from recap_label.lerobot.dataset import DatasetFiles
-from support import SPECIMENS, error_line, file_state, labels_by_file, run_sub, specimen_id, tree_digest, values_file, writable_copy
+from support import (
+    SPECIMENS,
+    error_line,
+    file_state,
+    labels_by_file,
+    run_sub,
+    specimen_id,
+    tree_digest,
+    values_file,
+    writable_copy,
+)
 from support import lineage_json as read_lineage
 
 
@@ -69,7 +79,9 @@ def test_label_verify_rollback_round_trip(cli, lerobot_home, tmp_path, version):
     second = file_state(dest, hidden=True)
     assert any(second[k]["labels"] != first[k]["labels"] for k in first)
     cli("rollback", dest)
-    assert {k: v["labels"] for k, v in file_state(dest, hidden=True).items()} == {k: v["labels"] for k, v in first.items()}
+    assert {k: v["labels"] for k, v in file_state(dest, hidden=True).items()} == {
+        k: v["labels"] for k, v in first.items()
+    }
     cli("rollback", dest, "--to", "copy")
     restored = file_state(dest, hidden=True)
     assert {k: v["labels"] for k, v in restored.items()} == {k: v["labels"] for k, v in original.items()}
@@ -108,7 +120,13 @@ def test_reference_counts_on_a_generated_dataset(cli, lerobot_home, tmp_path):
     assert cli("verify", dest).exit_code == 0
     # the sidecar holds V, A and the label per frame
     side = pq.read_table(dest / "meta" / "recap_label" / "values.parquet")
-    assert side.num_rows == 21286 and side.column_names == ["episode_index", "frame_index", "value", "advantage", "label"]
+    assert side.num_rows == 21286 and side.column_names == [
+        "episode_index",
+        "frame_index",
+        "value",
+        "advantage",
+        "label",
+    ]
 
 
 def test_dry_run_writes_nothing(cli, lerobot_home, tmp_path):
@@ -121,15 +139,42 @@ def test_dry_run_writes_nothing(cli, lerobot_home, tmp_path):
 
 def test_reference_flags_in_underscore_spelling(cli, lerobot_home, tmp_path):
     dest = make_copy(cli, tmp_path, small_spec())
-    cli("label", "--data_dir", dest, "--value_column", "value_label", "--top_percent", "30", "--lookahead", "5",
-        "--human_col", "intervention", "--adv_col", "adv_ind", "--reward_col", "reward_label")
+    cli(
+        "label",
+        "--data_dir",
+        dest,
+        "--value_column",
+        "value_label",
+        "--top_percent",
+        "30",
+        "--lookahead",
+        "5",
+        "--human_col",
+        "intervention",
+        "--adv_col",
+        "adv_ind",
+        "--reward_col",
+        "reward_label",
+    )
     run = read_lineage(dest)["runs"][-1]
     assert run["settings"]["positive_ratio"] == 0.3 and run["settings"]["lookahead"] == 5
 
 
 def test_per_task_scope_and_tail_rule_are_recorded(cli, lerobot_home, tmp_path):
     dest = make_copy(cli, tmp_path, small_spec(episodes=7))
-    out = json.loads(cli("label", dest, "--value-column", "value_label", "--threshold-scope", "task", "--tail-bootstrap", "last", "--json").stdout)
+    out = json.loads(
+        cli(
+            "label",
+            dest,
+            "--value-column",
+            "value_label",
+            "--threshold-scope",
+            "task",
+            "--tail-bootstrap",
+            "last",
+            "--json",
+        ).stdout
+    )
     assert set(out["thresholds"]) == {"task 0", "task 1"}
     run = read_lineage(dest)["runs"][-1]
     assert run["settings"]["threshold_scope"] == "task" and run["settings"]["tail_bootstrap"] == "last"
@@ -155,7 +200,11 @@ BAD_CASES = {
     "missing label column": (["--adv-col", "nope"], None, "column 'nope' is missing"),
     "intervention not 0/1": ([], lambda t: _set(t, "intervention", [2] * t.num_rows), "must be 0 or 1"),
     "nan reward": ([], lambda t: _set(t, "reward_label", [float("nan")] * t.num_rows), "rewards must be finite"),
-    "inf value": (["--value-column", "reward"], lambda t: _set(t, "reward", [float("inf")] * t.num_rows), "values must be finite"),
+    "inf value": (
+        ["--value-column", "reward"],
+        lambda t: _set(t, "reward", [float("inf")] * t.num_rows),
+        "values must be finite",
+    ),
     "duplicate frame_index": ([], lambda t: _set(t, "frame_index", [0] * t.num_rows), "frame_index 0 twice"),
     "ratio outside (0,1]": (["--positive-ratio", "1.5"], None, "--positive-ratio must be in (0, 1]"),
     "ratio and top percent disagree": (["--positive-ratio", "0.3", "--top-percent", "20"], None, "disagree"),
@@ -244,7 +293,10 @@ def test_retire_iteration(cli, lerobot_home, tmp_path):
     out = cli("rollback", "local/vial_vlm_label", "--iteration", "--delete").stdout
     assert not v1.exists() and not alias.exists()
     # iteration 1 has no earlier one: the alias goes, and that is said
-    assert "local/vial_vlm_label_active removed: no earlier labeled iteration to point it at; `recap-label activate <copy>` sets it" in " ".join(out.split())
+    assert (
+        "local/vial_vlm_label_active removed: no earlier labeled iteration to point it at; `recap-label activate "
+        "<copy>` sets it" in " ".join(out.split())
+    )
 
 
 # -- crashes: SIGKILL at every file operation of the write phase -----------------------------------
@@ -306,9 +358,18 @@ def test_tail_bootstrap_trap_warning():
     reward = np.tile(np.r_[np.full(T - 1, -1 / T), 0.0], 4).astype(np.float32)
     reward[2 * T - 1] = reward[4 * T - 1] = -1.0  # episodes 1 and 3 failed
     human = np.zeros(4 * T, bool)
-    cols = LabelColumns(episode=ep, frame=fr, human=human, labels=np.full(4 * T, "none", object), task=np.zeros(4 * T, int), reward=reward)
+    cols = LabelColumns(
+        episode=ep,
+        frame=fr,
+        human=human,
+        labels=np.full(4 * T, "none", object),
+        task=np.zeros(4 * T, int),
+        reward=reward,
+    )
     tail_of_failed = np.isin(ep, [1, 3]) & (fr >= T - N)
-    trapped = LabelResult(np.zeros(4 * T, np.float32), np.ones(4 * T, bool), tail_of_failed.copy(), {"global": 0.0}, {"global": 4 * T})
+    trapped = LabelResult(
+        np.zeros(4 * T, np.float32), np.ones(4 * T, bool), tail_of_failed.copy(), {"global": 0.0}, {"global": 4 * T}
+    )
     assert "last 20 frames of failed episodes" in tail_trap_warning(cols, trapped, N)
     spread = np.zeros(4 * T, bool)
     spread[::10] = True

@@ -5,7 +5,6 @@ features, all in one commit; `rollback` takes it out again, schema and metadata 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +43,16 @@ def others(root: Path) -> dict[str, pa.Table]:
 
 
 def _dataset(tmp_path, version):
-    spec = synth.simple_spec(version, episodes=5, length=30, demos=1, png_cameras=1, video_cameras=0, size=16,
-                             rows_per_file=30 if version == "v3.0" else None)
+    spec = synth.simple_spec(
+        version,
+        episodes=5,
+        length=30,
+        demos=1,
+        png_cameras=1,
+        video_cameras=0,
+        size=16,
+        rows_per_file=30 if version == "v3.0" else None,
+    )
     src = synth.write_dataset(tmp_path / "ds", spec)
     strip_label_column(src)
     return src
@@ -64,9 +71,14 @@ def test_label_creates_the_column_everywhere_and_rollback_removes_it(cli, lerobo
     n = len(before_schemas)
     assert out["files_rewritten"] == n
     rollout_frames = out["breakdown"]["frames"] - 30  # one 30-frame demo
-    assert set(out["transitions"]) == {"none->positive", "none->negative"} and sum(out["transitions"].values()) == rollout_frames
-    assert (f"created the label column 'adv_ind' (string) in {n} data file(s) that lacked it: rollout frames as labeled, "
-            "demo frames 'positive'; `recap-label rollback` removes it again") in out["notes"]
+    assert (
+        set(out["transitions"]) == {"none->positive", "none->negative"}
+        and sum(out["transitions"].values()) == rollout_frames
+    )
+    assert (
+        f"created the label column 'adv_ind' (string) in {n} data file(s) that lacked it: rollout frames as labeled, "
+        "demo frames 'positive'; `recap-label rollback` removes it again"
+    ) in out["notes"]
     for rel, schema in schemas(dest).items():
         assert schema.field("adv_ind").type == pa.string()
         assert schema.names == before_schemas[rel].names + ["adv_ind"]
@@ -82,8 +94,14 @@ def test_label_creates_the_column_everywhere_and_rollback_removes_it(cli, lerobo
             if human[rows].all():
                 assert set(labels[rows]) == {"positive"}  # demo rows, as pistar's demo writers put there
             else:
-                assert set(labels[rows]) <= {"positive", "negative"} and set(labels[rows & (human == 1)]) <= {"positive"}
-    assert json.loads((dest / "meta" / "info.json").read_text())["features"]["adv_ind"] == {"dtype": "string", "shape": [1], "names": None}
+                assert set(labels[rows]) <= {"positive", "negative"} and set(labels[rows & (human == 1)]) <= {
+                    "positive"
+                }
+    assert json.loads((dest / "meta" / "info.json").read_text())["features"]["adv_ind"] == {
+        "dtype": "string",
+        "shape": [1],
+        "names": None,
+    }
     verify = json.loads(cli("verify", dest, "--json").stdout)
     assert verify["ok"] and {c["name"]: c["status"] for c in verify["checks"]}["demo episodes unchanged"] == "pass"
 
@@ -135,8 +153,10 @@ def test_a_misspelt_label_column_is_not_created_beside_the_real_one(cli, lerobot
     dest = tmp_path / "ds_vlm_label"
     before = tree_digest(dest)
     line = error_line(cli("label", dest, "--value-column", "value_label", "--adv-col", "adv_idn", code=2))
-    assert line == ("Error: column 'adv_idn' is missing from every data file, but 'adv_ind' holds labels (positive); "
-                    "pass --adv-col adv_ind (label creates a missing label column only where the dataset has none)")
+    assert line == (
+        "Error: column 'adv_idn' is missing from every data file, but 'adv_ind' holds labels (positive); "
+        "pass --adv-col adv_ind (label creates a missing label column only where the dataset has none)"
+    )
     assert tree_digest(dest) == before
     # verify and diff read it as misspelt too, not as a label column of "none" that fails invariants
     cli("label", dest, "--value-column", "value_label")

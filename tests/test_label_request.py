@@ -42,7 +42,9 @@ def test_ratio_from_either_knob():
 
 def test_flags_are_refused_before_the_dataset_is_looked_at(cli, lerobot_home, tmp_path):
     """A wrong flag combination is named even when the dataset does not exist (nothing is read)."""
-    line = error_line(cli("label", tmp_path / "nothere", "--score-only", "--dry-run", "--checkpoint-dir", tmp_path, code=2))
+    line = error_line(
+        cli("label", tmp_path / "nothere", "--score-only", "--dry-run", "--checkpoint-dir", tmp_path, code=2)
+    )
     assert line.startswith("Error: --score-only and --dry-run do not go together")
     line = error_line(cli("label", tmp_path / "nothere", "--value-column", "v", code=2))
     assert "nothere" in line  # a valid combination gets as far as the dataset

@@ -25,7 +25,16 @@ LAYERS = [
     ("model", {"recap_label.model"}),
     ("rule", {"recap_label.rule", "recap_label.summary", "recap_label.stats", "recap_label.label_request"}),
     ("values", {"recap_label.values"}),
-    ("checks", {"recap_label.invariants", "recap_label.plotting", "recap_label.value_check", "recap_label.run_labels", "recap_label.view"}),
+    (
+        "checks",
+        {
+            "recap_label.invariants",
+            "recap_label.plotting",
+            "recap_label.value_check",
+            "recap_label.run_labels",
+            "recap_label.view",
+        },
+    ),
     ("commands", {"recap_label.commands"}),
     ("cli", {"recap_label.cli", "recap_label.__main__"}),
     ("demo", {"recap_label.demo"}),
@@ -149,12 +158,12 @@ def test_the_rule_itself_catches_a_violation(tmp_path):
     assert layer_of("recap_label.cli") > layer_of("recap_label.commands.label")
 
 
-
-
 @pytest.mark.parametrize("folder", [PACKAGE, BENCHMARKS], ids=lambda p: p.name)
 def test_no_import_circles(folder):
     cycles = import_cycles(import_graph(folder))
-    assert not cycles, f"modules that import each other in a circle (move what they share into a module of its own): {cycles}"
+    assert not cycles, (
+        f"modules that import each other in a circle (move what they share into a module of its own): {cycles}"
+    )
 
 
 def test_the_circle_check_catches_a_circle(tmp_path):

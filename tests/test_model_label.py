@@ -24,7 +24,9 @@ from support import TINY_CHECKPOINT, TINY_TOKENIZER, episode_frames, error_line,
 @pytest.fixture
 def dataset(cli, lerobot_home, tmp_path) -> Path:
     """Rollouts with a PNG base camera and an AV1 wrist camera, copied."""
-    spec = synth.simple_spec("v3.0", episodes=4, length=30, demos=1, png_cameras=1, video_cameras=1, size=32, rows_per_file=70)
+    spec = synth.simple_spec(
+        "v3.0", episodes=4, length=30, demos=1, png_cameras=1, video_cameras=1, size=32, rows_per_file=70
+    )
     synth.write_dataset(tmp_path / "ds", spec)
     cli("copy", tmp_path / "ds", "--json")
     return tmp_path / "ds_vlm_label"
@@ -48,7 +50,9 @@ def test_values_equal_a_direct_forward_pass(cli, dataset, tmp_path):
     base = letterbox(episode_frames(ds, 1, "observation.images.base"), size)
     wrist = letterbox(episode_frames(ds, 1, "observation.images.wrist"), size)
     images = torch.from_numpy(np.stack([base, wrist], axis=1))  # sorted slots: base_0_rgb, wrist_0_rgb
-    tokens, _, _ = PromptTokenizer(TINY_TOKENIZER).tokenize(ds.tasks[int(ds.episode_rows(1, ["task_index"])["task_index"][0].as_py())])
+    tokens, _, _ = PromptTokenizer(TINY_TOKENIZER).tokenize(
+        ds.tasks[int(ds.episode_rows(1, ["task_index"])["task_index"][0].as_py())]
+    )
     tok = torch.from_numpy(np.repeat(tokens[None].astype(np.int64), len(base), 0))
     with torch.inference_mode():
         want = model(to_model_input(images), torch.ones(len(base), 2, dtype=torch.bool), tok, tok != 0).numpy()
@@ -61,7 +65,9 @@ def test_values_equal_a_direct_forward_pass(cli, dataset, tmp_path):
 def test_rule_only_rerun_uses_the_sidecar_and_ema_is_default(cli, dataset):
     first = json.loads(cli("label", dataset, *model_args("--json")).stdout)
     v1 = sidecar(dataset)["value"].to_numpy()
-    again = json.loads(cli("label", dataset, *model_args("--positive-ratio", "0.5", "--lookahead", "3", "--json")).stdout)
+    again = json.loads(
+        cli("label", dataset, *model_args("--positive-ratio", "0.5", "--lookahead", "3", "--json")).stdout
+    )
     assert again["values_from"] == "sidecar (no inference)"
     np.testing.assert_array_equal(sidecar(dataset)["value"].to_numpy(), v1)
     raw = json.loads(cli("label", dataset, *model_args("--no-use-ema", "--json")).stdout)
@@ -78,7 +84,8 @@ INFERENCE_MODULES = ("torch", "transformers", "tensorstore", "ml_dtypes", "av")
 # `python -m recap_label …` with a hook that prints, at interpreter exit, which inference modules were imported
 AT_EXIT_IMPORTS = (
     "import atexit, runpy, sys\n"
-    f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {INFERENCE_MODULES!r} if m in sys.modules), file=sys.stderr))\n"
+    f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {INFERENCE_MODULES!r} if m in sys.modules), "
+    f"file=sys.stderr))\n"
     "sys.argv[0] = 'recap-label'\n"
     "runpy.run_module('recap_label', run_name='__main__')\n"
 )
@@ -91,8 +98,13 @@ def test_relabel_from_the_sidecar_imports_no_inference_module(dataset):
     env = sub_env(model_cache=os.environ["RECAP_LABEL_MODEL_CACHE"])
 
     def label(*extra: str) -> tuple[dict, str]:
-        r = subprocess.run([sys.executable, "-c", AT_EXIT_IMPORTS, "label", str(dataset), *model_args(*extra, "--json")],
-                           capture_output=True, text=True, env=env, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-c", AT_EXIT_IMPORTS, "label", str(dataset), *model_args(*extra, "--json")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout), next(line for line in r.stderr.splitlines() if line.startswith("IMPORTED "))
 
@@ -104,9 +116,17 @@ def test_relabel_from_the_sidecar_imports_no_inference_module(dataset):
     assert imported == "IMPORTED []"
 
 
-def _label_subprocess(dest: Path, *extra: str, crash: str | None = None, torchrun: int = 0) -> subprocess.CompletedProcess:
-    env = sub_env(crash=crash, model_cache=os.environ["RECAP_LABEL_MODEL_CACHE"])  # the `lerobot_home` fixture's cache and home
-    head = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(torchrun), "--master-port", "29533"] if torchrun else [sys.executable]
+def _label_subprocess(
+    dest: Path, *extra: str, crash: str | None = None, torchrun: int = 0
+) -> subprocess.CompletedProcess:
+    env = sub_env(
+        crash=crash, model_cache=os.environ["RECAP_LABEL_MODEL_CACHE"]
+    )  # the `lerobot_home` fixture's cache and home
+    head = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(torchrun), "--master-port", "29533"]
+        if torchrun
+        else [sys.executable]
+    )
     cmd = [*head, "-m", "recap_label", "label", str(dest), *model_args(*extra)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
@@ -131,7 +151,7 @@ def test_torchrun_two_cpu_ranks_give_the_same_labels(cli, lerobot_home, tmp_path
     shutil.copytree(dataset, twin)
     r = _label_subprocess(dataset, "--json", torchrun=2)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["values_from"].startswith("inference on 2 ranks")
     cli("label", twin, *model_args("--json"))
     a, b = sidecar(dataset), sidecar(twin)
@@ -147,7 +167,7 @@ def test_torchrun_dry_run_writes_nothing_in_the_dataset(cli, lerobot_home, tmp_p
     before = tree_digest(dataset)
     r = _label_subprocess(dataset, "--dry-run", "--json", torchrun=2)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["values_from"].startswith("inference on 2 ranks") and out["run"] is None
     assert tree_digest(dataset) == before
     kept = list((tmp_path / "dry-run-values").glob("ds_vlm_label-*/*/episode-*.parquet"))
@@ -266,18 +286,32 @@ def test_tokenizer_larger_than_the_embedding_table_is_refused_up_front(cli, data
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(training_sentences()), model_writer=model, vocab_size=600, model_type="bpe",
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, add_dummy_prefix=False, user_defined_symbols=["\n"], character_coverage=1.0,
-        num_threads=1, minloglevel=2,
+        sentence_iterator=iter(training_sentences()),
+        model_writer=model,
+        vocab_size=600,
+        model_type="bpe",
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        user_defined_symbols=["\n"],
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
     )
     big = tmp_path / "big.model"
     big.write_bytes(model.getvalue())
     before = tree_digest(dataset)
     line = error_line(cli("label", dataset, *model_args(tokenizer=big), code=2))
     assert line == (
-        f"Error: tokenizer {big} has 600 pieces (token ids up to 599) but the checkpoint {TINY_CHECKPOINT / 'step_00000002'} "
-        "has a 400-row token embedding table; they do not belong together, pass the --tokenizer-path the value model was trained with"
+        f"Error: tokenizer {big} has 600 pieces (token ids up to 599) but the checkpoint "
+        f"{TINY_CHECKPOINT / 'step_00000002'} "
+        "has a 400-row token embedding table; they do not belong together, pass the --tokenizer-path the value model "
+        "was trained with"
     )
     assert tree_digest(dataset) == before
     assert not (dataset / "meta" / "recap_label" / "values-partial").exists()
@@ -318,7 +352,12 @@ def test_off_a_terminal_inference_logs_plain_progress_and_reports_its_performanc
     assert lines[0] == f"progress: loading the value model {TINY_CHECKPOINT / 'step_00000002'} (EMA) onto cpu …"
     assert re.fullmatch(r"progress: value model loaded in \d+\.\d s", lines[1])
     assert lines[2] == "progress: inference of 90 frames on cpu started (a line every 0 s)"
-    steps = [re.fullmatch(r"progress: infer ([\d,]+)/90 frames \(([\d.]+) %\) · ([\d.,]+) frames/s · ETA (\d+):(\d\d):(\d\d)", l) for l in lines[3:-1]]
+    steps = [
+        re.fullmatch(
+            r"progress: infer ([\d,]+)/90 frames \(([\d.]+) %\) · ([\d.,]+) frames/s · ETA (\d+):(\d\d):(\d\d)", l
+        )
+        for l in lines[3:-1]
+    ]
     assert steps and all(steps), lines
     done = [int(m.group(1).replace(",", "")) for m in steps]
     assert done == sorted(done) and done[-1] == 90 and len(done) >= 90 // 7
@@ -327,13 +366,23 @@ def test_off_a_terminal_inference_logs_plain_progress_and_reports_its_performanc
         eta = int(m.group(4)) * 3600 + int(m.group(5)) * 60 + int(m.group(6))
         assert abs(eta - (90 - frames) / rate) <= 0.5 + 0.01 * eta
     assert re.fullmatch(r"progress: inference done: 90 frames in \d:\d\d:\d\d \([\d.,]+ frames/s\)", lines[-1])
-    assert re.search(r"^inference: 90 frames at [\d.,]+ frames/s on cpu, fp32\n  batch 7, 0 workers · checkpoint step 2, EMA$", r.stdout, re.M)
-    assert re.search(r"^time: load \d+\.\d s · fetch \d+\.\d s · infer \d+\.\d s · write \d+\.\d s · total \d+\.\d s$", r.stdout, re.M)
+    assert re.search(
+        r"^inference: 90 frames at [\d.,]+ frames/s on cpu, fp32\n  batch 7, 0 workers · checkpoint step 2, EMA$",
+        r.stdout,
+        re.M,
+    )
+    assert re.search(
+        r"^time: load \d+\.\d s · fetch \d+\.\d s · infer \d+\.\d s · write \d+\.\d s · total \d+\.\d s$",
+        r.stdout,
+        re.M,
+    )
     run = lineage_json(dataset)["runs"][-1]
     perf = run["performance"]
     assert perf["frames"] == 90 and perf["frames_per_s"] > 0 and perf["device"] == "cpu" and perf["precision"] == "fp32"
     assert perf["checkpoint_step"] == 2 and perf["ema"] is True and perf["batch_size"] == 7 and perf["num_workers"] == 0
-    assert set(perf["wall_s"]) == {"load", "fetch", "infer", "write", "inference"} and all(v >= 0 for v in perf["wall_s"].values())
+    assert set(perf["wall_s"]) == {"load", "fetch", "infer", "write", "inference"} and all(
+        v >= 0 for v in perf["wall_s"].values()
+    )
     out = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
     assert out["performance"]["frames"] == 90 and out["performance"]["wall_s"]["write"] is not None
     assert set(out["performance"]) >= {"frames_per_s", "wall_s", "device", "precision", "checkpoint_step", "ema"}

@@ -39,12 +39,16 @@ def long_copy(lerobot_home, tmp_path) -> Path:
     dest = tmp_path / f"{src.name}_vlm_label"
     entry = lerobot_home / "local" / dest.name
     assert f"registered: {entry} → {dest}  (repo_id local/{dest.name})" in out.splitlines()
-    assert any(line.startswith("copied 8 files") and line.endswith(f"→ {dest}  (iteration 1)") for line in out.splitlines())
+    assert any(
+        line.startswith("copied 8 files") and line.endswith(f"→ {dest}  (iteration 1)") for line in out.splitlines()
+    )
     return dest
 
 
 def test_label_report_lines_stay_whole(long_copy, lerobot_home):
-    out = run80("label", long_copy, "--values", values_file(long_copy), "--lookahead", "5", home=lerobot_home).splitlines()
+    out = run80(
+        "label", long_copy, "--values", values_file(long_copy), "--lookahead", "5", home=lerobot_home
+    ).splitlines()
     assert f"run-0001: 3 data file(s) rewritten · {long_copy}" in out
     assert "label transitions (rollout frames)" in out
 
@@ -57,14 +61,21 @@ def test_rollback_list_marks_only_the_run_on_disk_and_keeps_the_time(long_copy, 
     run80("label", long_copy, "--values", values, "--lookahead", "5", "--positive-ratio", "0.5", home=lerobot_home)
     out = run80("rollback", long_copy, "--list", home=lerobot_home)
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("run-")}
-    assert re.search(r"run-0001 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +label +values-file +30\.\d\d % +replaced by run-0002$", rows["run-0001"].rstrip()), out
+    assert re.search(
+        r"run-0001 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +label +values-file +30\.\d\d % +replaced by run-0002$",
+        rows["run-0001"].rstrip(),
+    ), out
     assert rows["run-0002"].rstrip().endswith(" active")
     assert sum(" active" in line for line in out.splitlines()) == 1
     runs = json.loads(run80("rollback", long_copy, "--list", "--json", home=lerobot_home))
     assert [r["labels_on_disk"] for r in runs] == [False, True]
     assert max(len(line.rstrip()) for line in out.splitlines()[1:]) <= 80
     run80("rollback", long_copy, home=lerobot_home)  # undo run-0002: run-0001's labels are on disk again
-    rows = {line.split()[0]: line for line in run80("rollback", long_copy, "--list", home=lerobot_home).splitlines() if line.startswith("run-")}
+    rows = {
+        line.split()[0]: line
+        for line in run80("rollback", long_copy, "--list", home=lerobot_home).splitlines()
+        if line.startswith("run-")
+    }
     assert rows["run-0001"].rstrip().endswith(" active") and rows["run-0002"].rstrip().endswith("undone by run-0003")
 
 
@@ -76,7 +87,9 @@ def test_verify_names_a_missing_file_whole(lerobot_home, tmp_path):
     long_copy = tmp_path / "spec_vlm_label"
     video = sorted((long_copy / "videos").rglob("*.mp4"))[-1]
     video.unlink()
-    detail = {c["name"]: c for c in json.loads(run80("verify", long_copy, "--json", home=lerobot_home, code=1))["checks"]}["every file meta/ names is present"]["detail"]
+    detail = {
+        c["name"]: c for c in json.loads(run80("verify", long_copy, "--json", home=lerobot_home, code=1))["checks"]
+    }["every file meta/ names is present"]["detail"]
     assert video.relative_to(long_copy).as_posix() in detail
     out = run80("verify", long_copy, home=lerobot_home, code=1).splitlines()
     assert "…" not in "\n".join(out) and max(len(line) for line in out if line.startswith("│")) <= 80
@@ -91,12 +104,24 @@ def test_verify_names_a_missing_file_whole(lerobot_home, tmp_path):
 
 
 def test_config_is_not_cut(lerobot_home, tmp_path):
-    cache = tmp_path / "a" / "rather" / "long" / "tokenizer" / "folder" / "that" / "does" / "not" / "fit" / "tokenizer.model"
+    cache = (
+        tmp_path
+        / "a"
+        / "rather"
+        / "long"
+        / "tokenizer"
+        / "folder"
+        / "that"
+        / "does"
+        / "not"
+        / "fit"
+        / "tokenizer.model"
+    )
     (tmp_path / "recap-label.toml").write_text(f'tokenizer_path = "{cache}"\nlookahead = 7\n')
     out = run80("config", home=lerobot_home, cwd=tmp_path).splitlines()
     assert f'tokenizer_path = "{cache}"  # file {tmp_path / "recap-label.toml"}' in out
-    assert f'lookahead = 7  # file {tmp_path / "recap-label.toml"}' in out
-    assert 'json = false  # default' in out
+    assert f"lookahead = 7  # file {tmp_path / 'recap-label.toml'}" in out
+    assert "json = false  # default" in out
     # the lines are TOML: they read back as the same configuration
     (tmp_path / "again.toml").write_text("\n".join(line.split("  #")[0] for line in out[1:]) + "\n")
     again = json.loads(run80("--config", tmp_path / "again.toml", "config", "--json", home=lerobot_home, cwd=tmp_path))
@@ -106,9 +131,15 @@ def test_config_is_not_cut(lerobot_home, tmp_path):
 
 def test_rollback_help_shows_each_example_on_its_own_line(lerobot_home):
     out = run80("rollback", "--help", home=lerobot_home).splitlines()
-    assert any(line.strip().startswith("recap-label rollback local/vial_v21_vlm_label_v3") and line.strip().endswith("# undo the last label run") for line in out)
+    assert any(
+        line.strip().startswith("recap-label rollback local/vial_v21_vlm_label_v3")
+        and line.strip().endswith("# undo the last label run")
+        for line in out
+    )
     assert any(line.strip().endswith("--iteration  # back to _v2") for line in out)
-    out = [line.strip() for line in run80("diff", "--help", home=lerobot_home).splitlines()]  # the same for diff's two examples
+    out = [
+        line.strip() for line in run80("diff", "--help", home=lerobot_home).splitlines()
+    ]  # the same for diff's two examples
     assert "recap-label diff local/vial_v21_vlm_label local/vial_v21_vlm_label_v2" in out
     assert "recap-label diff local/vial_v21_vlm_label@run-0001 local/vial_v21_vlm_label@run-0002" in out
 
@@ -140,9 +171,11 @@ def test_ctrl_c_during_copy_closes_the_progress_bar(lerobot_home, tmp_path):
     os.close(master)
     assert proc.returncode == 130
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
-    after = text[text.index("Error:"):]
+    after = text[text.index("Error:") :]
     assert "━" not in after and "MB" not in after, repr(after)  # the bar is gone, not drawn again below the error
-    assert after.splitlines()[0].startswith("Error: interrupted; the copy was taken back") and after.splitlines()[0].endswith("run the same command to copy again")
+    assert after.splitlines()[0].startswith("Error: interrupted; the copy was taken back") and after.splitlines()[
+        0
+    ].endswith("run the same command to copy again")
 
 
 def test_iterations_rows_fit_80_columns(long_copy, lerobot_home):
@@ -163,7 +196,9 @@ def test_diff_settings_fold_a_long_path_instead_of_cutting_it(long_copy, lerobot
     run80("label", v2, "--values", values_file(v2, seed=1), "--lookahead", "5", home=lerobot_home)
     settings = json.loads(run80("diff", long_copy, v2, "--json", home=lerobot_home))["settings"]
     out = run80("diff", long_copy, v2, home=lerobot_home)
-    table = out[out.index("thresholds and settings that differ"):]
-    cells = "".join(line.split("│")[3].strip() for line in table.splitlines() if line.startswith("│"))  # column B, unfolded
+    table = out[out.index("thresholds and settings that differ") :]
+    cells = "".join(
+        line.split("│")[3].strip() for line in table.splitlines() if line.startswith("│")
+    )  # column B, unfolded
     assert "…" not in out and all(str(vb) in cells for _, vb in settings.values() if vb is not None)
     assert max(len(line.rstrip()) for line in table.splitlines()) <= 80

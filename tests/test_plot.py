@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -81,5 +80,8 @@ def test_a_plot_that_fails_half_way_leaves_no_file(cli, dest, tmp_path, monkeypa
     out.parent.mkdir()
     r = cli("verify", dest, "--plot", out, code=None)
     assert r.exit_code == 2
-    assert r.stderr == "Error: disk full while running `recap-label verify`; free space and run again (nothing was changed)\n"
+    assert (
+        r.stderr
+        == "Error: disk full while running `recap-label verify`; free space and run again (nothing was changed)\n"
+    )
     assert list(out.parent.iterdir()) == []

@@ -5,11 +5,9 @@ completion is there the Typer way."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from dataclasses import fields
-from pathlib import Path
 
 from recap_label.config import Settings
 from support import PKG_ROOT, cmd, sub_env
@@ -23,7 +21,9 @@ def configuration_section() -> str:
 
 
 def table_rows() -> list[list[str]]:
-    rows = [line.strip().strip("|").split("|") for line in configuration_section().splitlines() if line.startswith("| `")]
+    rows = [
+        line.strip().strip("|").split("|") for line in configuration_section().splitlines() if line.startswith("| `")
+    ]
     return [[cell.strip() for cell in row] for row in rows]
 
 
@@ -47,7 +47,9 @@ def test_example_config_file_parses(lerobot_home, tmp_path, cli):
     got = json.loads(cli("config", "--json").stdout)  # the lerobot_home fixture runs in tmp_path
     in_file = [line.split("=")[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("#")]
     assert in_file and all(got[k]["source"] == f"file {tmp_path / 'recap-label.toml'}" for k in in_file)
-    assert got["lookahead"]["value"] == "50" and got["wrist_image_col"]["value"] == "observation.images.left_wrist_camera"
+    assert (
+        got["lookahead"]["value"] == "50" and got["wrist_image_col"]["value"] == "observation.images.left_wrist_camera"
+    )
 
 
 def test_shell_completion_the_typer_way(tmp_path):
@@ -58,6 +60,43 @@ def test_shell_completion_the_typer_way(tmp_path):
     env.update(_RECAP_LABEL_COMPLETE="complete_bash", COMP_WORDS="recap-label ro", COMP_CWORD="1")
     assert subprocess.run(cmd(), capture_output=True, text=True, env=env, timeout=60).stdout.split() == ["rollback"]
     env.update(COMP_WORDS="recap-label label --positive", COMP_CWORD="2")
-    assert "--positive-ratio" in subprocess.run(cmd(), capture_output=True, text=True, env=env, timeout=60).stdout.split()
+    assert (
+        "--positive-ratio" in subprocess.run(cmd(), capture_output=True, text=True, env=env, timeout=60).stdout.split()
+    )
     help_text = subprocess.run(cmd("--help"), capture_output=True, text=True, env=sub_env(), timeout=60).stdout
     assert "--install-completion" in help_text
+
+
+def layout_files() -> list[str]:
+    """The files the Layout table names, as repository paths. A cell such as "`cli/app.py`,
+    `options.py`" names `recap_label/cli/app.py` and `recap_label/cli/options.py`: a bare name is in
+    the folder of the path before it; paths are inside the package unless they start with
+    `benchmarks/`."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = []
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        folder = ""
+        for token in re.findall(r"`([^`]+\.py)`", line.strip("|").split("|")[0]):
+            if "/" in token:
+                folder, _, name = token.rpartition("/")
+            else:
+                name = token
+            inside = folder if folder.startswith("benchmarks") else f"recap_label/{folder}".rstrip("/")
+            named.append(f"{inside}/{name}")
+    return named
+
+
+def test_layout_table_names_every_module_and_only_real_ones():
+    named = layout_files()
+    modules = {
+        str(p.relative_to(PKG_ROOT))
+        for folder in ("recap_label", "benchmarks")
+        for p in (PKG_ROOT / folder).rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    assert len(named) == len(set(named)), sorted(n for n in named if named.count(n) > 1)
+    assert sorted(set(named) - modules) == [], "the Layout table names files that do not exist"
+    assert sorted(modules - set(named)) == [], "modules missing from the README's Layout table"

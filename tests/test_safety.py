@@ -27,7 +27,9 @@ STATE = Path("meta") / "recap_label"
 def recap(*args, env_extra=None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_CRASH")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "recap_label", *map(str, args)], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "recap_label", *map(str, args)], capture_output=True, text=True, env=env
+    )
 
 
 @pytest.fixture
@@ -110,17 +112,52 @@ def test_4_failed_staging_cleans_up_per_file_and_says_what_is_left(cli, copy_, t
 @pytest.mark.parametrize(
     "journal, why",
     [
-        ({"run": "run-0001", "mode": "redo", "entries": [{"target": "../outside.txt", "staged": "../.recap-stage-run-0001-outside.txt"}]}, "is not a plain relative path"),
-        ({"run": "run-0001", "mode": "undo", "entries": [{"target": "data/../../outside.txt", "staged": "x", "backup": "y"}]}, "is not a plain relative path"),
-        ({"run": "run-0001", "mode": "redo", "entries": [{"target": "meta/tasks.parquet", "staged": "meta/.recap-stage-run-0001-tasks.parquet"}]}, "which a commit never rewrites"),
-        ({"run": "run-0001", "mode": "redo", "entries": [{"target": "data/chunk-000/episode_000000.parquet", "staged": "data/chunk-000/evil.parquet"}]}, "is not the staged name"),
+        (
+            {
+                "run": "run-0001",
+                "mode": "redo",
+                "entries": [{"target": "../outside.txt", "staged": "../.recap-stage-run-0001-outside.txt"}],
+            },
+            "is not a plain relative path",
+        ),
+        (
+            {
+                "run": "run-0001",
+                "mode": "undo",
+                "entries": [{"target": "data/../../outside.txt", "staged": "x", "backup": "y"}],
+            },
+            "is not a plain relative path",
+        ),
+        (
+            {
+                "run": "run-0001",
+                "mode": "redo",
+                "entries": [{"target": "meta/tasks.parquet", "staged": "meta/.recap-stage-run-0001-tasks.parquet"}],
+            },
+            "which a commit never rewrites",
+        ),
+        (
+            {
+                "run": "run-0001",
+                "mode": "redo",
+                "entries": [
+                    {"target": "data/chunk-000/episode_000000.parquet", "staged": "data/chunk-000/evil.parquet"}
+                ],
+            },
+            "is not the staged name",
+        ),
         ({"run": "run-0001", "mode": "redo", "entries": {"target": "x"}}, "'entries' is not a list"),
         ({"run": 7, "mode": "redo", "entries": []}, "'run' is 7"),
-        ({"run": "run-0001", "mode": "redo", "entries": [{"target": "data/chunk-000/episode_000000.parquet"}]}, "lacks a 'target' or 'staged'"),
+        (
+            {"run": "run-0001", "mode": "redo", "entries": [{"target": "data/chunk-000/episode_000000.parquet"}]},
+            "lacks a 'target' or 'staged'",
+        ),
         (["not", "an", "object"], "not an object"),
     ],
 )
-@pytest.mark.parametrize("command", [["verify"], ["verify", "--repair"], ["label", "--value-column", "value_label"], ["rollback"]])
+@pytest.mark.parametrize(
+    "command", [["verify"], ["verify", "--repair"], ["label", "--value-column", "value_label"], ["rollback"]]
+)
 @pytest.mark.slow
 def test_5_a_crafted_journal_is_refused_before_anything_is_touched(cli, copy_, tmp_path, journal, why, command):
     outside = tmp_path / "outside.txt"
@@ -140,7 +177,10 @@ def test_6_verify_only_reads_and_repair_finishes(cli, copy_, tmp_path):
     before = tree_digest(copy_)
     out = json.loads(cli("verify", copy_, "--json", code=1).stdout)
     failed = [c for c in out["checks"] if c["status"] == "fail"]
-    assert failed[0]["name"] == "no interrupted commit" and "run-0001 was interrupted while committing" in failed[0]["detail"]
+    assert (
+        failed[0]["name"] == "no interrupted commit"
+        and "run-0001 was interrupted while committing" in failed[0]["detail"]
+    )
     assert "verify --repair" in failed[0]["detail"]
     assert tree_digest(copy_) == before  # verify changed nothing
     cli("verify", copy_, "--repair")
@@ -170,10 +210,14 @@ def test_8_changed_camera_inputs_are_scored_again(cli, copy_):
     shutil.copyfile(base / "episode_000002.mp4", base / "episode_000001.mp4")
     out = json.loads(cli("label", copy_, *args, "--positive-ratio", "0.4", "--json").stdout)
     assert "inference for" in out["values_from"] and "whose inputs changed" in out["values_from"]
-    values_now = pq.read_table(copy_ / STATE / "values.parquet").sort_by([("episode_index", "ascending"), ("frame_index", "ascending")])
+    values_now = pq.read_table(copy_ / STATE / "values.parquet").sort_by(
+        [("episode_index", "ascending"), ("frame_index", "ascending")]
+    )
     again = json.loads(cli("label", copy_, *args, "--positive-ratio", "0.4", "--recompute", "--json").stdout)
     assert again["values_from"] == "inference"
-    recomputed = pq.read_table(copy_ / STATE / "values.parquet").sort_by([("episode_index", "ascending"), ("frame_index", "ascending")])
+    recomputed = pq.read_table(copy_ / STATE / "values.parquet").sort_by(
+        [("episode_index", "ascending"), ("frame_index", "ascending")]
+    )
     assert values_now["value"].to_pylist() == recomputed["value"].to_pylist()
     assert cli("label", copy_, *args, "--positive-ratio", "0.4", "--json").stdout.count("sidecar (no inference)") == 1
 
@@ -219,7 +263,9 @@ def test_10_a_gap_in_frame_index_is_refused(cli, copy_):
         ep = t["episode_index"].to_numpy()
         last = (ep == ep[0]).nonzero()[0][-1]
         fi[last] += 1  # frames 0..18, then 20
-        return t.set_column(t.schema.get_field_index("frame_index"), "frame_index", pa.array(fi, t.schema.field("frame_index").type))
+        return t.set_column(
+            t.schema.get_field_index("frame_index"), "frame_index", pa.array(fi, t.schema.field("frame_index").type)
+        )
 
     _rewrite_first_data_file(copy_, gap)
     line = error_line(cli("label", copy_, "--value-column", "value_label", code=2))
@@ -235,8 +281,13 @@ def test_10_a_data_file_with_an_extra_column_is_refused(cli, copy_):
 def test_10_a_values_file_for_another_dataset_is_refused(cli, copy_, tmp_path):
     v = values_file(copy_, tmp_path / "v.parquet")
     t = pq.read_table(v)
-    extra = pa.table({"episode_index": pa.array([99], t["episode_index"].type), "frame_index": pa.array([0], t["frame_index"].type),
-                      "value": pa.array([-0.5], t["value"].type)})
+    extra = pa.table(
+        {
+            "episode_index": pa.array([99], t["episode_index"].type),
+            "frame_index": pa.array([0], t["frame_index"].type),
+            "value": pa.array([-0.5], t["value"].type),
+        }
+    )
     pq.write_table(pa.concat_tables([t, extra]), v)
     line = error_line(cli("label", copy_, "--values", v, code=2))
     assert "has values for episode 99, which c does not have" in line

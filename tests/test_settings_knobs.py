@@ -46,7 +46,9 @@ def test_knobs_from_the_file_with_their_sources(tmp_path):
 
 def test_injected_environment_is_the_one_read(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "real"))
-    s = resolve_settings(cwd=tmp_path, env={"HF_LEROBOT_HOME": str(tmp_path / "injected"), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    s = resolve_settings(
+        cwd=tmp_path, env={"HF_LEROBOT_HOME": str(tmp_path / "injected"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    )
     assert s.lerobot_home == tmp_path / "injected" and s.sources["lerobot_home"] == "env HF_LEROBOT_HOME"
     assert s.model_cache == tmp_path / "xdg" / "recap-label" / "models"
     assert resolve_settings(cwd=tmp_path, env={}).lerobot_home != tmp_path / "real"
@@ -54,7 +56,10 @@ def test_injected_environment_is_the_one_read(tmp_path, monkeypatch):
 
 def test_help_shows_the_defaults_of_the_settings(cli):
     out = cli("label", "--help").stdout
-    assert f"[default: {Settings.default('lookahead')}]" in out and f"[default: {Settings.default('positive_ratio')}]" in out
+    assert (
+        f"[default: {Settings.default('lookahead')}]" in out
+        and f"[default: {Settings.default('positive_ratio')}]" in out
+    )
     assert f"[default: {Settings.default('human_col')}]" in out
 
 
@@ -72,11 +77,25 @@ def test_a_checkpoint_from_the_file_is_a_default_a_flag_replaces(cli, dataset, t
     out = json.loads(cli("label", dataset, "--value-column", "value_label", "--json").stdout)
     assert out["values_from"] == "value-column"
     r = cli("label", dataset, "--value-column", "value_label", "--checkpoint-dir", TINY_CHECKPOINT, code=2)
-    assert error_line(r) == "Error: give exactly one value source: --checkpoint-dir, --values or --value-column (got --checkpoint-dir and --value-column)"
+    assert (
+        error_line(r)
+        == "Error: give exactly one value source: --checkpoint-dir, --values or --value-column (got --checkpoint-dir "
+        "and --value-column)"
+    )
 
 
 def test_sidecar_rerun_with_a_checkpoint_never_imports_torch(cli, dataset, tmp_path):
-    model = ["--checkpoint-dir", str(TINY_CHECKPOINT), "--tokenizer-path", str(TINY_TOKENIZER), *CAMS, "--lookahead", "5", "--device", "cpu"]
+    model = [
+        "--checkpoint-dir",
+        str(TINY_CHECKPOINT),
+        "--tokenizer-path",
+        str(TINY_TOKENIZER),
+        *CAMS,
+        "--lookahead",
+        "5",
+        "--device",
+        "cpu",
+    ]
     first = json.loads(cli("label", dataset, *model, "--json").stdout)
     assert first["values_from"] == "inference"
     code = (

@@ -20,8 +20,20 @@ from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
 
 from support import error_line, tree_digest
 
-MODEL = ["--checkpoint-dir", str(TINY_CHECKPOINT), "--tokenizer-path", str(TINY_TOKENIZER),
-         "--base-image-col", "observation.images.base", "--lookahead", "6", "--device", "cpu", "--num-workers", "0"]
+MODEL = [
+    "--checkpoint-dir",
+    str(TINY_CHECKPOINT),
+    "--tokenizer-path",
+    str(TINY_TOKENIZER),
+    "--base-image-col",
+    "observation.images.base",
+    "--lookahead",
+    "6",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+]
 PARTS = Path("meta") / "recap_label" / "values-partial"
 pytestmark = pytest.mark.slow  # concurrent model subprocesses: the full suite (`make test`) runs them
 
@@ -29,7 +41,9 @@ pytestmark = pytest.mark.slow  # concurrent model subprocesses: the full suite (
 @pytest.fixture
 def copies(cli, lerobot_home, tmp_path) -> tuple[Path, Path]:
     """Two identical copies of one dataset: one labeled by one process, one by shards."""
-    spec = synth.simple_spec("v3.0", episodes=9, length=18, demos=1, png_cameras=1, video_cameras=0, size=16, rows_per_file=50)
+    spec = synth.simple_spec(
+        "v3.0", episodes=9, length=18, demos=1, png_cameras=1, video_cameras=0, size=16, rows_per_file=50
+    )
     synth.write_dataset(tmp_path / "ds", spec)
     cli("copy", tmp_path / "ds", tmp_path / "one", "--no-register")
     cli("copy", tmp_path / "ds", tmp_path / "sharded", "--no-register")
@@ -46,17 +60,43 @@ def recap(*args, env_extra=None, check=True) -> subprocess.CompletedProcess:
 
 def start_shard(ds: Path, i: int, n: int, *extra, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "recap_label", "label", str(ds), *MODEL, "--shard", f"{i}/{n}", "--score-only", "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recap_label",
+            "label",
+            str(ds),
+            *MODEL,
+            "--shard",
+            f"{i}/{n}",
+            "--score-only",
+            "--json",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def labels_by_file(root: Path) -> dict[str, list]:
-    return {p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist() for p in sorted((root / "data").rglob("*.parquet"))}
+    return {
+        p.relative_to(root).as_posix(): pq.read_table(p, columns=["adv_ind"])["adv_ind"].to_pylist()
+        for p in sorted((root / "data").rglob("*.parquet"))
+    }
 
 
 def sidecar_values(root: Path) -> list:
-    t = pq.read_table(root / "meta" / "recap_label" / "values.parquet").sort_by([("episode_index", "ascending"), ("frame_index", "ascending")])
-    return list(zip(t["episode_index"].to_pylist(), t["frame_index"].to_pylist(), t["value"].to_pylist(), t["label"].to_pylist()))
+    t = pq.read_table(root / "meta" / "recap_label" / "values.parquet").sort_by(
+        [("episode_index", "ascending"), ("frame_index", "ascending")]
+    )
+    return list(
+        zip(
+            t["episode_index"].to_pylist(), t["frame_index"].to_pylist(), t["value"].to_pylist(), t["label"].to_pylist()
+        )
+    )
 
 
 def test_four_concurrent_shards_then_one_label_equal_one_process(cli, copies, tmp_path):
@@ -157,12 +197,16 @@ def test_label_and_scoring_keep_out_of_each_others_way(cli, copies):
     (scorers / f"{me['host']}-{me['pid']}.json").write_text(json.dumps(me))
     before = tree_digest(ds)
     r = cli("label", ds, "--value-column", "value_label", code=2)
-    assert error_line(r).startswith(f"Error: {ds.name} is being scored by 1 process(es): scoring shard 3/16 (pid {os.getpid()}")
+    assert error_line(r).startswith(
+        f"Error: {ds.name} is being scored by 1 process(es): scoring shard 3/16 (pid {os.getpid()}"
+    )
     assert tree_digest(ds) == before
     shutil.rmtree(ds / PARTS)
     # a live label (its lock) blocks scoring
     lock = ds / "meta" / "recap_label" / "lock"
-    lock.write_text(json.dumps({"pid": os.getpid(), "pid_start": None, "host": socket.gethostname(), "command": "label"}))
+    lock.write_text(
+        json.dumps({"pid": os.getpid(), "pid_start": None, "host": socket.gethostname(), "command": "label"})
+    )
     r = cli("label", ds, *MODEL, "--shard", "1/2", "--score-only", code=2)
     assert error_line(r).startswith(f"Error: {ds.name} is being written by `recap-label label` (pid {os.getpid()})")
     lock.unlink()
@@ -171,12 +215,32 @@ def test_label_and_scoring_keep_out_of_each_others_way(cli, copies):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--shard", "0/4", "--score-only"], "Error: --shard 0/4: I must be between 1 and N (N >= 1); shards are numbered 1..N"),
-        (["--shard", "5/4", "--score-only"], "Error: --shard 5/4: I must be between 1 and N (N >= 1); shards are numbered 1..N"),
-        (["--shard", "a/b", "--score-only"], "Error: --shard must be I/N with whole numbers, e.g. --shard 3/16, got 'a/b'"),
-        (["--shard", "1/4"], "Error: --shard needs --score-only: each shard only scores its part; the labels are written once, by a final `label` without --shard"),
-        (["--score-only", "--dry-run"], "Error: --score-only and --dry-run do not go together: --score-only writes value parts, --dry-run writes nothing; run them one after the other"),
-        (["--episode_shard_index", "1"], "Error: --episode_shard_index and --episode_num_shards go together; or use --shard I/N"),
+        (
+            ["--shard", "0/4", "--score-only"],
+            "Error: --shard 0/4: I must be between 1 and N (N >= 1); shards are numbered 1..N",
+        ),
+        (
+            ["--shard", "5/4", "--score-only"],
+            "Error: --shard 5/4: I must be between 1 and N (N >= 1); shards are numbered 1..N",
+        ),
+        (
+            ["--shard", "a/b", "--score-only"],
+            "Error: --shard must be I/N with whole numbers, e.g. --shard 3/16, got 'a/b'",
+        ),
+        (
+            ["--shard", "1/4"],
+            "Error: --shard needs --score-only: each shard only scores its part; the labels are written once, by a "
+            "final `label` without --shard",
+        ),
+        (
+            ["--score-only", "--dry-run"],
+            "Error: --score-only and --dry-run do not go together: --score-only writes value parts, --dry-run writes "
+            "nothing; run them one after the other",
+        ),
+        (
+            ["--episode_shard_index", "1"],
+            "Error: --episode_shard_index and --episode_num_shards go together; or use --shard I/N",
+        ),
     ],
 )
 def test_bad_shard_options(cli, copies, args, message):
@@ -191,13 +255,22 @@ def test_shards_need_a_model(cli, copies, source):
     _, ds = copies
     before = tree_digest(ds)
     r = cli("label", ds, *source, "--shard", "1/2", "--score-only", code=2)
-    assert error_line(r) == "Error: --shard needs --checkpoint-dir: values from --values or --value-column have nothing to score"
+    assert (
+        error_line(r)
+        == "Error: --shard needs --checkpoint-dir: values from --values or --value-column have nothing to score"
+    )
     assert tree_digest(ds) == before
 
 
 def test_pistar_world_shard_flags_and_a_different_n(cli, copies):
     _, ds = copies
-    out = json.loads(cli("label", ds, *MODEL, "--episode_shard_index", "0", "--episode_num_shards", "2", "--score-only", "--json").stdout)
+    out = json.loads(
+        cli(
+            "label", ds, *MODEL, "--episode_shard_index", "0", "--episode_num_shards", "2", "--score-only", "--json"
+        ).stdout
+    )
     assert out["shard"] == "1/2"
     r = cli("label", ds, *MODEL, "--shard", "1/3", "--score-only", code=2)
-    assert error_line(r).startswith("Error: this copy is being scored as 2 shards, not 3; give every shard the same N (the split would not tile)")
+    assert error_line(r).startswith(
+        "Error: this copy is being scored as 2 shards, not 3; give every shard the same N (the split would not tile)"
+    )

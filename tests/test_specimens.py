@@ -26,7 +26,16 @@ def test_specimen_matches_expected(root):
     assert [(e.index, e.length, e.tasks[0]) for e in ds.episodes.values()] == [
         (e["episode_index"], e["length"], e["task"]) for e in expected["episodes"]
     ]
-    scalar = ["index", "episode_index", "frame_index", "timestamp", "task_index", "reward_label", "intervention", "adv_ind"]
+    scalar = [
+        "index",
+        "episode_index",
+        "frame_index",
+        "timestamp",
+        "task_index",
+        "reward_label",
+        "intervention",
+        "adv_ind",
+    ]
     table = ds.read_columns(scalar + ["observation.state", "action"])
     groups = group_episodes(table["episode_index"].to_numpy(), table["frame_index"].to_numpy())
     rows = table.take(groups.order).to_pylist()

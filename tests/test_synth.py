@@ -61,7 +61,12 @@ def v30_root(tmp_path_factory) -> Path:
     # 25 rows per data file and 30 per video file: files roll over at different episodes, and
     # chunks_size=2 makes the file index wrap into chunk-001.
     spec = DatasetSpec(
-        version="v3.0", episodes=EPISODES, cameras=CAMERAS, fps=FPS, rows_per_file=25, video_rows_per_file=30,
+        version="v3.0",
+        episodes=EPISODES,
+        cameras=CAMERAS,
+        fps=FPS,
+        rows_per_file=25,
+        video_rows_per_file=30,
         chunks_size=2,
     )
     return synth.write_dataset(tmp_path_factory.mktemp("v30") / "dataset", spec)
@@ -120,7 +125,11 @@ def test_episode_spec_rejects_bad_spans():
 
 def test_assign_files_rolls_over_and_wraps_chunks():
     assert synth.assign_files([10, 10, 10, 30, 5], rows_per_file=20, chunks_size=2) == [
-        (0, 0), (0, 0), (0, 1), (1, 0), (1, 1),
+        (0, 0),
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
     ]
     assert synth.assign_files([10, 10], rows_per_file=None, chunks_size=1000) == [(0, 0), (0, 0)]
 
@@ -434,8 +443,27 @@ def test_stage1_layout_symlinks_into_the_v30_tree(tmp_path):
 
 def test_cli_writes_a_dataset(tmp_path, capsys):
     out = tmp_path / "cli"
-    synth.main([str(out), "--version", "v3.0", "--episodes", "3", "--length", "8", "--demos", "1",
-                "--png-cameras", "1", "--video-cameras", "1", "--size", "32", "--rows-per-file", "10"])
+    synth.main(
+        [
+            str(out),
+            "--version",
+            "v3.0",
+            "--episodes",
+            "3",
+            "--length",
+            "8",
+            "--demos",
+            "1",
+            "--png-cameras",
+            "1",
+            "--video-cameras",
+            "1",
+            "--size",
+            "32",
+            "--rows-per-file",
+            "10",
+        ]
+    )
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "3 episodes" in printed
     info = json.loads((out / "meta/info.json").read_text())

@@ -62,13 +62,19 @@ def flat_values(root: Path, out: Path) -> Path:
 def test_a_flat_model_piles_positives_into_the_tails_of_successful_episodes(cli, lerobot_home, tmp_path):
     cli("copy", write(tmp_path, "vial"))
     dest = tmp_path / "vial_vlm_label"
-    out = json.loads(cli("label", dest, "--values", flat_values(dest, tmp_path / "flat.parquet"), "--lookahead", "10", "--json").stdout)
+    out = json.loads(
+        cli(
+            "label", dest, "--values", flat_values(dest, tmp_path / "flat.parquet"), "--lookahead", "10", "--json"
+        ).stdout
+    )
     vm = out["value_model"]
     # the tail frames of the successful episodes took the positives; the failed-episode check is silent
     assert out["warnings"] == []
     assert vm["successes"] == 5 and vm["tail_positives"] == 10 * vm["successes"]  # every tail frame of every success
     assert vm["warnings"][0].startswith(f"V is nearly constant (std {vm['v_std']:.4g} < 0.01)")
-    assert vm["warnings"][-1].startswith(f"{vm['tail_positives']} of {vm['positives']} autonomous positives are in the last 10 frames of an episode")
+    assert vm["warnings"][-1].startswith(
+        f"{vm['tail_positives']} of {vm['positives']} autonomous positives are in the last 10 frames of an episode"
+    )
     report = json.loads(cli("verify", dest, "--json").stdout)
     assert report["value_model"]["warnings"] == vm["warnings"]
     text = cli("verify", dest).stdout
@@ -96,10 +102,18 @@ def test_spearman_and_auc_against_the_dataset(cli, lerobot_home, tmp_path):
         frames = sorted((f, v) for (ee, f), v in zip(keys, side["value"]) if ee == e)
         tail_mean.append(np.mean([v for _, v in frames[-10:]]))
         success.append(data[(e, frames[-1][0])][1] > -0.5)
-    pairs = [(1.0 if a > b else 0.5 if a == b else 0.0) for a, s in zip(tail_mean, success) if s for b, t in zip(tail_mean, success) if not t]
+    pairs = [
+        (1.0 if a > b else 0.5 if a == b else 0.0)
+        for a, s in zip(tail_mean, success)
+        if s
+        for b, t in zip(tail_mean, success)
+        if not t
+    ]
     assert vm["auc_success"] == pytest.approx(sum(pairs) / len(pairs))
     assert (vm["successes"], vm["failures"]) == (sum(success), len(success) - sum(success))
-    assert vm["warnings"] == [f"V's Spearman correlation with 'value_label' is {vm['spearman_mc']:.2f} (< 0.3): V orders the frames poorly"]
+    assert vm["warnings"] == [
+        f"V's Spearman correlation with 'value_label' is {vm['spearman_mc']:.2f} (< 0.3): V orders the frames poorly"
+    ]
 
 
 def test_without_the_monte_carlo_column_it_says_so(cli, lerobot_home, tmp_path):
@@ -108,10 +122,14 @@ def test_without_the_monte_carlo_column_it_says_so(cli, lerobot_home, tmp_path):
     cli("label", dest, "--values", values_file(dest), "--lookahead", "10")
     vm = json.loads(cli("verify", dest, "--json").stdout)["value_model"]
     assert vm["spearman_mc"] is None
-    assert vm["notes"] == ["no 'value_label' column: Spearman against the Monte-Carlo value skipped (set --mc-value-col)"]
+    assert vm["notes"] == [
+        "no 'value_label' column: Spearman against the Monte-Carlo value skipped (set --mc-value-col)"
+    ]
 
 
-BLOCK_POLARS = "import sys\nsys.modules['polars'] = None  # `import polars` raises ImportError, as where it is not installed\n"
+BLOCK_POLARS = (
+    "import sys\nsys.modules['polars'] = None  # `import polars` raises ImportError, as where it is not installed\n"
+)
 
 
 def test_label_and_verify_run_without_polars(lerobot_home, tmp_path):
@@ -142,9 +160,18 @@ def test_a_pile_up_in_the_tails_of_a_few_episodes_warns(cli, lerobot_home, tmp_p
     episodes = [dataclasses.replace(e, success=i < 4, interventions=[]) for i, e in enumerate(spec.episodes)]
     cli("copy", synth.write_dataset(tmp_path / "vial", dataclasses.replace(spec, episodes=episodes)))
     dest = tmp_path / "vial_vlm_label"
-    vm = json.loads(cli("label", dest, "--values", flat_values(dest, tmp_path / "flat.parquet"), "--lookahead", "10", "--json").stdout)["value_model"]
-    assert (vm["successes"], vm["tail_positives"]) == (4, 40)  # every tail frame of every success, and no other tail frame
+    vm = json.loads(
+        cli(
+            "label", dest, "--values", flat_values(dest, tmp_path / "flat.parquet"), "--lookahead", "10", "--json"
+        ).stdout
+    )["value_model"]
+    assert (vm["successes"], vm["tail_positives"]) == (
+        4,
+        40,
+    )  # every tail frame of every success, and no other tail frame
     assert vm["warnings"][-1] == (
-        "40 of 360 autonomous positives are in the last 10 frames of an episode (40 % of those frames are positive, 30 % overall; "
-        "in 4 of 10 rollout episodes over 90 %, e.g. 0, 1, 2): the zero tail bootstrap makes A = sum(r) - V[t] there; compare with --tail-bootstrap last"
+        "40 of 360 autonomous positives are in the last 10 frames of an episode (40 % of those frames are positive, "
+        "30 % overall; "
+        "in 4 of 10 rollout episodes over 90 %, e.g. 0, 1, 2): the zero tail bootstrap makes A = sum(r) - V[t] "
+        "there; compare with --tail-bootstrap last"
     )

@@ -57,7 +57,16 @@ def labeled(request, tmp_path, monkeypatch, cli):
     cli("copy", tmp_path / "vial")
     cli("label", "local/vial_vlm_label", "--values", values_file(v1, seed=0), "--lookahead", "2")
     cli("copy", "local/vial_vlm_label_active")
-    cli("label", "local/vial_vlm_label_v2", "--values", values_file(v2, seed=3), "--lookahead", "2", "--positive-ratio", "0.5")
+    cli(
+        "label",
+        "local/vial_vlm_label_v2",
+        "--values",
+        values_file(v2, seed=3),
+        "--lookahead",
+        "2",
+        "--positive-ratio",
+        "0.5",
+    )
     return v1, v2
 
 
@@ -104,8 +113,12 @@ def test_rrd_holds_each_episode_as_on_disk(cli, labeled, tmp_path):
         v = rec["/values/V"]
         assert sorted(v["frame_index"]) == frames
         assert {"frame_index", "timestamp"} <= v["_timelines"]
-        np.testing.assert_allclose(sorted(v["timestamp"]), np.array(frames) / 10 * 1e9, atol=1e3)  # ns, at the specimens' 10 fps
-        np.testing.assert_array_equal(scalars(v).astype(np.float32), np.array([values[(ep, f)] for f in frames], np.float32))
+        np.testing.assert_allclose(
+            sorted(v["timestamp"]), np.array(frames) / 10 * 1e9, atol=1e3
+        )  # ns, at the specimens' 10 fps
+        np.testing.assert_array_equal(
+            scalars(v).astype(np.float32), np.array([values[(ep, f)] for f in frames], np.float32)
+        )
         np.testing.assert_array_equal(scalars(rec["/labels/adv_ind"]), [code[labels[(ep, f)]] for f in frames])
         for cam in ("front", "wrist"):
             img = rec[f"/cameras/{cam}"]
@@ -115,7 +128,16 @@ def test_rrd_holds_each_episode_as_on_disk(cli, labeled, tmp_path):
 
 def test_rrd_flip_series_is_what_diff_counts(cli, labeled, tmp_path):
     v1, v2 = labeled
-    cli("view", "local/vial_vlm_label_v2", "--compare", "local/vial_vlm_label", "--episodes", "0,1,2", "--rrd", f"{tmp_path}/")
+    cli(
+        "view",
+        "local/vial_vlm_label_v2",
+        "--compare",
+        "local/vial_vlm_label",
+        "--episodes",
+        "0,1,2",
+        "--rrd",
+        f"{tmp_path}/",
+    )
     a, b = labels_of(v2), labels_of(v1)
     report = json.loads(cli("diff", "local/vial_vlm_label_v2", "local/vial_vlm_label", "--json", "--episodes").stdout)
     per_episode = {r["id"]: r["flipped"] for r in report["episodes"]}
@@ -175,7 +197,10 @@ def test_mp4_folder_one_file_per_episode_and_replaces_atomically(cli, labeled, t
     out = tmp_path / "mp4s"
     out.mkdir()
     cli("view", "local/vial_vlm_label", "--episodes", "1,2", "--mp4", f"{out}/")
-    assert [(p.name, len(decode(p)[0])) for p in sorted(out.iterdir())] == [("vial_vlm_label_episode_000001.mp4", 3), ("vial_vlm_label_episode_000002.mp4", 4)]
+    assert [(p.name, len(decode(p)[0])) for p in sorted(out.iterdir())] == [
+        ("vial_vlm_label_episode_000001.mp4", 3),
+        ("vial_vlm_label_episode_000002.mp4", 4),
+    ]
 
     target = tmp_path / "keep.mp4"
     target.write_bytes(b"the previous video")
@@ -198,10 +223,26 @@ def test_worst_picks_the_most_flipped_episode_first(cli, labeled, tmp_path):
     v1, v2 = labeled
     a, b = labels_of(v2), labels_of(v1)
     flips = {ep: sum(a[k] != b[k] for k in a if k[0] == ep) for ep in range(3)}
-    out = json.loads(cli("view", "local/vial_vlm_label_v2", "--compare", "local/vial_vlm_label", "--worst", "1", "--mp4", tmp_path / "w.mp4", "--json").stdout)
+    out = json.loads(
+        cli(
+            "view",
+            "local/vial_vlm_label_v2",
+            "--compare",
+            "local/vial_vlm_label",
+            "--worst",
+            "1",
+            "--mp4",
+            tmp_path / "w.mp4",
+            "--json",
+        ).stdout
+    )
     top = max(flips.values())
     assert out["episodes"][0]["episode"] in [e for e, n in flips.items() if n == top]
-    assert out["episodes"][0]["reason"] == f"{top} of {sum(k[0] == out['episodes'][0]['episode'] for k in a)} frames flipped against vial_vlm_label@run-0001"
+    assert (
+        out["episodes"][0]["reason"]
+        == f"{top} of {sum(k[0] == out['episodes'][0]['episode'] for k in a)} frames flipped against "
+        f"vial_vlm_label@run-0001"
+    )
 
 
 def test_bad_inputs_write_nothing(cli, labeled, tmp_path):
@@ -217,13 +258,22 @@ def test_bad_inputs_write_nothing(cli, labeled, tmp_path):
     mp4 = ("--mp4", tmp_path / "outs" / "a.mp4")
     cases = [
         (("vial", *mp4), "has no label run"),
-        (("local/vial_vlm_label", "--episodes", "9", *mp4), "episode 9 does not exist; vial_vlm_label has episodes 0-2"),
+        (
+            ("local/vial_vlm_label", "--episodes", "9", *mp4),
+            "episode 9 does not exist; vial_vlm_label has episodes 0-2",
+        ),
         (("local/vial_vlm_label", "--compare", "local/other_vlm_label", *mp4), "copies of different datasets"),
-        (("local/vial_vlm_label", "--cameras", "top", *mp4), "'top' is not a camera of vial_vlm_label; cameras there: observation.images."),
+        (
+            ("local/vial_vlm_label", "--cameras", "top", *mp4),
+            "'top' is not a camera of vial_vlm_label; cameras there: observation.images.",
+        ),
         (("local/vial_vlm_label", "--mp4", tmp_path / "missing" / "a.mp4"), "does not exist"),
         (("local/vial_vlm_label", "--mp4", tmp_path / "outs" / "a.avi"), "ending in .mp4"),
         (("local/vial_vlm_label", "--mp4", v1 / "meta" / "a.mp4"), "inside the dataset"),
-        (("local/vial_vlm_label", "--episodes", "0,1", "--rrd", tmp_path / "outs" / "a.rrd"), "pass a folder (--rrd DIR/)"),
+        (
+            ("local/vial_vlm_label", "--episodes", "0,1", "--rrd", tmp_path / "outs" / "a.rrd"),
+            "pass a folder (--rrd DIR/)",
+        ),
         (("local/vial_vlm_label", "--serve", "--port", port), f"port {port} is in use"),
         (("local/vial_vlm_label",), "needs an output"),
     ]
@@ -238,8 +288,12 @@ def test_bad_inputs_write_nothing(cli, labeled, tmp_path):
 
 def test_without_rerun_rrd_is_refused_and_mp4_still_works(labeled, tmp_path):
     home = Path(os.environ["HF_LEROBOT_HOME"])
-    blocked = "import sys; sys.modules['rerun'] = None; from recap_label.cli import main; sys.argv[0] = 'recap-label'; main()"
-    run = lambda *args: subprocess.run([sys.executable, "-c", blocked, *map(str, args)], capture_output=True, text=True, env=sub_env(home), timeout=120)
+    blocked = (
+        "import sys; sys.modules['rerun'] = None; from recap_label.cli import main; sys.argv[0] = 'recap-label'; main()"
+    )
+    run = lambda *args: subprocess.run(
+        [sys.executable, "-c", blocked, *map(str, args)], capture_output=True, text=True, env=sub_env(home), timeout=120
+    )
     assert cmd("x")[0] == sys.executable
     result = run("view", "local/vial_vlm_label", "--rrd", tmp_path / "a.rrd")
     assert result.returncode == 2 and "pip install 'recap-label[view]'" in error_line(result)

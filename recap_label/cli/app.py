@@ -37,10 +37,28 @@ def _version(value: bool):
 @app.callback()
 def main_callback(
     ctx: typer.Context,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file. [default: ./recap-label.toml, else [tool.recap-label] in ./pyproject.toml]", show_default=False)] = None,
-    json_out: Annotated[Optional[bool], typer.Option("--json/--no-json", help="JSON output for every command.", show_default=False)] = None,
-    lerobot_home: Annotated[Optional[Path], typer.Option("--lerobot-home", help="LeRobot cache root. [default: $HF_LEROBOT_HOME or ~/.cache/huggingface/lerobot]", show_default=False)] = None,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="TOML config file. [default: ./recap-label.toml, else [tool.recap-label] in ./pyproject.toml]",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        Optional[bool], typer.Option("--json/--no-json", help="JSON output for every command.", show_default=False)
+    ] = None,
+    lerobot_home: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--lerobot-home",
+            help="LeRobot cache root. [default: $HF_LEROBOT_HOME or ~/.cache/huggingface/lerobot]",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ):
     """Build the one configuration object every command reads from the context."""
     ctx.obj = resolve_settings(

@@ -16,11 +16,32 @@ from recap_label.cli.output import byte_progress, show
 @app.command("copy")
 def copy_cmd(
     ctx: typer.Context,
-    src: Annotated[str, typer.Argument(help="Source dataset folder or local/<name>. Only ever read.", show_default=False)],
-    dest: Annotated[Optional[Path], typer.Argument(help="Destination folder. [default: <src>_vlm_label beside SRC, or the next _vN]", show_default=False)] = None,
-    no_register: Annotated[bool, typer.Option("--no-register", help="Do not register DEST in the LeRobot cache as local/<dest-name>.")] = False,
-    replace_registration: Annotated[bool, typer.Option("--replace-registration", help="Repoint an existing local/<dest-name> cache symlink that points elsewhere.")] = False,
-    from_original: Annotated[bool, typer.Option("--from-original", help="Copy an original that already has iteration copies anyway (a new line: no parent, the original's labels).")] = False,
+    src: Annotated[
+        str, typer.Argument(help="Source dataset folder or local/<name>. Only ever read.", show_default=False)
+    ],
+    dest: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="Destination folder. [default: <src>_vlm_label beside SRC, or the next _vN]", show_default=False
+        ),
+    ] = None,
+    no_register: Annotated[
+        bool, typer.Option("--no-register", help="Do not register DEST in the LeRobot cache as local/<dest-name>.")
+    ] = False,
+    replace_registration: Annotated[
+        bool,
+        typer.Option(
+            "--replace-registration", help="Repoint an existing local/<dest-name> cache symlink that points elsewhere."
+        ),
+    ] = False,
+    from_original: Annotated[
+        bool,
+        typer.Option(
+            "--from-original",
+            help="Copy an original that already has iteration copies anyway (a new line: no parent, the original's "
+            "labels).",
+        ),
+    ] = False,
     adv_col: AdvColOpt = None,
     json_out: JsonOpt = None,
 ):
@@ -40,8 +61,14 @@ def copy_cmd(
     bar = byte_progress(settings)
     try:
         result = copy_dataset(
-            src, src_path, dest, adv_col=settings.adv_col, lerobot_home=settings.lerobot_home,
-            do_register=not no_register, replace_registration=replace_registration, from_original=from_original,
+            src,
+            src_path,
+            dest,
+            adv_col=settings.adv_col,
+            lerobot_home=settings.lerobot_home,
+            do_register=not no_register,
+            replace_registration=replace_registration,
+            from_original=from_original,
             progress=bar,
         )
     finally:

@@ -16,12 +16,28 @@ from recap_label.cli.output import show
 @app.command("diff")
 def diff_cmd(
     ctx: typer.Context,
-    a: Annotated[str, typer.Argument(help="Iteration N-1 (folder, local/<name>, or DS@run-0001 for one label run).", show_default=False)],
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="Iteration N-1 (folder, local/<name>, or DS@run-0001 for one label run).", show_default=False
+        ),
+    ],
     b: Annotated[str, typer.Argument(help="Iteration N (same forms).", show_default=False)],
-    common: Annotated[bool, typer.Option("--common", help="Compare only the rollout episodes (and frames) both have.")] = False,
+    common: Annotated[
+        bool, typer.Option("--common", help="Compare only the rollout episodes (and frames) both have.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Compare copies of different base datasets anyway.")] = False,
-    episodes: Annotated[bool, typer.Option("--episodes", help="List every episode, not the top 10 that flipped most.")] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: V of A and B over time for the most-changed episodes, with their label bands.", show_default=False)] = None,
+    episodes: Annotated[
+        bool, typer.Option("--episodes", help="List every episode, not the top 10 that flipped most.")
+    ] = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot",
+            help="Write a PNG: V of A and B over time for the most-changed episodes, with their label bands.",
+            show_default=False,
+        ),
+    ] = None,
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
     json_out: JsonOpt = None,

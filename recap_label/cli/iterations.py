@@ -17,7 +17,9 @@ from recap_label.cli.output import show
 @app.command("iterations")
 def iterations_cmd(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help="The original, any of its iteration copies, or local/<name>.", show_default=False)],
+    dataset: Annotated[
+        str, typer.Argument(help="The original, any of its iteration copies, or local/<name>.", show_default=False)
+    ],
     json_out: JsonOpt = None,
 ):
     """One row per iteration copy of a base: path, parent, runs, last run, active, registered.
@@ -33,7 +35,9 @@ def iterations_cmd(
 @app.command("activate")
 def activate_cmd(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help="A labeled iteration copy (folder or local/<name>).", show_default=False)],
+    dataset: Annotated[
+        str, typer.Argument(help="A labeled iteration copy (folder or local/<name>).", show_default=False)
+    ],
     json_out: JsonOpt = None,
 ):
     """Point local/<base>_vlm_label_active at a labeled iteration copy (the one Stage 6 trains on).
@@ -50,7 +54,12 @@ def activate_cmd(
 def register_cmd(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="The copy's folder, where it is now.", show_default=False)],
-    replace_registration: Annotated[bool, typer.Option("--replace-registration", help="Repoint local/<name> even if it points at another existing folder.")] = False,
+    replace_registration: Annotated[
+        bool,
+        typer.Option(
+            "--replace-registration", help="Repoint local/<name> even if it points at another existing folder."
+        ),
+    ] = False,
     json_out: JsonOpt = None,
 ):
     """Re-register a moved (or --no-register) iteration copy as local/<name>; nothing is copied.

@@ -47,7 +47,15 @@ def episodes_table(b: Breakdown):
     for col in ("episode", "kind", "frames", "intervention", "positive", "negative", "none"):
         t.add_column(col, justify="right" if col not in ("kind",) else "left")
     for r in b.episodes:
-        t.add_row(str(r.episode_index), r.kind, str(r.frames), str(r.intervention), str(r.positive), str(r.negative), str(r.none))
+        t.add_row(
+            str(r.episode_index),
+            r.kind,
+            str(r.frames),
+            str(r.intervention),
+            str(r.positive),
+            str(r.negative),
+            str(r.none),
+        )
     return t
 
 
@@ -78,10 +86,18 @@ def value_model_table(v):
     t.add_column("value", justify="right")
     t.add_row("frames (rollout episodes)", f"{v.frames:,}")
     t.add_row("V mean / std", f"{v.v_mean:.4f} / {v.v_std:.4f}")
-    t.add_row("V std per episode (min / median / max)", " / ".join(f"{v.episode_std[k]:.4f}" for k in ("min", "median", "max")))
+    t.add_row(
+        "V std per episode (min / median / max)",
+        " / ".join(f"{v.episode_std[k]:.4f}" for k in ("min", "median", "max")),
+    )
     t.add_row(f"Spearman(V, {v.mc_column})", num(v.spearman_mc))
-    t.add_row(f"AUC success vs failure (mean V, last {v.tail_frames} frames)", num(v.auc_success) + f"  ({v.successes} ok, {v.failures} failed)")
-    t.add_row("saturated at first / last bin", f"{100 * v.saturated_first_bin:.1f} % / {100 * v.saturated_last_bin:.1f} %")
+    t.add_row(
+        f"AUC success vs failure (mean V, last {v.tail_frames} frames)",
+        num(v.auc_success) + f"  ({v.successes} ok, {v.failures} failed)",
+    )
+    t.add_row(
+        "saturated at first / last bin", f"{100 * v.saturated_first_bin:.1f} % / {100 * v.saturated_last_bin:.1f} %"
+    )
     t.add_row("ties at the threshold", f"{v.ties_at_threshold:,}")
     t.add_row(f"autonomous positives in the last {v.tail_frames} frames", f"{v.tail_positives:,} of {v.positives:,}")
     return t
@@ -98,7 +114,9 @@ def diff_tables(d, top: int | None):
         return "n/a" if x is None else fmt.format(x)
 
     tables = []
-    t = Table(title=f"labels: A = {d.a} (rows) vs B = {d.b} (columns), {d.frames:,} rollout frames", title_justify="left")
+    t = Table(
+        title=f"labels: A = {d.a} (rows) vs B = {d.b} (columns), {d.frames:,} rollout frames", title_justify="left"
+    )
     t.add_column("frames")
     t.add_column("A \\ B")
     for c in CLASSES:
@@ -109,22 +127,41 @@ def diff_tables(d, top: int | None):
         for i, c in enumerate(CLASSES):
             first = i == 0
             shown = group.replace("intervention", "interv")  # 80 columns
-            t.add_row(f"{shown} ({agr.frames:,})" if first else "", c, *(f"{n:,}" for n in agr.confusion[i]),
-                      num(agr.agreement, "{:.1%}") if first else "", num(agr.kappa) if first else "")
+            t.add_row(
+                f"{shown} ({agr.frames:,})" if first else "",
+                c,
+                *(f"{n:,}" for n in agr.confusion[i]),
+                num(agr.agreement, "{:.1%}") if first else "",
+                num(agr.kappa) if first else "",
+            )
     tables.append(t)
     for title, rows, limit in (("episodes that flipped most", d.episodes, top), ("tasks", d.tasks, None)):
         t = Table(title=title, title_justify="left")
-        for col in ("episode" if title.startswith("episodes") else "task", "frames", "flipped", "→ positive", "→ negative"):
+        for col in (
+            "episode" if title.startswith("episodes") else "task",
+            "frames",
+            "flipped",
+            "→ positive",
+            "→ negative",
+        ):
             t.add_column(col, justify="left" if col == "task" else "right")
         for r in rows[:limit]:
-            t.add_row(str(r.id), f"{r.frames:,}", f"{r.flipped:,} ({r.flipped / max(r.frames, 1):.0%})", f"{r.to_positive:,}", f"{r.to_negative:,}")
+            t.add_row(
+                str(r.id),
+                f"{r.frames:,}",
+                f"{r.flipped:,} ({r.flipped / max(r.frames, 1):.0%})",
+                f"{r.to_positive:,}",
+                f"{r.to_negative:,}",
+            )
         tables.append(t)
     if d.values is not None:
         t = Table(title="V of A vs V of B", title_justify="left")
         t.add_column("measure")
         t.add_column("value", justify="right")
         t.add_row("Pearson / Spearman", f"{num(d.values['pearson'])} / {num(d.values['spearman'])}")
-        t.add_row("|ΔV| mean / max", f"{num(d.values['mean_abs_dv'], '{:.4f}')} / {num(d.values['max_abs_dv'], '{:.4f}')}")
+        t.add_row(
+            "|ΔV| mean / max", f"{num(d.values['mean_abs_dv'], '{:.4f}')} / {num(d.values['max_abs_dv'], '{:.4f}')}"
+        )
         tables.append(t)
     t = Table(title="thresholds and settings that differ", title_justify="left")
     t.add_column("", no_wrap=True)
@@ -132,7 +169,11 @@ def diff_tables(d, top: int | None):
     t.add_column("A", justify="right", overflow="fold")
     t.add_column("B", justify="right", overflow="fold")
     for name, th in d.thresholds.items():
-        t.add_row(f"threshold {name}", num(th["a"], "{:.5g}"), num(th["b"], "{:.5g}") + (f" ({th['shift']:+.4g})" if th["shift"] is not None else ""))
+        t.add_row(
+            f"threshold {name}",
+            num(th["a"], "{:.5g}"),
+            num(th["b"], "{:.5g}") + (f" ({th['shift']:+.4g})" if th["shift"] is not None else ""),
+        )
     for k, (va, vb) in d.settings.items():
         t.add_row(k, str(va), str(vb))
     tables.append(t)
@@ -170,8 +211,13 @@ def copied(result) -> None:
     for note in result.notes:
         out.print(f"note: {note}")
     if result.finished_interrupted:
-        out.print(f"note: finished an interrupted copy of {result.src}: {result.dest} was complete; its registration is done now")
-    out.print(f"copied {result.files} files ({result.bytes / 1e6:,.1f} MB) → {result.dest}  (iteration {result.iteration})")
+        out.print(
+            f"note: finished an interrupted copy of {result.src}: {result.dest} was complete; its registration is "
+            f"done now"
+        )
+    out.print(
+        f"copied {result.files} files ({result.bytes / 1e6:,.1f} MB) → {result.dest}  (iteration {result.iteration})"
+    )
     out.print("verified: no symlinks, every file byte-identical to its source")
     if result.registered:
         out.print(f"registered: {result.registered} → {result.dest}  (repo_id local/{result.dest.name})")
@@ -197,7 +243,15 @@ class ByteProgress:
             return lambda n: None
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-        self.progress = Progress("copy", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True)
+        self.progress = Progress(
+            "copy",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
         task = self.progress.add_task("copy", total=total)
         self.progress.start()
         return lambda n: self.progress.update(task, advance=n)
@@ -228,7 +282,11 @@ def verified(report, episodes: bool) -> None:
         t.add_row(c.name, {"pass": "PASS", "fail": "FAIL", "skip": "skip", "warn": "WARN"}[c.status], c.detail)
     out.print(t)
     warned = sum(c.status == "warn" for c in report.checks)
-    out.print(("all invariants hold" + (f" ({warned} warning{'s' if warned > 1 else ''})" if warned else "")) if report.ok else "INVARIANT FAILED")
+    out.print(
+        ("all invariants hold" + (f" ({warned} warning{'s' if warned > 1 else ''})" if warned else ""))
+        if report.ok
+        else "INVARIANT FAILED"
+    )
 
 
 def _value_model(out, section) -> None:
@@ -245,7 +303,10 @@ def scored(s) -> None:
     """`label --score-only`."""
     out = console()
     who = "scored" if s.shard is None else f"shard {s.shard[0]}/{s.shard[1]}: scored"
-    out.print(f"{who} {s.inferred} of {s.episodes} episode(s) ({s.frames:,} frames; {s.reused} already done) in {s.seconds:.1f} s")
+    out.print(
+        f"{who} {s.inferred} of {s.episodes} episode(s) ({s.frames:,} frames; {s.reused} already done) in "
+        f"{s.seconds:.1f} s"
+    )
     out.print(f"value parts: {s.parts}")
     if s.dropped:
         out.print(f"note: {len(s.dropped)} damaged part(s) scored again (episodes {', '.join(map(str, s.dropped))})")
@@ -280,15 +341,24 @@ def labeled(o) -> None:
     else:
         out.print("no label changes")
     if len(o.share_per_task) > 1:
-        out.print("positive share per task: " + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None))
+        out.print(
+            "positive share per task: "
+            + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None)
+        )
     for w in o.warnings:
         out.print(f"warning: {w}")
     _value_model(out, o.value_model)
     p = o.performance
     if p:
         step = "" if p.get("checkpoint_step") is None else f"step {p['checkpoint_step']}, "
-        out.print(f"inference: {p['frames']:,} frames at {p['frames_per_s']:,.1f} frames/s on {p.get('device')}, {p.get('precision')}")
-        out.print(f"  batch {p.get('batch_size')}, {p.get('num_workers')} workers · checkpoint {step}{'EMA' if p.get('ema') else 'raw params'}")
+        out.print(
+            f"inference: {p['frames']:,} frames at {p['frames_per_s']:,.1f} frames/s on {p.get('device')}, "
+            f"{p.get('precision')}"
+        )
+        out.print(
+            f"  batch {p.get('batch_size')}, {p.get('num_workers')} workers · checkpoint "
+            f"{step}{'EMA' if p.get('ema') else 'raw params'}"
+        )
         split = " · ".join(f"{k} {v:.1f} s" for k, v in p["wall_s"].items() if k != "inference" and v is not None)
         out.print(f"time: {split} · total {o.timings.get('total', 0):.1f} s")
     else:
@@ -351,17 +421,32 @@ def iterations(its, given: str) -> None:
     out.print(f"iterations of {its.base}")
     t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a row fits 80 columns; a long name folds, numbers never do
     for col in ("", "name", "parent", "runs", "share", "threshold", "step", "state"):
-        t.add_column(col, justify="right" if col in ("runs", "share", "threshold", "step") else "left",
-                     no_wrap=col != "name", overflow="fold" if col == "name" else "ellipsis")
+        t.add_column(
+            col,
+            justify="right" if col in ("runs", "share", "threshold", "step") else "left",
+            no_wrap=col != "name",
+            overflow="fold" if col == "name" else "ellipsis",
+        )
     for r in its.rows:
         parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
-        t.add_row("*" if r.active else "", r.name, parent, str(r.runs),
-                  "-" if r.share is None else f"{100 * r.share:.1f} %", "-" if r.threshold is None else f"{r.threshold:.4g}",
-                  "-" if r.checkpoint_step is None else str(r.checkpoint_step), r.state)
+        t.add_row(
+            "*" if r.active else "",
+            r.name,
+            parent,
+            str(r.runs),
+            "-" if r.share is None else f"{100 * r.share:.1f} %",
+            "-" if r.threshold is None else f"{r.threshold:.4g}",
+            "-" if r.checkpoint_step is None else str(r.checkpoint_step),
+            r.state,
+        )
     out.print(t)
     for r in its.rows:
         out.print(f"{r.name}: {r.path}")
-    out.print(f"* = {its.alias} → {its.active}" if its.active else f"{its.alias} is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)")
+    out.print(
+        f"* = {its.alias} → {its.active}"
+        if its.active
+        else f"{its.alias} is not set (no live labeled iteration is active; `recap-label activate <copy>` sets it)"
+    )
 
 
 def activated(a) -> None:
@@ -370,7 +455,10 @@ def activated(a) -> None:
 
 def registered(res) -> None:
     out = console()
-    out.print(f"registered: {res.entry} → {res.dest}" + (f"  (was {res.before})" if res.before and res.before != str(res.dest) else ""))
+    out.print(
+        f"registered: {res.entry} → {res.dest}"
+        + (f"  (was {res.before})" if res.before and res.before != str(res.dest) else "")
+    )
     if res.alias_moved:
         out.print(f"the _active alias followed it to {res.dest}")
 
@@ -398,7 +486,9 @@ def _utc(stamp: str) -> str:
 def viewed(res) -> None:
     out = console()
     for e in res.episodes:
-        out.print(f"episode {e['episode']}: {e['frames']} frames" + (f" (picked: {e['reason']})" if e["reason"] else ""))
+        out.print(
+            f"episode {e['episode']}: {e['frames']} frames" + (f" (picked: {e['reason']})" if e["reason"] else "")
+        )
     for w in res.written:
         out.print(f"wrote {w['path']} ({w['frames']} frames)")
     for note in res.notes:

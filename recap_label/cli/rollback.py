@@ -17,8 +17,18 @@ def rollback_cmd(
     ctx: typer.Context,
     dataset: DatasetArg,
     list_runs: Annotated[bool, typer.Option("--list", help="List the recorded runs and exit.")] = False,
-    to: Annotated[Optional[str], typer.Option("--to", help="Roll back every label run after RUN ('copy' = all of them).", show_default=False)] = None,
-    iteration: Annotated[bool, typer.Option("--iteration", help="Retire this iteration copy: unregister it so local/<base>_vlm_label_active resolves to the prior iteration.")] = False,
+    to: Annotated[
+        Optional[str],
+        typer.Option("--to", help="Roll back every label run after RUN ('copy' = all of them).", show_default=False),
+    ] = None,
+    iteration: Annotated[
+        bool,
+        typer.Option(
+            "--iteration",
+            help="Retire this iteration copy: unregister it so local/<base>_vlm_label_active resolves to the prior "
+            "iteration.",
+        ),
+    ] = False,
     delete: Annotated[bool, typer.Option("--delete", help="With --iteration: also delete the copy's folder.")] = False,
     json_out: JsonOpt = None,
 ):

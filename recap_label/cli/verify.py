@@ -18,8 +18,20 @@ def verify_cmd(
     ctx: typer.Context,
     dataset: DatasetArg,
     episodes: Annotated[bool, typer.Option("--episodes", help="Add a per-episode table.")] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: advantage histogram with the threshold, V over time for a few episodes.", show_default=False)] = None,
-    repair: Annotated[bool, typer.Option("--repair", help="Finish an interrupted commit first (complete or undo it); without it verify only reads.")] = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot",
+            help="Write a PNG: advantage histogram with the threshold, V over time for a few episodes.",
+            show_default=False,
+        ),
+    ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", help="Finish an interrupted commit first (complete or undo it); without it verify only reads."
+        ),
+    ] = False,
     human_col: HumanColOpt = None,
     adv_col: AdvColOpt = None,
     mc_value_col: McValueColOpt = None,
@@ -36,7 +48,9 @@ def verify_cmd(
     from recap_label.lerobot.dataset import resolve_dataset_path
 
     settings = settings_of(ctx, human_col=human_col, adv_col=adv_col, mc_value_col=mc_value_col, json=json_out)
-    report = run_verify(resolve_dataset_path(dataset, settings.lerobot_home), settings, with_episodes=episodes, plot=plot, repair=repair)
+    report = run_verify(
+        resolve_dataset_path(dataset, settings.lerobot_home), settings, with_episodes=episodes, plot=plot, repair=repair
+    )
     show(settings, report, render.verified, episodes)
     if not report.ok:
         raise typer.Exit(1)

@@ -24,8 +24,25 @@ from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.lerobot.fingerprint import copy_fingerprint
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import UndoStack, find_symlinks, fsync_dir, os_error_message, sha256_file, umask, write_json_atomic
-from recap_label.store.lineage import LABEL_SUFFIX, Lineage, SourceRecord, iteration_name, next_iteration, read_lineage, split_iteration_name, write_lineage
+from recap_label.store.fsutil import (
+    UndoStack,
+    find_symlinks,
+    fsync_dir,
+    os_error_message,
+    sha256_file,
+    umask,
+    write_json_atomic,
+)
+from recap_label.store.lineage import (
+    LABEL_SUFFIX,
+    Lineage,
+    SourceRecord,
+    iteration_name,
+    next_iteration,
+    read_lineage,
+    split_iteration_name,
+    write_lineage,
+)
 from recap_label.store.lock import live_holder, process_alive
 from recap_label.store.paths import COPY_PENDING, STATE_DIR
 from recap_label.store.writeback import pending_commit, stale_staged_files
@@ -60,10 +77,14 @@ class CopyResult:
 
     def to_json(self) -> dict:
         return {
-            "source": str(self.src), "dest": str(self.dest), "iteration": self.iteration,
-            "files": self.files, "bytes": self.bytes,
+            "source": str(self.src),
+            "dest": str(self.dest),
+            "iteration": self.iteration,
+            "files": self.files,
+            "bytes": self.bytes,
             "registered": None if self.registered is None else str(self.registered),
-            "labels": {"source": self.source_counts, "copy": self.copy_counts}, "notes": self.notes,
+            "labels": {"source": self.source_counts, "copy": self.copy_counts},
+            "notes": self.notes,
         }
 
 
@@ -106,12 +127,16 @@ def plan_copy(src: Path, dest: Path | None) -> CopyPlan:
                 continue  # the source's own recap-label state (runs, sidecar, lock): the copy starts fresh
             shown = src / rel_path
             if entry.is_symlink() and not os.path.exists(entry.path):
-                raise BadInput(f"dangling symlink {shown} -> {os.readlink(entry.path)} in the source; fix or remove the link first")
+                raise BadInput(
+                    f"dangling symlink {shown} -> {os.readlink(entry.path)} in the source; fix or remove the link first"
+                )
             real = os.path.realpath(entry.path)
             st = os.stat(real)
             if stat.S_ISDIR(st.st_mode):
                 if real in stack:
-                    raise BadInput(f"symlink loop at {shown} (points back to {real}); remove the looping link from the source")
+                    raise BadInput(
+                        f"symlink loop at {shown} (points back to {real}); remove the looping link from the source"
+                    )
                 dirs.append(rel_path)
                 walk(real, rel_path, stack + (real,))
             elif stat.S_ISREG(st.st_mode):
@@ -174,13 +199,24 @@ def copy_dataset(
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> CopyResult:
     try:
-        return _copy_dataset(src_arg, src, dest, adv_col=adv_col, lerobot_home=lerobot_home, do_register=do_register,
-                             replace_registration=replace_registration, from_original=from_original, progress=progress)
+        return _copy_dataset(
+            src_arg,
+            src,
+            dest,
+            adv_col=adv_col,
+            lerobot_home=lerobot_home,
+            do_register=do_register,
+            replace_registration=replace_registration,
+            from_original=from_original,
+            progress=progress,
+        )
     except KeyboardInterrupt:  # before the copy began, or while counting labels after it finished
         raise Interrupted("interrupted before anything was written; run the same command to copy") from None
 
 
-def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, replace_registration, from_original, progress) -> CopyResult:
+def _copy_dataset(
+    src_arg, src, dest, *, adv_col, lerobot_home, do_register, replace_registration, from_original, progress
+) -> CopyResult:
     src = real_source(src, lerobot_home)
     src_ds = DatasetFiles.open(src)
     src_ds.read_columns(["episode_index"])  # every data file readable and consistent with meta/
@@ -192,7 +228,10 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
     if not from_original:
         refuse_recopy(src, lerobot_home)
     elif read_lineage(src) is None and existing_iterations(src):
-        notes.append(f"started a new line from the original {src.name}: the copy follows no iteration (parent none) and holds the original's labels")
+        notes.append(
+            f"started a new line from the original {src.name}: the copy follows no iteration (parent none) and holds "
+            f"the original's labels"
+        )
     plan = plan_copy(src, dest)
     entry = cache_entry(lerobot_home, plan.dest.name)
     if do_register:
@@ -200,7 +239,8 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
     free = shutil.disk_usage(plan.dest.parent).free
     if plan.total_bytes > free:
         raise RecapError(
-            f"not enough disk space for the copy: {plan.total_bytes / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free in {plan.dest.parent}; free space and run again (nothing was changed)"
+            f"not enough disk space for the copy: {plan.total_bytes / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free "
+            f"in {plan.dest.parent}; free space and run again (nothing was changed)"
         )
     check_source_quiet(src)
     clean_stale_copies(plan.dest.parent)
@@ -222,7 +262,10 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and plan.dest.exists():
                 undo.unwind()
-                raise BadInput(f"destination {plan.dest} appeared while copying (another copy into it?); nothing was written to it, choose another DEST") from None
+                raise BadInput(
+                    f"destination {plan.dest} appeared while copying (another copy into it?); nothing was written to "
+                    f"it, choose another DEST"
+                ) from None
             raise
         undo.push(lambda: os.rename(plan.dest, tmp))  # an error from here on takes the copy back
         crash_point("copy-renamed")
@@ -236,17 +279,32 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
             registered = _register_copy(plan.dest, lerobot_home)
         _drop_pending_mark(plan.dest)  # the copy's last step: it is finished
     except OSError as exc:
-        action = f"registering {plan.dest.name} in {lerobot_home / 'local'}" if step == "register" else f"copying into {plan.dest.parent}"
+        action = (
+            f"registering {plan.dest.name} in {lerobot_home / 'local'}"
+            if step == "register"
+            else f"copying into {plan.dest.parent}"
+        )
         message = os_error_message(exc, action)
         if not undo.unwind():
-            left = {"finish": f"(the copy {plan.dest} is complete but may not survive a power cut; verify it)",
-                    "register": f"(the copy {plan.dest} is complete but not fully registered; run `recap-label register {plan.dest}` or delete it)"}
-            message = message.replace("(nothing was changed)", left.get(step, f"(a temporary folder may be left in {plan.dest.parent})"))
+            left = {
+                "finish": f"(the copy {plan.dest} is complete but may not survive a power cut; verify it)",
+                "register": f"(the copy {plan.dest} is complete but not fully registered; run `recap-label register "
+                f"{plan.dest}` or delete it)",
+            }
+            message = message.replace(
+                "(nothing was changed)", left.get(step, f"(a temporary folder may be left in {plan.dest.parent})")
+            )
         raise RecapError(message) from None
     except KeyboardInterrupt:
         if undo.unwind():
-            raise Interrupted(f"interrupted; the copy was taken back, nothing is left of {plan.dest} (the source was only read); run the same command to copy again") from None
-        raise Interrupted(f"interrupted; the copy could not be fully taken back: the next `recap-label copy` removes a temporary folder left in {plan.dest.parent}, or finishes {plan.dest}") from None
+            raise Interrupted(
+                f"interrupted; the copy was taken back, nothing is left of {plan.dest} (the source was only read); "
+                f"run the same command to copy again"
+            ) from None
+        raise Interrupted(
+            f"interrupted; the copy could not be fully taken back: the next `recap-label copy` removes a temporary "
+            f"folder left in {plan.dest.parent}, or finishes {plan.dest}"
+        ) from None
     except BaseException:
         undo.unwind()
         raise
@@ -255,13 +313,28 @@ def _copy_dataset(src_arg, src, dest, *, adv_col, lerobot_home, do_register, rep
         src_counts = label_counts(src_ds, adv_col)
         dest_counts = label_counts(dest_ds, adv_col)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after the copy was finished: {plan.dest} is complete; `recap-label verify {plan.dest}` checks it") from None
+        raise Interrupted(
+            f"interrupted after the copy was finished: {plan.dest} is complete; `recap-label verify {plan.dest}` "
+            f"checks it"
+        ) from None
     if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
         raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
-    return CopyResult(src, plan.dest, plan.iteration, len(plan.files), plan.total_bytes, registered, src_counts, dest_counts, notes=notes)
+    return CopyResult(
+        src,
+        plan.dest,
+        plan.iteration,
+        len(plan.files),
+        plan.total_bytes,
+        registered,
+        src_counts,
+        dest_counts,
+        notes=notes,
+    )
 
 
-def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: DatasetFiles, adv_col: str, advance, undo: UndoStack) -> None:
+def _build_copy(
+    plan: CopyPlan, tmp: Path, src_arg: str, src_ds: DatasetFiles, adv_col: str, advance, undo: UndoStack
+) -> None:
     """Copy, verify and give a lineage record to the hidden folder `tmp`."""
     tmp.mkdir()
     undo.push(lambda: shutil.rmtree(tmp, ignore_errors=True))
@@ -276,11 +349,20 @@ def _build_copy(plan: CopyPlan, tmp: Path, src_arg: str, src_ds: DatasetFiles, a
     crash_point("copy-verified")
     parent = read_lineage(plan.src)
     source = SourceRecord(
-        given=src_arg, path=str(plan.src.absolute()), realpath=os.path.realpath(plan.src), codebase_version=src_ds.version,
-        fingerprint=copy_fingerprint([(rel, real) for rel, real, _size in plan.files], hashes), label_column=adv_col, label_column_sha256=label_column_digest(src_ds, adv_col),
+        given=src_arg,
+        path=str(plan.src.absolute()),
+        realpath=os.path.realpath(plan.src),
+        codebase_version=src_ds.version,
+        fingerprint=copy_fingerprint([(rel, real) for rel, real, _size in plan.files], hashes),
+        label_column=adv_col,
+        label_column_sha256=label_column_digest(src_ds, adv_col),
     )
-    record = Lineage.new_copy(plan.iteration, str(plan.src.absolute()) if parent is not None else None, source,
-                              {"files": len(plan.files), "bytes": plan.total_bytes})
+    record = Lineage.new_copy(
+        plan.iteration,
+        str(plan.src.absolute()) if parent is not None else None,
+        source,
+        {"files": len(plan.files), "bytes": plan.total_bytes},
+    )
     write_lineage(tmp, record)
     # until registration is done: lets a retry of the same copy recognise and finish this one
     write_json_atomic(tmp / PENDING_MARK, {"source_realpath": os.path.realpath(plan.src), "pid": os.getpid()})
@@ -338,7 +420,8 @@ def refuse_recopy(src: Path, lerobot_home: Path) -> None:
     what = f"local/{alias.name}" if alias.is_symlink() and alias.exists() else str(follow)
     raise BadInput(
         f"{src.name} already has iteration copies ({', '.join(f.name for f in found)}); the next iteration follows "
-        f"{follow.name}: run `recap-label copy {what}` (makes {nxt}); to start over from the original, unlabeled, pass --from-original"
+        f"{follow.name}: run `recap-label copy {what}` (makes {nxt}); to start over from the original, unlabeled, "
+        f"pass --from-original"
     )
 
 
@@ -367,25 +450,47 @@ def find_unfinished_copy(src: Path, dest: Path | None) -> Path | None:
             info = json.loads(mark.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(info, dict) and info.get("source_realpath") == real and not process_alive(int(info.get("pid", -1) or -1)):
+        if (
+            isinstance(info, dict)
+            and info.get("source_realpath") == real
+            and not process_alive(int(info.get("pid", -1) or -1))
+        ):
             return folder
     return None
 
 
-def _finish_copy(src_ds: DatasetFiles, dest: Path, *, adv_col: str, lerobot_home: Path, do_register: bool) -> CopyResult:
+def _finish_copy(
+    src_ds: DatasetFiles, dest: Path, *, adv_col: str, lerobot_home: Path, do_register: bool
+) -> CopyResult:
     record = read_lineage(dest)
     try:
         registered = _register_copy(dest, lerobot_home) if do_register else None
         _drop_pending_mark(dest)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted while registering; the copy {dest} is complete: run the same copy command again to finish its registration") from None
+        raise Interrupted(
+            f"interrupted while registering; the copy {dest} is complete: run the same copy command again to finish "
+            f"its registration"
+        ) from None
     except OSError as exc:
-        raise RecapError(os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
-            "(nothing was changed)", f"(the copy {dest} is complete; run the same copy command again to finish its registration)")) from None
+        raise RecapError(
+            os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
+                "(nothing was changed)",
+                f"(the copy {dest} is complete; run the same copy command again to finish its registration)",
+            )
+        ) from None
     counts = label_counts(src_ds, adv_col)
     stats = record.copy if record else {}
-    return CopyResult(src_ds.root, dest, record.iteration if record else 1, int(stats.get("files", 0)), int(stats.get("bytes", 0)),
-                      registered, counts, label_counts(DatasetFiles.open(dest), adv_col), finished_interrupted=True)
+    return CopyResult(
+        src_ds.root,
+        dest,
+        record.iteration if record else 1,
+        int(stats.get("files", 0)),
+        int(stats.get("bytes", 0)),
+        registered,
+        counts,
+        label_counts(DatasetFiles.open(dest), adv_col),
+        finished_interrupted=True,
+    )
 
 
 def _unregister_step(entry: Path, dest: Path, *, only_dangling: bool):
@@ -405,18 +510,19 @@ def _unregister_step(entry: Path, dest: Path, *, only_dangling: bool):
     return step
 
 
-
 def check_source_quiet(src: Path) -> None:
     """Refuse to copy a dataset that is being written, or whose last write was interrupted."""
     root = Path(os.path.realpath(src))
     holder = live_holder(root)
     if holder is not None:
         raise BadInput(
-            f"source {src} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); copy it when that has finished"
+            f"source {src} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); copy "
+            f"it when that has finished"
         )
     if pending_commit(root) is not None or stale_staged_files(root):
         raise BadInput(
-            f"source {src} holds an interrupted write (a commit journal or staged files); run `recap-label verify --repair {src}` to finish it, then copy"
+            f"source {src} holds an interrupted write (a commit journal or staged files); run `recap-label verify "
+            f"--repair {src}` to finish it, then copy"
         )
 
 
@@ -428,6 +534,8 @@ def _verify_tree(root: Path, plan: CopyPlan, hashes: dict[str, str]) -> None:
         target = root / rel
         st = target.stat()
         if st.st_size != size or sha256_file(target) != hashes[rel]:
-            raise RecapError(f"copy verification failed: {rel} differs from its source {real}; check the disk and copy again")
+            raise RecapError(
+                f"copy verification failed: {rel} differs from its source {real}; check the disk and copy again"
+            )
         if os.path.samestat(st, os.stat(real)):
             raise RecapError(f"copy verification failed: {rel} shares an inode with its source; report this bug")

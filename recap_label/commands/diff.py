@@ -63,10 +63,19 @@ class DiffReport:
         from dataclasses import asdict
 
         return {
-            "a": self.a, "b": self.b, "a_path": str(self.a_path), "b_path": str(self.b_path), "frames": self.frames, "classes": list(CLASSES),
+            "a": self.a,
+            "b": self.b,
+            "a_path": str(self.a_path),
+            "b_path": str(self.b_path),
+            "frames": self.frames,
+            "classes": list(CLASSES),
             "by_intervention": {k: asdict(v) for k, v in self.by_intervention.items()},
-            "episodes": [asdict(f) for f in self.episodes[:top]], "tasks": [asdict(f) for f in self.tasks],
-            "values": self.values, "thresholds": self.thresholds, "settings": self.settings, "notes": self.notes,
+            "episodes": [asdict(f) for f in self.episodes[:top]],
+            "tasks": [asdict(f) for f in self.tasks],
+            "values": self.values,
+            "thresholds": self.thresholds,
+            "settings": self.settings,
+            "notes": self.notes,
         }
 
 
@@ -84,13 +93,27 @@ def _flips(ids: np.ndarray, a: np.ndarray, b: np.ndarray, names=None) -> list[Fl
     flipped = np.bincount(inverse, weights=changed, minlength=uniq.size).astype(int)
     to_pos = np.bincount(inverse, weights=changed & (b == "positive"), minlength=uniq.size).astype(int)
     to_neg = np.bincount(inverse, weights=changed & (b == "negative"), minlength=uniq.size).astype(int)
-    rows = [Flips(names(int(u)) if names else int(u), int(f), int(x), int(p), int(n)) for u, f, x, p, n in zip(uniq, frames, flipped, to_pos, to_neg)]
+    rows = [
+        Flips(names(int(u)) if names else int(u), int(f), int(x), int(p), int(n))
+        for u, f, x, p, n in zip(uniq, frames, flipped, to_pos, to_neg)
+    ]
     rows.sort(key=lambda r: (-r.flipped, str(r.id)))
     return rows
 
 
 _SETTINGS = ("lookahead", "positive_ratio", "threshold_scope", "tail_bootstrap")
-_PROVENANCE = ("source", "checkpoint", "checkpoint_sha256", "ema", "tokenizer_sha256", "precision", "cameras", "column", "path", "sha256")
+_PROVENANCE = (
+    "source",
+    "checkpoint",
+    "checkpoint_sha256",
+    "ema",
+    "tokenizer_sha256",
+    "precision",
+    "cameras",
+    "column",
+    "path",
+    "sha256",
+)
 
 
 def settings_of_run(run: LabelRun) -> dict:
@@ -100,7 +123,9 @@ def settings_of_run(run: LabelRun) -> dict:
     return out
 
 
-def diff_datasets(a_arg: str, b_arg: str, settings: Settings, *, common: bool = False, force: bool = False) -> DiffReport:
+def diff_datasets(
+    a_arg: str, b_arg: str, settings: Settings, *, common: bool = False, force: bool = False
+) -> DiffReport:
     a, b = load_side(a_arg, settings), load_side(b_arg, settings)
     check_same_base(a, b, a_arg, b_arg, force)
     notes = a.notes + b.notes
@@ -108,32 +133,68 @@ def diff_datasets(a_arg: str, b_arg: str, settings: Settings, *, common: bool = 
     if ea != eb:
         only_a, only_b = sorted(ea - eb), sorted(eb - ea)
         if not common:
-            parts = [f"{len(only_a)} only in A (e.g. {only_a[0]})" if only_a else "", f"{len(only_b)} only in B (e.g. {only_b[0]})" if only_b else ""]
-            raise BadInput(f"the rollout episodes differ: {', '.join(p for p in parts if p)}; pass --common to compare the episodes both have")
-        notes.append(f"compared the {len(ea & eb)} rollout episodes both have ({len(only_a)} only in A, {len(only_b)} only in B left out)")
+            parts = [
+                f"{len(only_a)} only in A (e.g. {only_a[0]})" if only_a else "",
+                f"{len(only_b)} only in B (e.g. {only_b[0]})" if only_b else "",
+            ]
+            raise BadInput(
+                f"the rollout episodes differ: {', '.join(p for p in parts if p)}; pass --common to compare the "
+                f"episodes both have"
+            )
+        notes.append(
+            f"compared the {len(ea & eb)} rollout episodes both have ({len(only_a)} only in A, {len(only_b)} only in "
+            f"B left out)"
+        )
     ia, ib = _match(a.key, b.key)
     if not common and ia.size != a.key.size:
-        raise BadInput(f"the frames of the rollout episodes differ ({a.key.size:,} in A, {b.key.size:,} in B, {ia.size:,} in both); pass --common to compare the frames both have")
+        raise BadInput(
+            f"the frames of the rollout episodes differ ({a.key.size:,} in A, {b.key.size:,} in B, {ia.size:,} in "
+            f"both); pass --common to compare the frames both have"
+        )
     la, lb = a.labels[ia], b.labels[ib]
     human = a.human[ia]
     if np.any(human != b.human[ib]):
-        notes.append(f"intervention differs on {int(np.count_nonzero(human != b.human[ib])):,} frames; A's is used to split")
-    groups = {"all": _agreement(la, lb), "intervention=0": _agreement(la[~human], lb[~human]), "intervention=1": _agreement(la[human], lb[human])}
+        notes.append(
+            f"intervention differs on {int(np.count_nonzero(human != b.human[ib])):,} frames; A's is used to split"
+        )
+    groups = {
+        "all": _agreement(la, lb),
+        "intervention=0": _agreement(la[~human], lb[~human]),
+        "intervention=1": _agreement(la[human], lb[human]),
+    }
     names = lambda t: a.tasks.get(t, str(t))  # noqa: E731
     values = None
     if a.value is not None and b.value is not None:
         va, vb = a.value[ia], b.value[ib]
         dv = np.abs(vb - va)
-        values = {"pearson": pearson(va, vb), "spearman": spearman(va, vb), "mean_abs_dv": float(dv.mean()) if dv.size else None,
-                  "max_abs_dv": float(dv.max()) if dv.size else None}
+        values = {
+            "pearson": pearson(va, vb),
+            "spearman": spearman(va, vb),
+            "mean_abs_dv": float(dv.mean()) if dv.size else None,
+            "max_abs_dv": float(dv.max()) if dv.size else None,
+        }
     thresholds = {}
     for name in sorted(set(a.run.thresholds) | set(b.run.thresholds)):
         ta, tb = a.run.thresholds.get(name), b.run.thresholds.get(name)
         thresholds[name] = {"a": ta, "b": tb, "shift": None if ta is None or tb is None else tb - ta}
     sa, sb = settings_of_run(a.run), settings_of_run(b.run)
     differ = {k: [sa.get(k), sb.get(k)] for k in dict.fromkeys([*sa, *sb]) if sa.get(k) != sb.get(k)}
-    return DiffReport(a.title, b.title, a.root, b.root, int(ia.size), groups, _flips(a.episode[ia], la, lb), _flips(a.task[ia], la, lb, names),
-                      values, thresholds, differ, notes, a, b)
+    return DiffReport(
+        a.title,
+        b.title,
+        a.root,
+        b.root,
+        int(ia.size),
+        groups,
+        _flips(a.episode[ia], la, lb),
+        _flips(a.task[ia], la, lb, names),
+        values,
+        thresholds,
+        differ,
+        notes,
+        a,
+        b,
+    )
 
 
 def _match(ka: np.ndarray, kb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +211,9 @@ def plot_diff(report: DiffReport, out: Path, episodes_shown: int = 4) -> Path:
     import matplotlib.pyplot as plt
 
     a, b = report.a_side, report.b_side
-    shown = [f.id for f in report.episodes if f.flipped][:episodes_shown] or [f.id for f in report.episodes[:episodes_shown]]
+    shown = [f.id for f in report.episodes if f.flipped][:episodes_shown] or [
+        f.id for f in report.episodes[:episodes_shown]
+    ]
     fig, axes = plt.subplots(len(shown), 1, figsize=(10, 2.6 * len(shown)), constrained_layout=True, squeeze=False)
     band = {"positive": "#55a868", "negative": "#c44e52", "none": "#bbbbbb"}
     for ax, ep in zip(axes[:, 0], shown):
@@ -170,6 +233,8 @@ def plot_diff(report: DiffReport, out: Path, episodes_shown: int = 4) -> Path:
         if a.value is not None or b.value is not None:
             ax.legend(fontsize=7, loc="upper left")
     out = Path(out)
-    write_file_atomic(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))  # never half a PNG under the name asked for
+    write_file_atomic(
+        out, lambda tmp: fig.savefig(tmp, format="png", dpi=100)
+    )  # never half a PNG under the name asked for
     plt.close(fig)
     return out

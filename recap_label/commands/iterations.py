@@ -33,7 +33,15 @@ class IterationRow:
     @property
     def state(self) -> str:
         """One word for the row: missing (folder gone), retired, registered (as local/<name>), unregistered."""
-        return "missing" if self.missing else "retired" if self.retired else "registered" if self.registered else "unregistered"
+        return (
+            "missing"
+            if self.missing
+            else "retired"
+            if self.retired
+            else "registered"
+            if self.registered
+            else "unregistered"
+        )
 
 
 @dataclass
@@ -44,7 +52,12 @@ class Iterations:
     rows: list[IterationRow]
 
     def to_json(self) -> dict:
-        return {"base": self.base, "alias": self.alias, "active": self.active, "iterations": [asdict(r) for r in self.rows]}
+        return {
+            "base": self.base,
+            "alias": self.alias,
+            "active": self.active,
+            "iterations": [asdict(r) for r in self.rows],
+        }
 
 
 def _row(name: str, path: Path, home: Path, alias_target: str | None) -> IterationRow:
@@ -58,14 +71,18 @@ def _row(name: str, path: Path, home: Path, alias_target: str | None) -> Iterati
     run = record.active_label_run() if record else None
     thresholds = [t for t in (run.thresholds or {}).values() if t is not None] if run else []
     return IterationRow(
-        name=name, path=str(path), iteration=record.iteration if record else None,
+        name=name,
+        path=str(path),
+        iteration=record.iteration if record else None,
         parent=Path(record.parent).name if record and record.parent else None,
         runs=len(record.active_label_runs()) if record else 0,
-        share=run.share if run else None, threshold=thresholds[0] if thresholds else None,
+        share=run.share if run else None,
+        threshold=thresholds[0] if thresholds else None,
         checkpoint_step=checkpoint_step(run.value_source) if run else None,
         active=alias_target is not None and os.path.abspath(alias_target) == os.path.abspath(path),
         registered=points_to(cache_entry(home, name), path),
-        missing=missing, retired=bool(record and record.retired),
+        missing=missing,
+        retired=bool(record and record.retired),
     )
 
 
@@ -82,7 +99,11 @@ def list_iterations(arg: str, home: Path) -> Iterations:
     found: dict[str, tuple[str, Path]] = {}  # abspath -> (name, path)
 
     def add(path: Path) -> None:
-        if split_iteration_name(path.name)[0] == base and split_iteration_name(path.name)[1] >= 1 and not path.name.startswith("."):
+        if (
+            split_iteration_name(path.name)[0] == base
+            and split_iteration_name(path.name)[1] >= 1
+            and not path.name.startswith(".")
+        ):
             found.setdefault(os.path.abspath(path), (path.name, path))
 
     folder = root.parent
@@ -118,11 +139,19 @@ def activate(arg: str, home: Path) -> Activated:
     DatasetFiles.open(root)
     record = read_lineage(root)
     if record is None or record.iteration < 1:
-        raise BadInput(f"{root} is not an iteration copy made by `recap-label copy`; `_active` only points at labeled copies")
+        raise BadInput(
+            f"{root} is not an iteration copy made by `recap-label copy`; `_active` only points at labeled copies"
+        )
     if record.retired:
-        raise BadInput(f"{root.name} was retired ({record.retired}); `_active` only points at live iterations, activate another one")
+        raise BadInput(
+            f"{root.name} was retired ({record.retired}); `_active` only points at live iterations, activate another "
+            f"one"
+        )
     if not is_labeled(root):
-        raise BadInput(f"{root.name} has no label run: `_active` never points at an unlabeled copy; run `recap-label label {root}` first")
+        raise BadInput(
+            f"{root.name} has no label run: `_active` never points at an unlabeled copy; run `recap-label label "
+            f"{root}` first"
+        )
     try:
         set_active(home, root)
     except OSError as exc:
@@ -139,7 +168,12 @@ class Registered:
     alias_moved: bool
 
     def to_json(self) -> dict:
-        return {"entry": str(self.entry), "dest": str(self.dest), "before": self.before, "alias_moved": self.alias_moved}
+        return {
+            "entry": str(self.entry),
+            "dest": str(self.dest),
+            "before": self.before,
+            "alias_moved": self.alias_moved,
+        }
 
 
 def register_copy(path: Path, home: Path, replace: bool = False) -> Registered:
@@ -152,13 +186,17 @@ def register_copy(path: Path, home: Path, replace: bool = False) -> Registered:
     DatasetFiles.open(root)
     record = read_lineage(root)
     if record is None or record.iteration < 1:
-        raise BadInput(f"{root} is not an iteration copy made by `recap-label copy` (no lineage record); register only copies")
+        raise BadInput(
+            f"{root} is not an iteration copy made by `recap-label copy` (no lineage record); register only copies"
+        )
     entry = cache_entry(home, root.name)
     before = os.readlink(entry) if entry.is_symlink() else None
     if entry.exists() and not entry.is_symlink():
         raise BadInput(f"LeRobot cache entry {entry} is a real folder; move it away first")
     if before is not None and not points_to(entry, root) and os.path.exists(entry) and not replace:
-        raise BadInput(f"LeRobot cache entry {entry} points to {before}, which exists; pass --replace-registration to repoint it")
+        raise BadInput(
+            f"LeRobot cache entry {entry} points to {before}, which exists; pass --replace-registration to repoint it"
+        )
     alias = active_alias(home, root.name)
     old_alias = os.readlink(alias) if alias.is_symlink() else None
     follow = old_alias is not None and not os.path.exists(alias) and Path(old_alias).name == root.name

@@ -33,7 +33,14 @@ from recap_label.store.fsutil import sha256_file
 from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
 from recap_label.store.lock import dataset_lock, live_holder
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE, info_prior_file, prior_labels_file
-from recap_label.store.writeback import CREATED_COLUMN_KEY, Transaction, check_writable_target, encode_schema_metadata, pending_commit, recover
+from recap_label.store.writeback import (
+    CREATED_COLUMN_KEY,
+    Transaction,
+    check_writable_target,
+    encode_schema_metadata,
+    pending_commit,
+    recover,
+)
 from recap_label.summary import Breakdown, breakdown
 from recap_label.values import distributed
 from recap_label.values.cache import ValueCache
@@ -62,7 +69,9 @@ class LabelPlan:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     input_keys: dict[int, str] = field(default_factory=dict)  # what each episode's V was computed from
-    inference_stats: dict = field(default_factory=dict)  # the value model's stats, when inference ran (values.model_source)
+    inference_stats: dict = field(
+        default_factory=dict
+    )  # the value model's stats, when inference ran (values.model_source)
 
 
 @dataclass
@@ -87,31 +96,91 @@ class LabelOutcome:
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
         write = None if dry_run else timings.get("stage", 0.0) + timings.get("commit", 0.0)
         return cls(
-            plan.root, None if dry_run else plan.run_id, dry_run, plan.values_from, plan.result.thresholds,
-            plan.result.pool_sizes, plan.breakdown, plan.transitions, plan.share_per_task, len(plan.changed_files),
-            plan.warnings, [*notes, *plan.notes], timings, performance=performance(plan.inference_stats, write),
+            plan.root,
+            None if dry_run else plan.run_id,
+            dry_run,
+            plan.values_from,
+            plan.result.thresholds,
+            plan.result.pool_sizes,
+            plan.breakdown,
+            plan.transitions,
+            plan.share_per_task,
+            len(plan.changed_files),
+            plan.warnings,
+            [*notes, *plan.notes],
+            timings,
+            performance=performance(plan.inference_stats, write),
         )
 
     @classmethod
     def of_run(cls, root: Path, run: LabelRun, *, notes: list[str]) -> "LabelOutcome":
         """The outcome of a run already recorded (a retry that found it landed)."""
         counts = dict(run.counts)
-        b = Breakdown(**{k: counts[k] for k in ("frames", "labels", "intervention", "autonomous", "autonomous_positive_share", "demo_episodes", "rollout_episodes")})
-        return cls(root, run.id, False, run.values_from, run.thresholds, run.pool_sizes, b, run.transitions, run.share_per_task,
-                   len(run.files_rewritten), [], notes, {}, performance=run.performance)
+        b = Breakdown(
+            **{
+                k: counts[k]
+                for k in (
+                    "frames",
+                    "labels",
+                    "intervention",
+                    "autonomous",
+                    "autonomous_positive_share",
+                    "demo_episodes",
+                    "rollout_episodes",
+                )
+            }
+        )
+        return cls(
+            root,
+            run.id,
+            False,
+            run.values_from,
+            run.thresholds,
+            run.pool_sizes,
+            b,
+            run.transitions,
+            run.share_per_task,
+            len(run.files_rewritten),
+            [],
+            notes,
+            {},
+            performance=run.performance,
+        )
 
     def to_json(self) -> dict:
         return {
-            "dataset": str(self.dataset), "run": self.run_id, "dry_run": self.dry_run, "values_from": self.values_from,
-            "thresholds": self.thresholds, "pool_sizes": self.pool_sizes, "breakdown": self.breakdown.to_json(),
-            "transitions": self.transitions, "share_per_task": self.share_per_task, "files_rewritten": self.files_rewritten,
-            "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings, "performance": self.performance,
+            "dataset": str(self.dataset),
+            "run": self.run_id,
+            "dry_run": self.dry_run,
+            "values_from": self.values_from,
+            "thresholds": self.thresholds,
+            "pool_sizes": self.pool_sizes,
+            "breakdown": self.breakdown.to_json(),
+            "transitions": self.transitions,
+            "share_per_task": self.share_per_task,
+            "files_rewritten": self.files_rewritten,
+            "warnings": self.warnings,
+            "notes": self.notes,
+            "timings_s": self.timings,
+            "performance": self.performance,
             "value_model": None if self.value_model is None else self.value_model.to_json(),
         }
 
 
-_KNOWN_STATS = {"frames", "wall_s", "fetch_wait_s", "infer_s", "frames_per_s", "load_s", "device", "precision", "batch_size",
-                "num_workers", "checkpoint_step", "ema"}
+_KNOWN_STATS = {
+    "frames",
+    "wall_s",
+    "fetch_wait_s",
+    "infer_s",
+    "frames_per_s",
+    "load_s",
+    "device",
+    "precision",
+    "batch_size",
+    "num_workers",
+    "checkpoint_step",
+    "ema",
+}
 
 
 def performance(stats: dict, write_s: float | None) -> dict | None:
@@ -125,18 +194,36 @@ def performance(stats: dict, write_s: float | None) -> dict | None:
         return None if value is None else round(float(value), 3)
 
     return {
-        "frames": int(stats.get("frames", 0)), "frames_per_s": round(float(stats.get("frames_per_s", 0.0)), 2),
-        "wall_s": {"load": sec("load_s"), "fetch": sec("fetch_wait_s"), "infer": sec("infer_s"),
-                   "write": None if write_s is None else round(write_s, 3), "inference": sec("wall_s")},
-        "device": stats.get("device"), "precision": stats.get("precision"), "batch_size": stats.get("batch_size"),
-        "num_workers": stats.get("num_workers"), "checkpoint_step": stats.get("checkpoint_step"), "ema": stats.get("ema"),
+        "frames": int(stats.get("frames", 0)),
+        "frames_per_s": round(float(stats.get("frames_per_s", 0.0)), 2),
+        "wall_s": {
+            "load": sec("load_s"),
+            "fetch": sec("fetch_wait_s"),
+            "infer": sec("infer_s"),
+            "write": None if write_s is None else round(write_s, 3),
+            "inference": sec("wall_s"),
+        },
+        "device": stats.get("device"),
+        "precision": stats.get("precision"),
+        "batch_size": stats.get("batch_size"),
+        "num_workers": stats.get("num_workers"),
+        "checkpoint_step": stats.get("checkpoint_step"),
+        "ema": stats.get("ema"),
         "engine": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in stats.items() if k not in _KNOWN_STATS},
     }
 
 
 def plan_labels(
-    ds: DatasetFiles, cols: LabelColumns, value: np.ndarray, rule: RuleSettings, settings: Settings,
-    *, provenance: dict, values_from: str, run_id: str, input_keys: dict[int, str] | None = None,
+    ds: DatasetFiles,
+    cols: LabelColumns,
+    value: np.ndarray,
+    rule: RuleSettings,
+    settings: Settings,
+    *,
+    provenance: dict,
+    values_from: str,
+    run_id: str,
+    input_keys: dict[int, str] | None = None,
 ) -> LabelPlan:
     """Apply the rule and work out every file, count and warning of the run (pure)."""
     result = apply_rule_to(cols, value, rule)
@@ -147,28 +234,55 @@ def plan_labels(
             demo = ~cols.rollout_rows[lo:hi]
             new_labels[lo:hi][demo] = "positive"
     changed = cols.labels != new_labels  # only rollout rows can change, and the rows of created columns
-    changed_files = [(path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if path in add_column or changed[lo:hi].any()]
-    warnings = [w for w in [long_lookahead_warning(cols, rule.lookahead), tail_trap_warning(cols, result, rule.lookahead)] if w]
+    changed_files = [
+        (path, (lo, hi)) for path, (lo, hi) in cols.file_slices() if path in add_column or changed[lo:hi].any()
+    ]
+    warnings = [
+        w for w in [long_lookahead_warning(cols, rule.lookahead), tail_trap_warning(cols, result, rule.lookahead)] if w
+    ]
     notes = []
     if add_column:
-        notes.append(f"created the label column {settings.adv_col!r} (string) in {len(add_column)} data file(s) that lacked it: rollout frames as labeled, "
-                     "demo frames 'positive'; `recap-label rollback` removes it again")
-    run_settings = RunSettings(rule.lookahead, rule.positive_ratio, rule.tail_bootstrap, rule.threshold_scope,
-                               settings.human_col, settings.reward_col, settings.adv_col)
+        notes.append(
+            f"created the label column {settings.adv_col!r} (string) in {len(add_column)} data file(s) that lacked "
+            f"it: rollout frames as labeled, "
+            "demo frames 'positive'; `recap-label rollback` removes it again"
+        )
+    run_settings = RunSettings(
+        rule.lookahead,
+        rule.positive_ratio,
+        rule.tail_bootstrap,
+        rule.threshold_scope,
+        settings.human_col,
+        settings.reward_col,
+        settings.adv_col,
+    )
     return LabelPlan(
-        root=ds.root, run_id=run_id, settings=run_settings, provenance=provenance, values_from=values_from,
-        cols=cols, value=value, result=result, new_labels=new_labels, changed_files=changed_files,
-        add_feature=settings.adv_col not in ds.features, add_column=[p for p in ds.data_files if p in add_column],
+        root=ds.root,
+        run_id=run_id,
+        settings=run_settings,
+        provenance=provenance,
+        values_from=values_from,
+        cols=cols,
+        value=value,
+        result=result,
+        new_labels=new_labels,
+        changed_files=changed_files,
+        add_feature=settings.adv_col not in ds.features,
+        add_column=[p for p in ds.data_files if p in add_column],
         breakdown=breakdown(cols.episode, cols.human, new_labels, kinds=cols.kinds),
-        transitions=label_transitions(cols.labels[cols.rollout_rows], new_labels[cols.rollout_rows]),  # demo rows change only in a created column (see notes)
+        transitions=label_transitions(
+            cols.labels[cols.rollout_rows], new_labels[cols.rollout_rows]
+        ),  # demo rows change only in a created column (see notes)
         share_per_task=share_per_task(cols, result),
-        warnings=warnings, notes=notes,
+        warnings=warnings,
+        notes=notes,
         input_keys=input_keys or {},
     )
 
 
-def commit_labels(ds: DatasetFiles, plan: LabelPlan, lineage: Lineage, cache: ValueCache, *, recovered: str | None,
-                  started: float) -> tuple[LabelRun, dict[str, float]]:
+def commit_labels(
+    ds: DatasetFiles, plan: LabelPlan, lineage: Lineage, cache: ValueCache, *, recovered: str | None, started: float
+) -> tuple[LabelRun, dict[str, float]]:
     """Stage the new data files, the prior labels, the sidecar and the lineage; commit them at once.
     Returns the run recorded and the time spent staging and committing."""
     t0 = time.perf_counter()
@@ -200,19 +314,42 @@ def commit_labels(ds: DatasetFiles, plan: LabelPlan, lineage: Lineage, cache: Va
     txn.stage_table(ds.root / prior, prior_table)
     sel = cols.rollout_rows
     settings_json = plan.settings.to_json()
-    cache.stage(txn, cols.episode[sel], cols.frame[sel], plan.value[sel], plan.result.advantage[sel], plan.new_labels[sel],
-                provenance=plan.provenance, settings=settings_json, input_keys=plan.input_keys)
+    cache.stage(
+        txn,
+        cols.episode[sel],
+        cols.frame[sel],
+        plan.value[sel],
+        plan.result.advantage[sel],
+        plan.new_labels[sel],
+        provenance=plan.provenance,
+        settings=settings_json,
+        input_keys=plan.input_keys,
+    )
     staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
     staging_s = time.perf_counter() - t0  # the rewrite itself; the renames of the commit follow
     b = plan.breakdown
     run = LabelRun(
-        id=plan.run_id, time=now_iso(), settings=plan.settings, value_source=plan.provenance, values_from=plan.values_from,
-        thresholds=plan.result.thresholds, pool_sizes=plan.result.pool_sizes, counts=b.to_json(),
-        share=b.autonomous_positive_share, share_per_task=plan.share_per_task, transitions=plan.transitions,
-        files_rewritten=rewritten, file_sha256_after={rel: sha256_file(staged[rel]) for rel in rewritten},
-        prior_labels=prior.as_posix(), info_json_prior=None if info_prior is None else info_prior.as_posix(),
-        demo_labels_sha256=demo_labels_digest(cols.episode, cols.human, plan.new_labels, cols.kinds),  # = before, unless the column was created
-        recovered=recovered, duration_s=round(time.perf_counter() - started, 3), performance=performance(plan.inference_stats, staging_s),
+        id=plan.run_id,
+        time=now_iso(),
+        settings=plan.settings,
+        value_source=plan.provenance,
+        values_from=plan.values_from,
+        thresholds=plan.result.thresholds,
+        pool_sizes=plan.result.pool_sizes,
+        counts=b.to_json(),
+        share=b.autonomous_positive_share,
+        share_per_task=plan.share_per_task,
+        transitions=plan.transitions,
+        files_rewritten=rewritten,
+        file_sha256_after={rel: sha256_file(staged[rel]) for rel in rewritten},
+        prior_labels=prior.as_posix(),
+        info_json_prior=None if info_prior is None else info_prior.as_posix(),
+        demo_labels_sha256=demo_labels_digest(
+            cols.episode, cols.human, plan.new_labels, cols.kinds
+        ),  # = before, unless the column was created
+        recovered=recovered,
+        duration_s=round(time.perf_counter() - started, 3),
+        performance=performance(plan.inference_stats, staging_s),
     )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(lineage.with_run(run)))
     t_stage = time.perf_counter()
@@ -225,7 +362,8 @@ def check_safe_to_write(ds: DatasetFiles, allow_original: bool) -> Lineage:
     record = read_lineage(ds.root)
     if record is None and not allow_original:
         raise UnsafeWriteError(
-            f"{ds.root} has no copy lineage: it looks like an original dataset; label a copy made with `recap-label copy`, or pass --allow-original"
+            f"{ds.root} has no copy lineage: it looks like an original dataset; label a copy made with `recap-label "
+            f"copy`, or pass --allow-original"
         )
     for path in ds.data_files:
         check_writable_target(ds.root, path)
@@ -253,14 +391,23 @@ def run_label(
         ds.require_complete()  # a missing video would surface only after inferring the episodes before it
         if dry_run:
             if pending_commit(ds.root) is not None:
-                raise BadInput(f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without --dry-run to complete it first")
+                raise BadInput(
+                    f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without "
+                    f"--dry-run to complete it first"
+                )
             lineage = read_lineage(ds.root) or Lineage.for_original()
             cache = ValueCache.of(ds, source, settings, dry_run=True)
             plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
             timings["total"] = time.perf_counter() - started
             kept = cache.dry_run_dir
-            notes = [f"values kept outside the dataset for the next `label` of it: {kept}"] if kept is not None and kept.exists() else []
-            return _with_value_model(LabelOutcome.of(plan, dry_run=True, notes=notes, timings=timings), plan, settings, ds)
+            notes = (
+                [f"values kept outside the dataset for the next `label` of it: {kept}"]
+                if kept is not None and kept.exists()
+                else []
+            )
+            return _with_value_model(
+                LabelOutcome.of(plan, dry_run=True, notes=notes, timings=timings), plan, settings, ds
+            )
         if read_lineage(ds.root) is None and not allow_original:
             check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
         with dataset_lock(ds.root, "label") as lock:
@@ -269,13 +416,22 @@ def run_label(
             ds = DatasetFiles.open(ds_root) if note else ds
             cache = ValueCache.of(ds, source, settings)
             lineage = check_safe_to_write(ds, allow_original)
-            args = {"rule": rule.__dict__, "columns": [settings.human_col, settings.reward_col, settings.adv_col],
-                    "source": source.provenance(), "allow_original": allow_original, "recompute": recompute}
+            args = {
+                "rule": rule.__dict__,
+                "columns": [settings.human_col, settings.reward_col, settings.adv_col],
+                "source": source.provenance(),
+                "allow_original": allow_original,
+                "recompute": recompute,
+            }
             landed = lineage.run(lock.interrupted_run("label", args) or "")
             if isinstance(landed, LabelRun):
                 # the same command was killed after its commit landed: finish it, do not label twice
                 cache.committed()
-                return LabelOutcome.of_run(ds.root, landed, notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n])
+                return LabelOutcome.of_run(
+                    ds.root,
+                    landed,
+                    notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n],
+                )
             lock.declare("label", args, lineage.next_run_id())
             plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
             _refuse_live_scorers(cache)  # one may have started while V was gathered
@@ -284,15 +440,21 @@ def run_label(
             timings.update(written)
             timings["total"] = time.perf_counter() - started
             notes = [n for n in [note, _move_active(settings.lerobot_home, ds.root)] if n]
-            return _with_value_model(LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings), plan, settings, ds)
+            return _with_value_model(
+                LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings), plan, settings, ds
+            )
     finally:
         if dist is not None:
             dist.release()
 
 
-def _plan(ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float) -> tuple[LabelPlan, dict[str, float]]:
+def _plan(
+    ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float
+) -> tuple[LabelPlan, dict[str, float]]:
     """Read the columns, obtain V for the rollout episodes, plan the labels."""
-    cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
+    cols = read_label_columns(
+        ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col
+    )
     t_read = time.perf_counter()
     source = cache.source
     source.bind(ds)
@@ -303,8 +465,17 @@ def _plan(ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bo
         values = cache.gather(episodes, recompute=recompute)
     value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, values.by_episode, source.name)
     t_values = time.perf_counter()
-    plan = plan_labels(ds, cols, value, rule, settings, provenance=values.provenance, values_from=values.values_from, run_id=lineage.next_run_id(),
-                       input_keys=values.input_keys)
+    plan = plan_labels(
+        ds,
+        cols,
+        value,
+        rule,
+        settings,
+        provenance=values.provenance,
+        values_from=values.values_from,
+        run_id=lineage.next_run_id(),
+        input_keys=values.input_keys,
+    )
     plan.inference_stats = dict(getattr(source, "stats", None) or {})
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
@@ -327,14 +498,19 @@ def _move_active(home: Path, root: Path) -> str | None:
     try:
         return after_first_label(home, root)
     except OSError as exc:
-        return f"could not point local/{active_alias(home, root.name).name} at this copy ({exc.strerror}); run `recap-label activate {root}`"
+        return (
+            f"could not point local/{active_alias(home, root.name).name} at this copy ({exc.strerror}); run "
+            f"`recap-label activate {root}`"
+        )
 
 
 def _refuse_live_scorers(cache: ValueCache) -> None:
     scorers = cache.live_scorers()
     if scorers:
         who = "; ".join(f"{s.get('what')} (pid {s.get('pid')} on {s.get('host')})" for s in scorers)
-        raise BadInput(f"{cache.ds.root.name} is being scored by {len(scorers)} process(es): {who}; label when they have finished")
+        raise BadInput(
+            f"{cache.ds.root.name} is being scored by {len(scorers)} process(es): {who}; label when they have finished"
+        )
 
 
 # -- scoring only: one shard of a cluster array, or everything before a dry run ----------------
@@ -355,13 +531,22 @@ class ScoreOutcome:
 
     def to_json(self) -> dict:
         return {
-            "dataset": str(self.dataset), "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
-            "episodes": self.episodes, "inferred": self.inferred, "reused": self.reused, "frames": self.frames,
-            "parts": str(self.parts), "missing_shards": self.missing_shards, "dropped": self.dropped, "seconds": round(self.seconds, 3),
+            "dataset": str(self.dataset),
+            "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
+            "episodes": self.episodes,
+            "inferred": self.inferred,
+            "reused": self.reused,
+            "frames": self.frames,
+            "parts": str(self.parts),
+            "missing_shards": self.missing_shards,
+            "dropped": self.dropped,
+            "seconds": round(self.seconds, 3),
         }
 
 
-def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard: tuple[int, int] | None, recompute: bool = False) -> ScoreOutcome:
+def score_only(
+    ds_root: Path, settings: Settings, source: ValueSource, *, shard: tuple[int, int] | None, recompute: bool = False
+) -> ScoreOutcome:
     """Score this process's share of the rollout episodes into the value parts; write no labels.
 
     Takes no lock (many shards run at once); refuses while a label or rollback holds the lock or
@@ -369,17 +554,35 @@ def score_only(ds_root: Path, settings: Settings, source: ValueSource, *, shard:
     started = time.perf_counter()
     ds = DatasetFiles.open(ds_root)
     ds.require_complete()
-    cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col)
+    cols = read_label_columns(
+        ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col
+    )
     source.bind(ds)
     cache = ValueCache(ds, source)
     what = "scoring" if shard is None else f"scoring shard {shard[0]}/{shard[1]}"
     with cache.scoring(what):
         if pending_commit(ds.root) is not None:
-            raise BadInput(f"{ds.root.name} has an interrupted commit; finish it with `recap-label label` (or `verify`) first, then score")
+            raise BadInput(
+                f"{ds.root.name} has an interrupted commit; finish it with `recap-label label` (or `verify`) first, "
+                f"then score"
+            )
         holder = live_holder(ds.root)
         if holder is not None:
-            raise BadInput(f"{ds.root.name} is being written by `recap-label {holder.get('command')}` (pid {holder.get('pid')}); score when it has finished")
+            raise BadInput(
+                f"{ds.root.name} is being written by `recap-label {holder.get('command')}` (pid "
+                f"{holder.get('pid')}); score when it has finished"
+            )
         done = cache.score(cols.rollout_episodes(), shard=shard, recompute=recompute)
     frames = int(sum(ds.episodes[e].length for e in done.episodes))
-    return ScoreOutcome(ds.root, shard, len(done.episodes), done.inferred, done.reused, frames, done.parts, done.missing_shards,
-                        done.dropped, time.perf_counter() - started)
+    return ScoreOutcome(
+        ds.root,
+        shard,
+        len(done.episodes),
+        done.inferred,
+        done.reused,
+        frames,
+        done.parts,
+        done.missing_shards,
+        done.dropped,
+        time.perf_counter() - started,
+    )

@@ -13,17 +13,46 @@ from recap_label.config import Settings
 from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.invariants import verify_dataset
 from recap_label.lerobot.dataset import DatasetFiles, read_parquet_table
-from recap_label.lerobot.active import after_unlabel, forget, history_bytes, previous_active, restore_history, set_active
-from recap_label.lerobot.registry import active_alias, cache_entry, clean_stale_links, point_link, points_to, remove_link
+from recap_label.lerobot.active import (
+    after_unlabel,
+    forget,
+    history_bytes,
+    previous_active,
+    restore_history,
+    set_active,
+)
+from recap_label.lerobot.registry import (
+    active_alias,
+    cache_entry,
+    clean_stale_links,
+    point_link,
+    points_to,
+    remove_link,
+)
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import resolve_dataset_path
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import UndoStack, io_error, os_error_message, remove_tree, sha256_file, write_json_atomic
 from recap_label.store.lock import process_alive
-from recap_label.store.lineage import LabelRun, Lineage, RollbackRun, lineage_bytes, now_iso, read_lineage, write_lineage
+from recap_label.store.lineage import (
+    LabelRun,
+    Lineage,
+    RollbackRun,
+    lineage_bytes,
+    now_iso,
+    read_lineage,
+    write_lineage,
+)
 from recap_label.store.lock import dataset_lock
 from recap_label.store.paths import INFO_JSON, LINEAGE_FILE
-from recap_label.store.writeback import CREATED_COLUMN_KEY, Transaction, check_writable_target, decode_schema_metadata, recover, recover_commit
+from recap_label.store.writeback import (
+    CREATED_COLUMN_KEY,
+    Transaction,
+    check_writable_target,
+    decode_schema_metadata,
+    recover,
+    recover_commit,
+)
 
 
 @dataclass
@@ -34,7 +63,12 @@ class RollbackOutcome:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"dataset": str(self.dataset), "undone": self.undone, "files_restored": self.files_restored, "notes": self.notes}
+        return {
+            "dataset": str(self.dataset),
+            "undone": self.undone,
+            "files_restored": self.files_restored,
+            "notes": self.notes,
+        }
 
 
 def list_runs(ds_root: Path) -> list[LabelRun | RollbackRun]:
@@ -59,7 +93,7 @@ class RunHistory:
         return [r.id for r in self.runs if r.kind == "label" and not r.rolled_back]
 
     def status(self, run: LabelRun | RollbackRun) -> str:
-        """"active", "replaced by run-X" (its labels are no longer on disk), "undone by run-Y", or
+        """ "active", "replaced by run-X" (its labels are no longer on disk), "undone by run-Y", or
         for a rollback run "undid run-A, run-B"."""
         if run.kind == "rollback":
             return "undid " + ", ".join(run.undid)
@@ -72,7 +106,9 @@ class RunHistory:
 
     def to_json(self) -> list[dict]:
         on_disk = self.on_disk
-        return [{**r.to_json(), **({"labels_on_disk": r.id == on_disk} if r.kind == "label" else {})} for r in self.runs]
+        return [
+            {**r.to_json(), **({"labels_on_disk": r.id == on_disk} if r.kind == "label" else {})} for r in self.runs
+        ]
 
 
 def run_history(ds_root: Path) -> RunHistory:
@@ -85,7 +121,10 @@ def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path |
         try:  # the labels are restored already: the alias follows, or says why not
             note = after_unlabel(lerobot_home, outcome.dataset)
         except OSError as exc:
-            note = f"could not move the _active alias off {outcome.dataset.name} ({exc.strerror}); run `recap-label activate <copy>`"
+            note = (
+                f"could not move the _active alias off {outcome.dataset.name} ({exc.strerror}); run `recap-label "
+                f"activate <copy>`"
+            )
         if note:
             outcome.notes.append(note)
     return outcome
@@ -95,7 +134,8 @@ def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
     ds = DatasetFiles.open(ds_root)
     if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
         raise BadInput(
-            f"nothing to roll back in {ds.root}: it has no copy lineage (not a copy made by `recap-label copy`, so no label run of recap-label is recorded)"
+            f"nothing to roll back in {ds.root}: it has no copy lineage (not a copy made by `recap-label copy`, so "
+            f"no label run of recap-label is recorded)"
         )
     with dataset_lock(ds.root, "rollback") as lock:
         note, completed = recover_commit(ds.root)
@@ -111,7 +151,8 @@ def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
         active = record.active_label_runs() if record else []
         if not active:
             raise BadInput(
-                f"nothing to roll back in {ds.root}: no label run is recorded; to retire this iteration copy instead, pass --iteration"
+                f"nothing to roll back in {ds.root}: no label run is recorded; to retire this iteration copy "
+                f"instead, pass --iteration"
             )
         if to_run is None:
             undo = [active[-1]]
@@ -120,7 +161,10 @@ def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
             if to_run == "copy":
                 undo = active
             elif to_run not in ids:
-                raise BadInput(f"--to {to_run}: no active label run with that id (active: {', '.join(ids)}; or 'copy' for the state after the copy)")
+                raise BadInput(
+                    f"--to {to_run}: no active label run with that id (active: {', '.join(ids)}; or 'copy' for the "
+                    f"state after the copy)"
+                )
             else:
                 undo = active[ids.index(to_run) + 1 :]
                 if not undo:
@@ -143,10 +187,13 @@ def _undo(ds: DatasetFiles, record: Lineage, newest_first: list[LabelRun], note:
         check_writable_target(ds.root, path)
         if not path.exists() or sha256_file(path) != digest:
             raise UnsafeWriteError(
-                f"{rel} changed since {writer} wrote it; refusing to roll back over someone else's changes (restore the file or make a new copy)"
+                f"{rel} changed since {writer} wrote it; refusing to roll back over someone else's changes (restore "
+                f"the file or make a new copy)"
             )
     adv_col = newest_first[0].settings.adv_col
-    labels: dict[str, list | dict] = {}  # file → its prior labels, or its schema metadata from before the column existed
+    labels: dict[
+        str, list | dict
+    ] = {}  # file → its prior labels, or its schema metadata from before the column existed
     info_prior = None
     for run in newest_first:  # newest first: each run's prior state is the next one's input
         prior = read_parquet_table(ds.root / run.prior_labels, ["file", "label"])
@@ -168,8 +215,14 @@ def _undo(ds: DatasetFiles, record: Lineage, newest_first: list[LabelRun], note:
         txn.stage_bytes(ds.root / INFO_JSON, info_prior)
     undone = [r.id for r in newest_first]
     staged = {s.target.relative_to(ds.root).as_posix(): s.staged for s in txn.staged}
-    run = RollbackRun(id=rollback_id, time=now_iso(), undid=undone, files_restored=sorted(labels),
-                      file_sha256_after={rel: sha256_file(staged[rel]) for rel in labels}, recovered=note)
+    run = RollbackRun(
+        id=rollback_id,
+        time=now_iso(),
+        undid=undone,
+        files_restored=sorted(labels),
+        file_sha256_after={rel: sha256_file(staged[rel]) for rel in labels},
+        recovered=note,
+    )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(record.with_run(run)))
     txn.commit()
     return RollbackOutcome(ds.root, undone, len(labels), [note] if note else [])
@@ -184,7 +237,13 @@ class RetireOutcome:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"dataset": str(self.dataset), "unregistered": self.unregistered, "active_now": self.active_now, "deleted": self.deleted, "notes": self.notes}
+        return {
+            "dataset": str(self.dataset),
+            "unregistered": self.unregistered,
+            "active_now": self.active_now,
+            "deleted": self.deleted,
+            "notes": self.notes,
+        }
 
 
 RETIRE_MARK = ".recap-retire-"  # <home>/local/.recap-retire-<name>.json: a retirement in progress
@@ -197,14 +256,17 @@ def _retire_intent_path(home: Path, name: str) -> Path:
 
 def _find_retire_intent(home: Path, arg: str) -> dict | None:
     """The recorded retirement of the copy `arg` names (local/<name> or its path), if one was interrupted."""
-    name = arg[len("local/"):] if arg.startswith("local/") else Path(arg).name
+    name = arg[len("local/") :] if arg.startswith("local/") else Path(arg).name
     try:
         intent = json.loads(_retire_intent_path(home, name).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(intent, dict) or not isinstance(intent.get("dataset"), str):
         return None
-    if not arg.startswith("local/") and os.path.abspath(Path(arg).expanduser()) not in (intent["dataset"], intent.get("given")):
+    if not arg.startswith("local/") and os.path.abspath(Path(arg).expanduser()) not in (
+        intent["dataset"],
+        intent.get("given"),
+    ):
         return None
     return intent
 
@@ -225,7 +287,9 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
     ds = DatasetFiles.open(Path(os.path.realpath(resolve_dataset_path(ds_arg, home))))  # local/<name> is itself a link
     record = read_lineage(ds.root)
     if record is None:
-        raise BadInput(f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire")
+        raise BadInput(
+            f"{ds.root} has no copy lineage: it is not an iteration copy made by `recap-label copy`, nothing to retire"
+        )
     parent = Path(record.parent) if record.parent else None
     # where `_active` goes back to when it points here: the last labeled iteration it pointed at
     back = previous_active(home, ds.root) if points_to(active_alias(home, ds.root.name), ds.root) else None
@@ -235,13 +299,20 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
         report = verify_dataset(prior, settings)
         if not report.ok:
             failed = next(c for c in report.checks if c.status == "fail")
-            raise BadInput(f"the prior iteration {prior_path} fails verification ({failed.name}: {failed.detail}); fix it before retiring {ds.root.name}")
+            raise BadInput(
+                f"the prior iteration {prior_path} fails verification ({failed.name}: {failed.detail}); fix it "
+                f"before retiring {ds.root.name}"
+            )
     with dataset_lock(ds.root, "rollback --iteration"):
         recover(ds.root)
         alias = active_alias(home, ds.root.name)
         intent = {
-            "dataset": str(ds.root), "given": os.path.abspath(Path(ds_arg).expanduser()) if not ds_arg.startswith("local/") else None,
-            "name": ds.root.name, "parent": None if parent is None else str(parent), "delete": delete, "pid": os.getpid(),
+            "dataset": str(ds.root),
+            "given": os.path.abspath(Path(ds_arg).expanduser()) if not ds_arg.startswith("local/") else None,
+            "name": ds.root.name,
+            "parent": None if parent is None else str(parent),
+            "delete": delete,
+            "pid": os.getpid(),
             "alias_to": None if back is None else str(back),
             "entry": f"local/{ds.root.name}" if points_to(cache_entry(home, ds.root.name), ds.root) else None,
             "alias": f"local/{alias.name}" if points_to(alias, ds.root) else None,
@@ -315,8 +386,11 @@ def _retire_steps(home: Path, intent: dict, delete: bool) -> RetireOutcome:
         else:
             _retire_links(home, intent)
     except OSError as exc:
-        raise RecapError(os_error_message(exc, f"retiring {root.name}").replace(
-            "(nothing was changed)", "(the retirement is recorded; run the same command again to complete it)")) from None
+        raise RecapError(
+            os_error_message(exc, f"retiring {root.name}").replace(
+                "(nothing was changed)", "(the retirement is recorded; run the same command again to complete it)"
+            )
+        ) from None
     return _finish_retire(home, intent, delete)
 
 
@@ -333,8 +407,12 @@ def _finish_retire(home: Path, intent: dict, delete: bool) -> RetireOutcome:
             if doomed.exists():
                 remove_tree(doomed)
         except OSError as exc:
-            raise RecapError(os_error_message(exc, f"deleting {root}").replace(
-                "(nothing was changed)", f"(it is retired and unregistered; run the same command again to finish deleting {doomed.name})")) from None
+            raise RecapError(
+                os_error_message(exc, f"deleting {root}").replace(
+                    "(nothing was changed)",
+                    f"(it is retired and unregistered; run the same command again to finish deleting {doomed.name})",
+                )
+            ) from None
     try:
         _retire_intent_path(home, intent["name"]).unlink(missing_ok=True)
     except OSError:
@@ -344,5 +422,8 @@ def _finish_retire(home: Path, intent: dict, delete: bool) -> RetireOutcome:
     active_now = target if intent.get("alias") else None
     notes = []
     if intent.get("alias") and not target:
-        notes.append(f"{intent['alias']} removed: no earlier labeled iteration to point it at; `recap-label activate <copy>` sets it")
+        notes.append(
+            f"{intent['alias']} removed: no earlier labeled iteration to point it at; `recap-label activate <copy>` "
+            f"sets it"
+        )
     return RetireOutcome(root, unregistered, active_now, delete, notes)

@@ -9,7 +9,9 @@ from recap_label.invariants import VerifyReport, verify_dataset
 from recap_label.lerobot.dataset import DatasetFiles
 
 
-def run_verify(ds_root: Path, settings: Settings, *, with_episodes: bool = False, plot: Path | None = None, repair: bool = False) -> VerifyReport:
+def run_verify(
+    ds_root: Path, settings: Settings, *, with_episodes: bool = False, plot: Path | None = None, repair: bool = False
+) -> VerifyReport:
     """Read-only, unless `repair`: then an interrupted commit is completed (or undone) first."""
     if plot is not None:
         from recap_label.plotting import check_plot_destination

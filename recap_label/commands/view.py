@@ -41,9 +41,20 @@ class ViewResult:
         return asdict(self)
 
 
-def run_view(spec: str, settings: Settings, *, episodes: str | None = None, worst: int | None = None, compare: str | None = None,
-             cameras: str | None = None, mp4: str | None = None, rrd: str | None = None, spawn: bool = False,
-             serve: tuple[int, int] | None = None, on_ready=None) -> ViewResult:
+def run_view(
+    spec: str,
+    settings: Settings,
+    *,
+    episodes: str | None = None,
+    worst: int | None = None,
+    compare: str | None = None,
+    cameras: str | None = None,
+    mp4: str | None = None,
+    rrd: str | None = None,
+    spawn: bool = False,
+    serve: tuple[int, int] | None = None,
+    on_ready=None,
+) -> ViewResult:
     """`on_ready(result)` is called once the files are written and before a --serve blocks."""
     if not (mp4 or rrd or spawn or serve):
         raise BadInput("view needs an output: --mp4 PATH, --rrd PATH, --spawn or --serve")
@@ -70,13 +81,25 @@ def run_view(spec: str, settings: Settings, *, episodes: str | None = None, wors
         picks = [(e, None) for e in chosen]
     else:
         picks = [(src.rollout_episodes[0], None)]
-        notes.append(f"showing episode {picks[0][0]}, the first rollout episode; choose with --episodes 3,7 or --worst N")
+        notes.append(
+            f"showing episode {picks[0][0]}, the first rollout episode; choose with --episodes 3,7 or --worst N"
+        )
     if rrd_dest is not None and not rrd_dest.folder and len(picks) > 1:
-        raise BadInput(f"--rrd {rrd}: a .rrd holds one episode's recording and {len(picks)} episodes are chosen; pass a folder (--rrd DIR/) for one file per episode")
+        raise BadInput(
+            f"--rrd {rrd}: a .rrd holds one episode's recording and {len(picks)} episodes are chosen; pass a folder "
+            f"(--rrd DIR/) for one file per episode"
+        )
     series = [episode_series(src, e, why) for e, why in picks]
     by_episode = {s.episode: s for s in series}
-    result = ViewResult(str(src.ds.root), src.side.run.id, src.other.title if src.other else None,
-                        [{"episode": s.episode, "frames": len(s), "reason": s.reason} for s in series], cams, src.value_source, notes=notes)
+    result = ViewResult(
+        str(src.ds.root),
+        src.side.run.id,
+        src.other.title if src.other else None,
+        [{"episode": s.episode, "frames": len(s), "reason": s.reason} for s in series],
+        cams,
+        src.value_source,
+        notes=notes,
+    )
     chosen = [s.episode for s in series]
     if mp4_dest is not None:
         for path, eps in mp4_dest.files(src.ds.name, chosen):

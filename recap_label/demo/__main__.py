@@ -30,15 +30,33 @@ def run(*args: str, env: dict) -> None:
 def demo_env(out: Path) -> dict:
     """The demo's environment: every place recap-label writes outside a dataset lies in `out`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECAP_LABEL_")}  # the user's settings would leak in
-    return {**env, "HF_LEROBOT_HOME": str((out / "lerobot-home").absolute()),
-            "RECAP_LABEL_MODEL_CACHE": str((out / "model-cache").absolute()), "COLUMNS": "100"}
+    return {
+        **env,
+        "HF_LEROBOT_HOME": str((out / "lerobot-home").absolute()),
+        "RECAP_LABEL_MODEL_CACHE": str((out / "model-cache").absolute()),
+        "COLUMNS": "100",
+    }
 
 
 def label_args(dataset: str) -> list[str]:
     """Label with the tiny value model shipped with the package: pistar's exact architecture
     (SigLIP + Gemma3 critic) at toy size, a real Orbax checkpoint and a SentencePiece tokenizer."""
-    return ["label", dataset, "--checkpoint-dir", str(TINY_CHECKPOINT), "--tokenizer-path", str(TINY_TOKENIZER),
-            "--base-image-col", "observation.images.base", "--wrist-image-col", "observation.images.wrist", "--lookahead", "10", "--device", "cpu"]
+    return [
+        "label",
+        dataset,
+        "--checkpoint-dir",
+        str(TINY_CHECKPOINT),
+        "--tokenizer-path",
+        str(TINY_TOKENIZER),
+        "--base-image-col",
+        "observation.images.base",
+        "--wrist-image-col",
+        "observation.images.wrist",
+        "--lookahead",
+        "10",
+        "--device",
+        "cpu",
+    ]
 
 
 def main() -> None:
@@ -49,7 +67,10 @@ def main() -> None:
     src = OUT / "example_rollouts"
     spec = synth.simple_spec("v2.1", episodes=6, length=90, demos=1, png_cameras=1, video_cameras=1, size=64)
     synth.write_dataset(src, spec)
-    print(f"example dataset: {src} ({spec.total_frames} frames, {len(spec.episodes)} episodes, cameras: {', '.join(spec.cameras)})")
+    print(
+        f"example dataset: {src} ({spec.total_frames} frames, {len(spec.episodes)} episodes, cameras: "
+        f"{', '.join(spec.cameras)})"
+    )
     run("copy", str(src), env=env)
     name = "local/example_rollouts_vlm_label"
     run(*label_args(name), env=env)

@@ -91,7 +91,13 @@ ENCODER_OPTIONS = {
 # Specification
 
 RENAMEABLE_COLUMNS = (
-    "observation.state", "action", "reward_label", "value_label", "reward", "intervention", "adv_ind",
+    "observation.state",
+    "action",
+    "reward_label",
+    "value_label",
+    "reward",
+    "intervention",
+    "adv_ind",
 )
 
 
@@ -249,7 +255,10 @@ def reference_spec(version: Version = "v2.1", cameras: dict[str, CameraSpec] | N
             interventions=spread_spans(length, human_frames, span_count, end_with_human=not success),
         )
         for length, human_frames, span_count, success, task_index in zip(
-            REFERENCE_LENGTHS, REFERENCE_INTERVENTION_FRAMES, REFERENCE_SPAN_COUNTS, REFERENCE_SUCCESS,
+            REFERENCE_LENGTHS,
+            REFERENCE_INTERVENTION_FRAMES,
+            REFERENCE_SPAN_COUNTS,
+            REFERENCE_SUCCESS,
             REFERENCE_TASK_INDICES,
         )
     ]
@@ -426,10 +435,14 @@ def _features(spec: DatasetSpec) -> dict[str, dict]:
     features carry the `info` dict LeRobot reads back from the first encoded episode."""
     features: dict[str, dict] = {
         spec.column("observation.state"): {
-            "dtype": "float32", "shape": [spec.state_dim], "names": [f"state_{i}" for i in range(spec.state_dim)],
+            "dtype": "float32",
+            "shape": [spec.state_dim],
+            "names": [f"state_{i}" for i in range(spec.state_dim)],
         },
         spec.column("action"): {
-            "dtype": "float32", "shape": [spec.action_dim], "names": [f"action_{i}" for i in range(spec.action_dim)],
+            "dtype": "float32",
+            "shape": [spec.action_dim],
+            "names": [f"action_{i}" for i in range(spec.action_dim)],
         },
         spec.column("reward_label"): {"dtype": "float32", "shape": [1], "names": None},
     }
@@ -440,7 +453,9 @@ def _features(spec: DatasetSpec) -> dict[str, dict]:
     features[spec.column("adv_ind")] = {"dtype": "string", "shape": [1], "names": None}
     for key, camera in spec.cameras.items():
         features[key] = {
-            "dtype": camera.kind, "shape": [camera.height, camera.width, 3], "names": ["height", "width", "channels"],
+            "dtype": camera.kind,
+            "shape": [camera.height, camera.width, 3],
+            "names": ["height", "width", "channels"],
         }
         if camera.kind == "video":
             features[key]["info"] = _video_info(camera, spec.fps)
@@ -483,7 +498,9 @@ def _arrow_schema(features: dict[str, dict], version: Version, fingerprint: str 
             element = pa.field("element", pa.from_numpy_dtype(np.dtype(dtype)))
             fields.append(pa.field(name, pa.list_(element, length)))
             hf_features[name] = {
-                "feature": {"dtype": dtype, "_type": "Value"}, "length": length, "_type": sequence_type,
+                "feature": {"dtype": dtype, "_type": "Value"},
+                "length": length,
+                "_type": sequence_type,
             }
     huggingface: dict = {"info": {"features": hf_features}}
     if fingerprint is not None:
@@ -521,8 +538,11 @@ def _image_stats(
     pixels = np.stack(
         [frame_rgb(episode_index, int(t), camera_name, camera.height, camera.width)[::stride, ::stride] for t in sample]
     ).reshape(-1, 3)
-    stats = {name: value.reshape(3, 1, 1) for name, value in _numeric_stats(pixels / 255.0, with_quantiles).items()
-             if name != "count"}
+    stats = {
+        name: value.reshape(3, 1, 1)
+        for name, value in _numeric_stats(pixels / 255.0, with_quantiles).items()
+        if name != "count"
+    }
     stats["count"] = np.array([len(sample)])  # LeRobot counts the sampled frames, not the pixels
     return stats
 
@@ -722,21 +742,24 @@ def _write_v21(root: Path, spec: DatasetSpec) -> None:
         stats_rows.append({"episode_index": episode.index, "stats": _stats_json(episode.stats)})
     tasks = _task_indices(spec)
     total_episodes = len(spec.episodes)
-    _write_json(root / "meta/info.json", {
-        "codebase_version": "v2.1",
-        "robot_type": spec.robot_type,
-        "total_episodes": total_episodes,
-        "total_frames": spec.total_frames,
-        "total_tasks": len(tasks),
-        "total_videos": total_episodes * len(spec.video_keys()),
-        "total_chunks": (total_episodes - 1) // spec.chunks_size + 1,
-        "chunks_size": spec.chunks_size,
-        "fps": spec.fps,
-        "splits": {"train": f"0:{total_episodes}"},
-        "data_path": V21_DATA_PATH,
-        "video_path": V21_VIDEO_PATH if spec.video_keys() else None,
-        "features": features,
-    })
+    _write_json(
+        root / "meta/info.json",
+        {
+            "codebase_version": "v2.1",
+            "robot_type": spec.robot_type,
+            "total_episodes": total_episodes,
+            "total_frames": spec.total_frames,
+            "total_tasks": len(tasks),
+            "total_videos": total_episodes * len(spec.video_keys()),
+            "total_chunks": (total_episodes - 1) // spec.chunks_size + 1,
+            "chunks_size": spec.chunks_size,
+            "fps": spec.fps,
+            "splits": {"train": f"0:{total_episodes}"},
+            "data_path": V21_DATA_PATH,
+            "video_path": V21_VIDEO_PATH if spec.video_keys() else None,
+            "features": features,
+        },
+    )
     _write_jsonl(root / "meta/episodes.jsonl", episodes_rows)
     _write_jsonl(root / "meta/tasks.jsonl", [{"task_index": index, "task": task} for task, index in tasks.items()])
     _write_jsonl(root / "meta/episodes_stats.jsonl", stats_rows)
@@ -780,8 +803,11 @@ def _write_v30(root: Path, spec: DatasetSpec) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer, open_file = pq.ParquetWriter(path, schema), (chunk_index, file_index)
             writer.write_table(episode.table, row_group_size=episode.spec.length)
-            episode_rows.append(_v30_episode_row(spec, episode, data_files[episode.index],
-                                                 video_files[episode.index], video_offsets[episode.index]))
+            episode_rows.append(
+                _v30_episode_row(
+                    spec, episode, data_files[episode.index], video_files[episode.index], video_offsets[episode.index]
+                )
+            )
             all_stats.append(episode.stats)
     finally:
         if writer is not None:
@@ -796,21 +822,24 @@ def _write_v30(root: Path, spec: DatasetSpec) -> None:
     _write_v30_tasks(root / "meta/tasks.parquet", _task_indices(spec))
     _write_json(root / "meta/stats.json", _stats_json(_aggregate_stats(all_stats)))
     total_episodes = len(spec.episodes)
-    _write_json(root / "meta/info.json", {
-        "codebase_version": "v3.0",
-        "robot_type": spec.robot_type,
-        "total_episodes": total_episodes,
-        "total_frames": spec.total_frames,
-        "total_tasks": len(_task_indices(spec)),
-        "chunks_size": spec.chunks_size,
-        "data_files_size_in_mb": V30_DATA_FILES_SIZE_IN_MB,
-        "video_files_size_in_mb": V30_VIDEO_FILES_SIZE_IN_MB,
-        "fps": spec.fps,
-        "splits": {"train": f"0:{total_episodes}"},
-        "data_path": V30_DATA_PATH,
-        "video_path": V30_VIDEO_PATH if spec.video_keys() else None,
-        "features": features,
-    })
+    _write_json(
+        root / "meta/info.json",
+        {
+            "codebase_version": "v3.0",
+            "robot_type": spec.robot_type,
+            "total_episodes": total_episodes,
+            "total_frames": spec.total_frames,
+            "total_tasks": len(_task_indices(spec)),
+            "chunks_size": spec.chunks_size,
+            "data_files_size_in_mb": V30_DATA_FILES_SIZE_IN_MB,
+            "video_files_size_in_mb": V30_VIDEO_FILES_SIZE_IN_MB,
+            "fps": spec.fps,
+            "splits": {"train": f"0:{total_episodes}"},
+            "data_path": V30_DATA_PATH,
+            "video_path": V30_VIDEO_PATH if spec.video_keys() else None,
+            "features": features,
+        },
+    )
 
 
 def _segments_by_file(files: list[tuple[int, int]], lengths: list[int]) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -895,14 +924,29 @@ def _write_v30_tasks(path: Path, tasks: dict[str, int]) -> None:
     pandas_metadata = {
         "index_columns": ["__index_level_0__"],
         "column_indexes": [
-            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
-             "metadata": {"encoding": "UTF-8"}}
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
         ],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
-             "metadata": None},
-            {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode", "numpy_type": "object",
-             "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": None,
+                "field_name": "__index_level_0__",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
         ],
         "attributes": {},
         "creator": {"library": "pyarrow", "version": pa.__version__},
@@ -976,28 +1020,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demos", type=int, default=1, help="how many of the episodes are demos (default 1)")
     parser.add_argument("--png-cameras", type=int, default=1, help="cameras stored as PNG in parquet (default 1)")
     parser.add_argument("--video-cameras", type=int, default=1, help="cameras stored as mp4 (default 1)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="camera height and width in pixels (default 64, or 224 with --reference)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="camera height and width in pixels (default 64, or 224 with --reference)"
+    )
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--codec", choices=["av1", "h264"], default="av1")
     parser.add_argument("--rows-per-file", type=int, default=None, help="v3.0: rows per data/video file")
-    parser.add_argument("--reference", action="store_true",
-                        help="the RECAP reference shape (10 rollouts, 21,286 frames, 3 video cameras); "
-                             "ignores the episode and camera options")
-    parser.add_argument("--stage1", action="store_true",
-                        help="write the Stage 1 layout: OUT_DIR/synth_rollout (v3.0) + OUT_DIR/synth_rollout_v21")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="the RECAP reference shape (10 rollouts, 21,286 frames, 3 video cameras); "
+        "ignores the episode and camera options",
+    )
+    parser.add_argument(
+        "--stage1",
+        action="store_true",
+        help="write the Stage 1 layout: OUT_DIR/synth_rollout (v3.0) + OUT_DIR/synth_rollout_v21",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.reference:
         size = args.size or 224
         cameras = {key: CameraSpec("video", size, size, args.codec) for key in REFERENCE_CAMERAS}
-        spec = replace(reference_spec(args.version, cameras), fps=args.fps, rows_per_file=args.rows_per_file,
-                       seed=args.seed)
+        spec = replace(
+            reference_spec(args.version, cameras), fps=args.fps, rows_per_file=args.rows_per_file, seed=args.seed
+        )
     else:
         spec = simple_spec(
-            args.version, args.episodes, args.length, args.demos, args.png_cameras, args.video_cameras,
-            args.size or 64, args.fps, args.codec, args.rows_per_file, args.seed,
+            args.version,
+            args.episodes,
+            args.length,
+            args.demos,
+            args.png_cameras,
+            args.video_cameras,
+            args.size or 64,
+            args.fps,
+            args.codec,
+            args.rows_per_file,
+            args.seed,
         )
     started = time.perf_counter()
     if args.stage1:

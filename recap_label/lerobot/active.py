@@ -139,4 +139,7 @@ def after_unlabel(home: Path, root: Path) -> str | None:
         set_active(home, back)
         return f"local/{alias.name} moved back to {back} ({root.name} has no label run now)"
     remove_link(alias)
-    return f"local/{alias.name} removed: {root.name} has no label run now and no earlier labeled iteration exists; `recap-label activate <copy>` sets it"
+    return (
+        f"local/{alias.name} removed: {root.name} has no label run now and no earlier labeled iteration exists; "
+        f"`recap-label activate <copy>` sets it"
+    )

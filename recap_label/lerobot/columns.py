@@ -37,7 +37,10 @@ def human_mask(values: np.ndarray, column: str) -> np.ndarray:
         raise DatasetError(f"column {column!r} holds NaN or inf; it must be 0 or 1 on every frame")
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
-        raise DatasetError(f"column {column!r} holds {arr[bad][0].item():g}; it must be 0 or 1 on every frame (fix the data or pass the right --human-col)")
+        raise DatasetError(
+            f"column {column!r} holds {arr[bad][0].item():g}; it must be 0 or 1 on every frame (fix the data or pass "
+            f"the right --human-col)"
+        )
     return arr.astype(bool)
 
 
@@ -107,7 +110,9 @@ def column_list(ds: DatasetFiles) -> str:
     return f"columns in {ds.root.name}: {', '.join(ds.schema(ds.data_files[0]).names)}"
 
 
-def read_label_columns(ds: DatasetFiles, *, human_col: str, adv_col: str, reward_col: str | None = None) -> LabelColumns:
+def read_label_columns(
+    ds: DatasetFiles, *, human_col: str, adv_col: str, reward_col: str | None = None
+) -> LabelColumns:
     """The columns of every data file, validated. With `reward_col` (label): reward, task, file
     rows and signatures too. Labels read "none" in files without the label column (which label
     creates there; pistar's labeler leaves demo files without it)."""
@@ -162,7 +167,8 @@ def _refuse_label_column_typo(ds: DatasetFiles, adv_col: str) -> None:
             values = set(ds.read_columns([f.name], ds.data_files[:1])[f.name].to_pylist())
             if values and values <= LABEL_VALUES:
                 raise DatasetError(
-                    f"column {adv_col!r} is missing from every data file, but {f.name!r} holds labels ({', '.join(sorted(values))}); "
+                    f"column {adv_col!r} is missing from every data file, but {f.name!r} holds labels "
+                    f"({', '.join(sorted(values))}); "
                     f"pass --adv-col {f.name} (label creates a missing label column only where the dataset has none)"
                 )
 
@@ -178,7 +184,8 @@ def _check_frames(cols: LabelColumns) -> None:
         i = bad[0]
         ep = int(np.asarray(cols.episode)[g.order][i])
         raise DatasetError(
-            f"episode {ep} has no frame_index {int(expected[i])} (its frames go {int(frames[i - 1]) if i and expected[i] else '-'} → {int(frames[i])}); "
+            f"episode {ep} has no frame_index {int(expected[i])} (its frames go "
+            f"{int(frames[i - 1]) if i and expected[i] else '-'} → {int(frames[i])}); "
             "frame indices must run 0, 1, 2, … in every episode, restore the dataset from its source"
         )
 
@@ -191,7 +198,11 @@ def _check_same_columns(ds: DatasetFiles, ignore: str) -> None:
         names = set(ds.schema(path).names) - {ignore}
         if names != first:
             extra, missing = sorted(names - first), sorted(first - names)
-            what = f"has column(s) {', '.join(map(repr, extra))} that {ds.data_files[0].name} lacks" if extra else f"lacks column(s) {', '.join(map(repr, missing))}"
+            what = (
+                f"has column(s) {', '.join(map(repr, extra))} that {ds.data_files[0].name} lacks"
+                if extra
+                else f"lacks column(s) {', '.join(map(repr, missing))}"
+            )
             raise DatasetError(f"data file {path} {what}; the data files disagree, restore the dataset from its source")
 
 
@@ -211,7 +222,8 @@ def _reward(table: pa.Table, reward_col: str) -> np.ndarray:
     if bad.any():
         i = np.flatnonzero(bad)[0]
         raise DatasetError(
-            f"reward column {reward_col!r} holds {reward[i]} at episode {int(table['episode_index'][i].as_py())} frame {int(table['frame_index'][i].as_py())}; rewards must be finite"
+            f"reward column {reward_col!r} holds {reward[i]} at episode {int(table['episode_index'][i].as_py())} "
+            f"frame {int(table['frame_index'][i].as_py())}; rewards must be finite"
         )
     return reward
 
@@ -227,7 +239,10 @@ def label_counts(ds: DatasetFiles, adv_col: str) -> dict[str, int] | None:
     if not files:
         return None
     counts = pc.value_counts(ds.read_columns([adv_col], files)[adv_col]).to_pylist()
-    return {("null" if c["values"] is None else str(c["values"])): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
+    return {
+        ("null" if c["values"] is None else str(c["values"])): int(c["counts"])
+        for c in sorted(counts, key=lambda c: str(c["values"]))
+    }
 
 
 def label_column_digest(ds: DatasetFiles, adv_col: str) -> str | None:

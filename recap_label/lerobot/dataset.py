@@ -52,7 +52,8 @@ def resolve_dataset_path(spec: str | Path, lerobot_home: Path) -> Path:
     if not candidate.is_absolute() and (cached.exists() or cached.is_symlink()):
         if cached.is_symlink() and not cached.exists():
             raise DatasetError(
-                f"LeRobot cache entry {cached} is a dangling symlink; if the dataset was moved, re-register it with `recap-label register <its folder>`; else remove the entry"
+                f"LeRobot cache entry {cached} is a dangling symlink; if the dataset was moved, re-register it with "
+                f"`recap-label register <its folder>`; else remove the entry"
             )
         return cached
     raise DatasetError(
@@ -83,7 +84,9 @@ def _read_jsonl(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path} line {number} is malformed ({exc.msg}); restore it from the source dataset") from None
+            raise DatasetError(
+                f"{path} line {number} is malformed ({exc.msg}); restore it from the source dataset"
+            ) from None
         if not isinstance(row, dict):
             raise DatasetError(f"{path} line {number} is not a JSON object; restore it from the source dataset")
         rows.append(row)
@@ -97,7 +100,10 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
             names = pq.read_schema(path).names
             missing = [c for c in columns if c not in names]
             if missing:
-                raise DatasetError(f"column {missing[0]!r} is missing from {path}; pass the right column name (columns there: {', '.join(names)})")
+                raise DatasetError(
+                    f"column {missing[0]!r} is missing from {path}; pass the right column name (columns there: "
+                    f"{', '.join(names)})"
+                )
         table = pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
     except DatasetError:
         raise
@@ -105,11 +111,14 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
         raise DatasetError(f"data file {path} is missing; restore it from the source dataset") from None
     except (pa.ArrowException, OSError, ValueError) as exc:
         first = first_line(exc)
-        raise DatasetError(f"cannot read parquet file {path} ({first}); it is damaged, restore it from the source dataset") from None
+        raise DatasetError(
+            f"cannot read parquet file {path} ({first}); it is damaged, restore it from the source dataset"
+        ) from None
     for name in INTEGER_COLUMNS:
         if name in table.column_names and not pa.types.is_integer(table.schema.field(name).type):
             raise DatasetError(
-                f"column {name!r} of {path} has type {table.schema.field(name).type}; LeRobot stores it as int64, restore the file from its source"
+                f"column {name!r} of {path} has type {table.schema.field(name).type}; LeRobot stores it as int64, "
+                f"restore the file from its source"
             )
         if name in table.column_names and table[name].null_count:
             raise DatasetError(f"column {name!r} of {path} has empty (null) values; restore the file from its source")
@@ -139,11 +148,14 @@ class DatasetFiles:
         info_path = root / "meta" / "info.json"
         if not info_path.is_file():
             raise DatasetError(
-                f"{root} is not a LeRobot dataset (no meta/info.json); pass the dataset root, the folder holding meta/ and data/"
+                f"{root} is not a LeRobot dataset (no meta/info.json); pass the dataset root, the folder holding "
+                f"meta/ and data/"
             )
         info = _read_json(info_path, "meta/info.json")
         if not isinstance(info, dict):
-            raise DatasetError(f"meta/info.json {info_path} is malformed (not a JSON object); restore it from the source dataset")
+            raise DatasetError(
+                f"meta/info.json {info_path} is malformed (not a JSON object); restore it from the source dataset"
+            )
         version = info.get("codebase_version")
         if version not in SUPPORTED_VERSIONS:
             raise DatasetError(
@@ -152,28 +164,46 @@ class DatasetFiles:
             )
         for key, kind in (("fps", (int, float)), ("features", dict), ("data_path", str)):
             if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
-                raise DatasetError(f"meta/info.json {info_path} is malformed: {key!r} is missing or has the wrong type; restore it from the source dataset")
+                raise DatasetError(
+                    f"meta/info.json {info_path} is malformed: {key!r} is missing or has the wrong type; restore it "
+                    f"from the source dataset"
+                )
         fps = info["fps"]
         if not (fps > 0 and fps == fps and fps != float("inf")):
-            raise DatasetError(f"meta/info.json {info_path} is malformed: 'fps' is {fps!r}, not a positive number; restore it from the source dataset")
+            raise DatasetError(
+                f"meta/info.json {info_path} is malformed: 'fps' is {fps!r}, not a positive number; restore it from "
+                f"the source dataset"
+            )
         for name, feat in info["features"].items():
             if not isinstance(feat, dict) or not isinstance(feat.get("dtype"), str):
-                raise DatasetError(f"meta/info.json {info_path} is malformed: feature {name!r} has no dtype; restore it from the source dataset")
+                raise DatasetError(
+                    f"meta/info.json {info_path} is malformed: feature {name!r} has no dtype; restore it from the "
+                    f"source dataset"
+                )
         chunks = info.get("chunks_size", 1000)
         if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
-            raise DatasetError(f"meta/info.json {info_path} is malformed: 'chunks_size' is {chunks!r}, not a positive integer; restore it from the source dataset")
+            raise DatasetError(
+                f"meta/info.json {info_path} is malformed: 'chunks_size' is {chunks!r}, not a positive integer; "
+                f"restore it from the source dataset"
+            )
         if info.get("video_path") is not None and not isinstance(info["video_path"], str):
-            raise DatasetError(f"meta/info.json {info_path} is malformed: 'video_path' is not a string; restore it from the source dataset")
+            raise DatasetError(
+                f"meta/info.json {info_path} is malformed: 'video_path' is not a string; restore it from the source "
+                f"dataset"
+            )
         ds = cls(root, info)
         ds.episodes  # validate episode metadata eagerly: bad input fails before any work
         ds.tasks
         total = info.get("total_episodes")
         if isinstance(total, int) and not isinstance(total, bool) and total != len(ds.episodes):
             raise DatasetError(
-                f"meta/ lists {len(ds.episodes)} episodes but {info_path} says total_episodes = {total}; the dataset's meta/ folder is inconsistent, restore it from the source dataset"
+                f"meta/ lists {len(ds.episodes)} episodes but {info_path} says total_episodes = {total}; the "
+                f"dataset's meta/ folder is inconsistent, restore it from the source dataset"
             )
         if not ds.episodes:
-            raise DatasetError(f"{root} lists no episodes in meta/; the dataset is empty or its meta/ folder is incomplete")
+            raise DatasetError(
+                f"{root} lists no episodes in meta/; the dataset is empty or its meta/ folder is incomplete"
+            )
         return ds
 
     def _format_path(self, key: str, **fields) -> str:
@@ -183,8 +213,10 @@ class DatasetFiles:
             return template.format(**fields)
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             raise DatasetError(
-                f"meta/info.json {self.root / 'meta' / 'info.json'} is malformed: {key} {template!r} has a placeholder recap-label cannot fill ({exc!r}); "
-                f"a {self.version} dataset uses {', '.join('{' + f + '}' for f in fields)}; restore it from the source dataset"
+                f"meta/info.json {self.root / 'meta' / 'info.json'} is malformed: {key} {template!r} has a "
+                f"placeholder recap-label cannot fill ({exc!r}); "
+                f"a {self.version} dataset uses {', '.join('{' + f + '}' for f in fields)}; restore it from the "
+                f"source dataset"
             ) from None
 
     # -- metadata --------------------------------------------------------------------------
@@ -212,7 +244,9 @@ class DatasetFiles:
             try:
                 return {int(r["task_index"]): str(r["task"]) for r in rows}
             except (KeyError, TypeError, ValueError):
-                raise DatasetError(f"{path} is malformed (needs task_index and task); restore it from the source dataset") from None
+                raise DatasetError(
+                    f"{path} is malformed (needs task_index and task); restore it from the source dataset"
+                ) from None
         path = self.root / "meta" / "tasks.parquet"
         try:
             table = read_parquet_table(path)
@@ -221,11 +255,17 @@ class DatasetFiles:
         names = table.column_names
         text_col = "__index_level_0__" if "__index_level_0__" in names else ("task" if "task" in names else None)
         if "task_index" not in names or text_col is None:
-            raise DatasetError(f"{path} is malformed (needs task_index and the task text); restore it from the source dataset")
+            raise DatasetError(
+                f"{path} is malformed (needs task_index and the task text); restore it from the source dataset"
+            )
         try:
-            return dict(zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text_col].to_pylist())))
+            return dict(
+                zip((int(i) for i in table["task_index"].to_pylist()), (str(t) for t in table[text_col].to_pylist()))
+            )
         except (TypeError, ValueError):
-            raise DatasetError(f"{path} is malformed (task_index must be integers); restore it from the source dataset") from None
+            raise DatasetError(
+                f"{path} is malformed (task_index must be integers); restore it from the source dataset"
+            ) from None
 
     @cached_property
     def episodes(self) -> dict[int, Episode]:
@@ -242,7 +282,10 @@ class DatasetFiles:
                 ep, length = _int(row["episode_index"]), _int(row["length"])
                 tasks = tuple(str(t) for t in row.get("tasks", []))
             except (KeyError, TypeError, ValueError):
-                raise DatasetError(f"{path} is malformed (each line needs episode_index and length); restore it from the source dataset") from None
+                raise DatasetError(
+                    f"{path} is malformed (each line needs episode_index and length); restore it from the source "
+                    f"dataset"
+                ) from None
             _check_episode_row(path, out, ep, length)
             data_file = self.root / self._format_path("data_path", episode_chunk=ep // chunks, episode_index=ep)
             videos = {}
@@ -256,7 +299,9 @@ class DatasetFiles:
     def _episodes_v30(self) -> dict[int, Episode]:
         files = sorted((self.root / "meta" / "episodes").rglob("*.parquet"))
         if not files:
-            raise DatasetError(f"{self.root / 'meta' / 'episodes'} has no parquet files; the dataset's meta/ folder is incomplete")
+            raise DatasetError(
+                f"{self.root / 'meta' / 'episodes'} has no parquet files; the dataset's meta/ folder is incomplete"
+            )
         video_path = self.info.get("video_path")
         out: dict[int, Episode] = {}
         for path in files:
@@ -266,7 +311,9 @@ class DatasetFiles:
             need = ["episode_index", "length", "data/chunk_index", "data/file_index"]
             for col in need:
                 if col not in table.column_names:
-                    raise DatasetError(f"{path} is malformed (column {col!r} missing); restore it from the source dataset")
+                    raise DatasetError(
+                        f"{path} is malformed (column {col!r} missing); restore it from the source dataset"
+                    )
             rows = table.to_pylist()
             for row in rows:
                 try:
@@ -275,7 +322,8 @@ class DatasetFiles:
                     tasks = tuple(str(t) for t in (row.get("tasks") or []))
                 except (KeyError, TypeError, ValueError):
                     raise DatasetError(
-                        f"{path} is malformed (episode_index, length, data/chunk_index and data/file_index must be integers); restore it from the source dataset"
+                        f"{path} is malformed (episode_index, length, data/chunk_index and data/file_index must be "
+                        f"integers); restore it from the source dataset"
                     ) from None
                 _check_episode_row(path, out, ep, length)
                 data_file = self.root / self._format_path("data_path", chunk_index=chunk_index, file_index=file_index)
@@ -285,14 +333,19 @@ class DatasetFiles:
                         continue
                     prefix = f"videos/{key}/"
                     if prefix + "chunk_index" not in row:
-                        raise DatasetError(f"{path} is malformed (no video location for {key!r}); restore it from the source dataset")
+                        raise DatasetError(
+                            f"{path} is malformed (no video location for {key!r}); restore it from the source dataset"
+                        )
                     try:
                         v_chunk, v_file = _int(row[prefix + "chunk_index"]), _int(row[prefix + "file_index"])
                         start = float(row.get(prefix + "from_timestamp") or 0.0)
                         end = row.get(prefix + "to_timestamp")
                         end = None if end is None else float(end)
                     except (KeyError, TypeError, ValueError):
-                        raise DatasetError(f"{path} is malformed (the video location of {key!r} is not numeric); restore it from the source dataset") from None
+                        raise DatasetError(
+                            f"{path} is malformed (the video location of {key!r} is not numeric); restore it from "
+                            f"the source dataset"
+                        ) from None
                     rel = self._format_path("video_path", video_key=key, chunk_index=v_chunk, file_index=v_file)
                     videos[key] = VideoRef(self.root / rel, start, end)
                 out[ep] = Episode(ep, length, tasks, data_file, videos)
@@ -322,13 +375,19 @@ class DatasetFiles:
         """Refuse a dataset with a file missing, before any work that would need it."""
         missing = self.missing_files()
         if missing:
-            raise DatasetError(f"{self.root.name} is incomplete: {missing_summary(self.root, missing)}; restore them from the source dataset (or make a new copy)")
+            raise DatasetError(
+                f"{self.root.name} is incomplete: {missing_summary(self.root, missing)}; restore them from the "
+                f"source dataset (or make a new copy)"
+            )
 
     def schema(self, path: Path) -> pa.Schema:
         try:
             return pq.read_schema(path)
         except (pa.ArrowException, OSError) as exc:
-            raise DatasetError(f"cannot read parquet file {path} ({first_line(exc)}); it is damaged, restore it from the source dataset") from None
+            raise DatasetError(
+                f"cannot read parquet file {path} ({first_line(exc)}); it is damaged, restore it from the source "
+                f"dataset"
+            ) from None
 
     # -- columns ---------------------------------------------------------------------------
 
@@ -358,7 +417,10 @@ class DatasetFiles:
                             "the data files disagree on column types, restore the dataset from its source"
                         ) from None
             kinds = {str(t.schema) for t in tables}
-            raise DatasetError(f"data files disagree on column types ({len(kinds)} different schemas); restore the dataset from its source") from None
+            raise DatasetError(
+                f"data files disagree on column types ({len(kinds)} different schemas); restore the dataset from its "
+                f"source"
+            ) from None
 
     @cached_property
     def _reference_schema(self) -> pa.Schema | None:
@@ -396,12 +458,14 @@ class DatasetFiles:
         for ep, n in actual.items():
             if ep not in expected:
                 raise DatasetError(
-                    f"{path} holds {n} row(s) of episode {ep}, which meta/ does not place in this file; the dataset is inconsistent, restore it from its source"
+                    f"{path} holds {n} row(s) of episode {ep}, which meta/ does not place in this file; the dataset "
+                    f"is inconsistent, restore it from its source"
                 )
         for ep, length in expected.items():
             if actual.get(ep, 0) != length:
                 raise DatasetError(
-                    f"episode {ep} has {actual.get(ep, 0)} row(s) in {path} but meta/ gives length {length}; the dataset is inconsistent, restore it from its source"
+                    f"episode {ep} has {actual.get(ep, 0)} row(s) in {path} but meta/ gives length {length}; the "
+                    f"dataset is inconsistent, restore it from its source"
                 )
 
     def episode_rows(self, episode_index: int, columns: Sequence[str]) -> pa.Table:
@@ -415,7 +479,9 @@ class DatasetFiles:
 
 def missing_summary(root: Path, missing: list[Path]) -> str:
     """'2 files that meta/ names are missing (videos/a.mp4, videos/b.mp4)', at most 3 named."""
-    names = ", ".join(p.relative_to(root).as_posix() for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    names = ", ".join(p.relative_to(root).as_posix() for p in missing[:3]) + (
+        f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    )
     n = len(missing)
     return f"{n} file{'' if n == 1 else 's'} that meta/ names {'is' if n == 1 else 'are'} missing ({names})"
 
@@ -435,12 +501,18 @@ def _int(value) -> int:
 
 def _check_episode_row(path: Path, seen: dict, ep: int, length: int) -> None:
     if ep < 0:
-        raise DatasetError(f"{path} lists episode_index {ep}; episode indices are >= 0, restore it from the source dataset")
+        raise DatasetError(
+            f"{path} lists episode_index {ep}; episode indices are >= 0, restore it from the source dataset"
+        )
     if ep in seen:
-        raise DatasetError(f"{path} lists episode {ep} twice; the dataset's meta/ folder is inconsistent, restore it from the source dataset")
+        raise DatasetError(
+            f"{path} lists episode {ep} twice; the dataset's meta/ folder is inconsistent, restore it from the "
+            f"source dataset"
+        )
     if length < 1:
         raise DatasetError(
-            f"{path} gives episode {ep} length {length}; an episode has at least one frame, restore the meta/ folder from the source dataset"
+            f"{path} gives episode {ep} length {length}; an episode has at least one frame, restore the meta/ folder "
+            f"from the source dataset"
         )
 
 
@@ -492,7 +564,8 @@ def group_episodes(episode_index: np.ndarray, frame_index: np.ndarray) -> Episod
     i = first_duplicate(episode_index, frame_index, order)
     if i is not None:
         raise DatasetError(
-            f"episode {int(episode_index[i])} has frame_index {int(frame_index[i])} twice; the dataset is inconsistent, restore it from its source"
+            f"episode {int(episode_index[i])} has frame_index {int(frame_index[i])} twice; the dataset is "
+            f"inconsistent, restore it from its source"
         )
     eps = episode_index[order]
     if eps.size == 0:
@@ -502,4 +575,3 @@ def group_episodes(episode_index: np.ndarray, frame_index: np.ndarray) -> Episod
     starts = np.concatenate([[0], boundaries]).astype(np.int64)
     stops = np.concatenate([boundaries, [eps.size]]).astype(np.int64)
     return EpisodeGroups(order, eps[starts], starts, stops)
-

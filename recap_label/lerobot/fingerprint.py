@@ -36,7 +36,11 @@ def source_unchanged(source_path: str | Path, fingerprint: dict[str, dict]) -> t
     standalone, only its origin can no longer be checked."""
     src = Path(source_path)
     if not src.exists():
-        return "warn", f"source {src} no longer exists (moved or archived after the copy?); the copy is standalone, its origin cannot be compared"
+        return (
+            "warn",
+            f"source {src} no longer exists (moved or archived after the copy?); the copy is standalone, its origin "
+            f"cannot be compared",
+        )
     content = 0
     for rel, expect in fingerprint.items():
         path = src / rel
@@ -44,7 +48,10 @@ def source_unchanged(source_path: str | Path, fingerprint: dict[str, dict]) -> t
             return "fail", f"{rel} is missing from the source"
         st = path.stat()
         if st.st_size != expect["size"]:
-            return "fail", f"{rel} changed in the source since the copy (size {expect['size']:,} → {st.st_size:,} bytes)"
+            return (
+                "fail",
+                f"{rel} changed in the source since the copy (size {expect['size']:,} → {st.st_size:,} bytes)",
+            )
         if by_content(rel, expect):
             content += 1
             if sha256_file(path) != expect["sha256"]:
@@ -54,4 +61,8 @@ def source_unchanged(source_path: str | Path, fingerprint: dict[str, dict]) -> t
     n = len(fingerprint)
     if content == n:
         return "pass", f"all {n} files match by content"
-    return "pass", f"all {n} files match: {content} by content (data, meta and files up to 1 MiB), {n - content} larger ones by size and modification time"
+    return (
+        "pass",
+        f"all {n} files match: {content} by content (data, meta and files up to 1 MiB), {n - content} larger ones by "
+        f"size and modification time",
+    )

@@ -47,7 +47,9 @@ def iter_episode_frames(
         yield from _iter_video_frames(ds, episode_index, key, tolerance_s, threads)
     else:
         cams = ", ".join(ds.camera_keys) or "none"
-        raise DatasetError(f"camera column {key!r} is not an image or video feature of {ds.root}; cameras there: {cams}")
+        raise DatasetError(
+            f"camera column {key!r} is not an image or video feature of {ds.root}; cameras there: {cams}"
+        )
 
 
 def decode_png(data: bytes, where: str) -> np.ndarray:
@@ -75,7 +77,9 @@ def _iter_png_frames(ds: DatasetFiles, episode_index: int, key: str) -> Iterator
     for frame, cell in zip(frames, cells):
         if not cell or not cell.get("bytes"):
             where = f"episode {episode_index} frame {frame} ({key})"
-            raise DatasetError(f"no PNG bytes at {where}; the dataset stores images outside parquet, which recap-label does not read")
+            raise DatasetError(
+                f"no PNG bytes at {where}; the dataset stores images outside parquet, which recap-label does not read"
+            )
     jobs = ((cell["bytes"], f"episode {episode_index} frame {frame} ({key})") for frame, cell in zip(frames, cells))
     with ThreadPoolExecutor(PNG_THREADS) as pool:
         pending: deque = deque()
@@ -87,24 +91,32 @@ def _iter_png_frames(ds: DatasetFiles, episode_index: int, key: str) -> Iterator
             yield pending.popleft().result()
 
 
-def _iter_video_frames(ds: DatasetFiles, episode_index: int, key: str, tolerance_s: float, threads: int | None = None) -> Iterator[np.ndarray]:
+def _iter_video_frames(
+    ds: DatasetFiles, episode_index: int, key: str, tolerance_s: float, threads: int | None = None
+) -> Iterator[np.ndarray]:
     import av  # heavy: imported only when a video is decoded
 
     ep = ds.episodes[episode_index]
     ref = ep.videos.get(key)
     if ref is None:
-        raise DatasetError(f"episode {episode_index} has no video for {key!r} in meta/; restore the dataset from its source")
+        raise DatasetError(
+            f"episode {episode_index} has no video for {key!r} in meta/; restore the dataset from its source"
+        )
     rows = ds.episode_rows(episode_index, ["timestamp"])
     frame_ids = rows["frame_index"].to_numpy()
     queries = rows["timestamp"].to_numpy().astype(np.float64) + ref.from_timestamp
     if queries.size == 0:
         return
     if not ref.path.is_file():
-        raise DatasetError(f"video {ref.path} for episode {episode_index} is missing; restore it from the source dataset")
+        raise DatasetError(
+            f"video {ref.path} for episode {episode_index} is missing; restore it from the source dataset"
+        )
     try:
         container = av.open(str(ref.path))
     except (av.error.FFmpegError, OSError) as exc:
-        raise DatasetError(f"cannot open video {ref.path} for episode {episode_index} ({exc}); restore it from the source dataset") from None
+        raise DatasetError(
+            f"cannot open video {ref.path} for episode {episode_index} ({exc}); restore it from the source dataset"
+        ) from None
     with container:
         stream = container.streams.video[0]
         if threads is None:
@@ -142,16 +154,20 @@ def _iter_video_frames(ds: DatasetFiles, episode_index: int, key: str, tolerance
                         break
                 previous = (pts, frame)
         except av.error.FFmpegError as exc:
-            raise DatasetError(f"video {ref.path} is damaged near episode {episode_index} ({exc}); restore it from the source dataset") from None
+            raise DatasetError(
+                f"video {ref.path} is damaged near episode {episode_index} ({exc}); restore it from the source dataset"
+            ) from None
         if want < queries.size:
             raise DatasetError(
-                f"video {ref.path} ends before episode {episode_index} frame {int(frame_ids[want])} ({key}, t={queries[want]:.4f}s); "
+                f"video {ref.path} ends before episode {episode_index} frame {int(frame_ids[want])} ({key}, "
+                f"t={queries[want]:.4f}s); "
                 "the video is shorter than its episode, restore it from the source dataset"
             )
 
 
 def _missing_frame(episode: int, frame: int, key: str, query: float, tolerance_s: float, ref) -> DatasetError:
     return DatasetError(
-        f"no frame within {tolerance_s}s of t={query:.4f}s in {ref.path} for episode {episode} frame {int(frame)} ({key}); "
+        f"no frame within {tolerance_s}s of t={query:.4f}s in {ref.path} for episode {episode} frame {int(frame)} "
+        f"({key}); "
         "the video does not match its timestamps, restore it from the source dataset"
     )

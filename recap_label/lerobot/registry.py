@@ -67,7 +67,7 @@ def point_link(link: Path, target: str) -> None:
 def clean_stale_links(folder: Path) -> None:
     """Remove temporary links and files that killed processes left in `folder`."""
     stale = [(tmp, tmp.name.rsplit(LINK_MARK, 1)[-1]) for tmp in folder.glob(f".*{LINK_MARK}*")]
-    stale += [(tmp, tmp.name[len(TMP_MARK):].split("-", 1)[0]) for tmp in folder.glob(f"{TMP_MARK}*")]
+    stale += [(tmp, tmp.name[len(TMP_MARK) :].split("-", 1)[0]) for tmp in folder.glob(f"{TMP_MARK}*")]
     for tmp, pid in stale:
         if pid.isdigit() and not process_alive(int(pid)):
             try:

@@ -327,7 +327,9 @@ class ValueModel(nn.Module):
         token_mask: torch.Tensor,
     ) -> torch.Tensor:
         """Values V [B] (f32) in [value_min, value_max]."""
-        return values_from_logits(self.logits(images, image_mask, tokens, token_mask), self.config.value_min, self.config.value_max)
+        return values_from_logits(
+            self.logits(images, image_mask, tokens, token_mask), self.config.value_min, self.config.value_max
+        )
 
     # -----------------------------------------------------------------------------------------
 
@@ -359,7 +361,9 @@ class ValueModel(nn.Module):
         return model.eval()
 
 
-def _torch_state_dict(flat: Mapping[str, np.ndarray], config: ValueModelConfig, consume: bool = False) -> dict[str, torch.Tensor]:
+def _torch_state_dict(
+    flat: Mapping[str, np.ndarray], config: ValueModelConfig, consume: bool = False
+) -> dict[str, torch.Tensor]:
     """Map pistar's JAX layouts (Dense kernels [in, out], einsum weights) to torch's [out, in]."""
 
     def get(name: str) -> torch.Tensor:
@@ -384,7 +388,10 @@ def _torch_state_dict(flat: Mapping[str, np.ndarray], config: ValueModelConfig, 
         "LayerNorm_1/scale": ("layer_norm2.weight", None),
         "LayerNorm_1/bias": ("layer_norm2.bias", None),
         **{
-            f"MultiHeadDotProductAttention_0/{jax_name}/{leaf}": (f"self_attn.{torch_name}.{'weight' if leaf == 'kernel' else 'bias'}", dense if leaf == "kernel" else _flatten)
+            f"MultiHeadDotProductAttention_0/{jax_name}/{leaf}": (
+                f"self_attn.{torch_name}.{'weight' if leaf == 'kernel' else 'bias'}",
+                dense if leaf == "kernel" else _flatten,
+            )
             for jax_name, torch_name in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj"))
             for leaf in ("kernel", "bias")
         },
@@ -445,5 +452,3 @@ def _flatten(bias: torch.Tensor) -> torch.Tensor:  # [heads, hd] -> [heads*hd]
 
 def _transpose(kernel: torch.Tensor) -> torch.Tensor:  # [in, out] -> [out, in]
     return kernel.T.contiguous()
-
-

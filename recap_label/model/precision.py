@@ -23,6 +23,7 @@ class Precision:
     siglip_bf16: bool  # SigLIP encoder matmuls/activations in bf16 (LayerNorm statistics fp32)
     tf32: bool  # fp32 matmuls and convolutions on TF32 tensor cores (CUDA only)
 
+
 # |V - V_cpu_fp32| the GPU check accepts per precision (V lies in [-1, 0]); see README "GPU".
 # bf16 SigLIP alone moved V by up to 6.1e-3 against pistar's own bf16; TF32 adds ~1e-3 relative
 # rounding per matmul on top. Strict fp32 on the GPU differs only in summation order.
@@ -38,5 +39,7 @@ def resolve_precision(name: str, device_type: str) -> Precision:
     if name == "auto":
         name = "tf32" if device_type == "cuda" else "fp32"
     if name == "tf32" and device_type != "cuda":
-        raise DeviceError("--precision tf32 needs a CUDA device (TF32 is a tensor-core mode); use --precision bf16 or fp32 on the CPU")
+        raise DeviceError(
+            "--precision tf32 needs a CUDA device (TF32 is a tensor-core mode); use --precision bf16 or fp32 on the CPU"
+        )
     return Precision(name, siglip_bf16=name in ("tf32", "bf16"), tf32=name == "tf32")

@@ -49,7 +49,9 @@ class PromptTokenizer:
         if self.path.is_dir():
             inside = self.path / "tokenizer.model"
             there = f" ({inside} is there: pass that)" if inside.is_file() else ""
-            raise TokenizerError(f"--tokenizer-path {self.path} is a folder; pass the tokenizer.model file itself{there}")
+            raise TokenizerError(
+                f"--tokenizer-path {self.path} is a folder; pass the tokenizer.model file itself{there}"
+            )
         if not self.path.is_file():
             raise TokenizerError(
                 f"tokenizer file not found: {self.path}; pass --tokenizer-path with the Gemma3 "

@@ -98,7 +98,10 @@ def _has_default(cls, name: str) -> bool:
 
 
 def _malformed(where: str, what: str) -> DatasetError:
-    return DatasetError(f"lineage record {where} {what}; restore meta/recap_label/lineage.json or make a fresh copy with `recap-label copy`")
+    return DatasetError(
+        f"lineage record {where} {what}; restore meta/recap_label/lineage.json or make a fresh copy with "
+        f"`recap-label copy`"
+    )
 
 
 @dataclass
@@ -181,7 +184,9 @@ class SourceRecord(_Record):
     path: str
     realpath: str
     codebase_version: str
-    fingerprint: dict[str, dict]  # relative path → {size, mtime_ns, sha256} of every copied file (older records: data and info.json, no mtime_ns)
+    fingerprint: dict[
+        str, dict
+    ]  # relative path → {size, mtime_ns, sha256} of every copied file (older records: data and info.json, no mtime_ns)
     label_column: str
     label_column_sha256: str | None = None
     extra: dict = field(default_factory=dict)
@@ -216,7 +221,8 @@ class Lineage(_Record):
     def from_json(cls, data, where):
         if isinstance(data, dict) and data.get("format", 1) not in READABLE_FORMATS:
             raise DatasetError(
-                f"lineage record {where} has format {data.get('format')!r}, which this recap-label ({__version__}) cannot read; upgrade recap-label"
+                f"lineage record {where} has format {data.get('format')!r}, which this recap-label ({__version__}) "
+                f"cannot read; upgrade recap-label"
             )
         record = super().from_json(data, where)
         if not isinstance(record.iteration, int) or not isinstance(record.runs, list):
@@ -295,7 +301,9 @@ def read_lineage(root: Path) -> Lineage | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"lineage record {path} is malformed ({exc}); restore it or make a fresh copy with `recap-label copy`") from None
+        raise DatasetError(
+            f"lineage record {path} is malformed ({exc}); restore it or make a fresh copy with `recap-label copy`"
+        ) from None
     return Lineage.from_json(data, str(path))
 
 

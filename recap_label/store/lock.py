@@ -103,7 +103,9 @@ def _guard(folder: Path):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LockedError(f"{folder} is busy: another recap-label process is taking its lock; run again") from None
+                    raise LockedError(
+                        f"{folder} is busy: another recap-label process is taking its lock; run again"
+                    ) from None
                 time.sleep(0.02)
             except OSError as exc:
                 if exc.errno in (errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL):
@@ -184,13 +186,17 @@ def dataset_lock(root: Path, command: str):
     """Hold the dataset's write lock for the duration of the block."""
     path = lock_path(root)
     me = {
-        "pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "host": socket.gethostname(),
-        "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "pid": os.getpid(),
+        "pid_start": process_start_time(os.getpid()),
+        "host": socket.gethostname(),
+        "command": command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     for folder in (root / "meta", path.parent):
         if folder.is_symlink():
             raise UnsafeWriteError(
-                f"{folder} is a symlinked folder; a lock there would be written into another dataset — make a standalone copy with `recap-label copy` first"
+                f"{folder} is a symlinked folder; a lock there would be written into another dataset — make a "
+                f"standalone copy with `recap-label copy` first"
             )
     created = None  # the state folder, when this lock made it (an original labeled with --allow-original)
     for attempt in range(3):
@@ -219,8 +225,10 @@ def dataset_lock(root: Path, command: str):
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 # the work is done; a lock left behind is cleared as stale by the next command
-                sys.stderr.write(f"warning: {os_error_message(exc, f'removing the lock {path}').split(' (nothing was changed)')[0]}; "
-                                 "the command itself finished, and the next run clears the lock as stale\n")
+                why = os_error_message(exc, f"removing the lock {path}").split(" (nothing was changed)")[0]
+                sys.stderr.write(
+                    f"warning: {why}; the command itself finished, and the next run clears the lock as stale\n"
+                )
         if created is not None:
             _remove_if_empty(path.parent, created)
 

@@ -37,7 +37,15 @@ import pyarrow.parquet as pq
 
 from recap_label.errors import DatasetError, RecapError, UnsafeWriteError, first_line
 from recap_label.store.faults import crash_point
-from recap_label.store.fsutil import TMP_MARK, fsync_dir, fsync_file, io_error, os_error_message, take_permissions, write_json_atomic
+from recap_label.store.fsutil import (
+    TMP_MARK,
+    fsync_dir,
+    fsync_file,
+    io_error,
+    os_error_message,
+    take_permissions,
+    write_json_atomic,
+)
 from recap_label.store.paths import JOURNAL
 
 STAGE_MARK = ".recap-stage-"
@@ -92,11 +100,23 @@ class Transaction:
         except OSError as exc:
             left = self.abort(also=staged)
             if exc.errno is None:  # pyarrow's OSError for undecodable data (a damaged page), not a system error
-                raise DatasetError(_left_behind(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)", left)) from None
+                raise DatasetError(
+                    _left_behind(
+                        f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the "
+                        f"source dataset (nothing was written)",
+                        left,
+                    )
+                ) from None
             raise RecapError(_left_behind(os_error_message(exc, f"writing {target}"), left)) from None
         except pa.ArrowException as exc:
             left = self.abort(also=staged)
-            raise DatasetError(_left_behind(f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source dataset (nothing was written)", left)) from None
+            raise DatasetError(
+                _left_behind(
+                    f"cannot rewrite {target} ({first_line(exc)}); the file is damaged, restore it from the source "
+                    f"dataset (nothing was written)",
+                    left,
+                )
+            ) from None
         except BaseException:
             self.abort(also=staged)
             raise
@@ -110,7 +130,9 @@ class Transaction:
     def stage_table(self, target: Path, table: pa.Table) -> None:
         self._add(target, lambda p: pq.write_table(table, p))
 
-    def stage_labels(self, target: Path, column: str, values: np.ndarray | list, signature: list[int] | None = None) -> None:
+    def stage_labels(
+        self, target: Path, column: str, values: np.ndarray | list, signature: list[int] | None = None
+    ) -> None:
         """Stage a copy of parquet `target` whose `column` holds `values` (one per row).
 
         `signature`: file_signature(target) taken when the labels were computed from it; a file
@@ -126,7 +148,11 @@ class Transaction:
         """Remove every staged file and undo link (each on its own: one failure does not stop
         the rest); returns the ones that could not be removed."""
         left = []
-        for p in [*(s.staged for s in self.staged), *(s.backup for s in self.staged if s.backup is not None), *([also] if also else [])]:
+        for p in [
+            *(s.staged for s in self.staged),
+            *(s.backup for s in self.staged if s.backup is not None),
+            *([also] if also else []),
+        ]:
             try:
                 p.unlink(missing_ok=True)
             except OSError:
@@ -147,7 +173,8 @@ class Transaction:
             if s.signature is not None and (not s.target.exists() or file_signature(s.target) != s.signature):
                 self.abort()
                 raise UnsafeWriteError(
-                    f"{s.target} was changed by another program while labels were being prepared; nothing was written, run again"
+                    f"{s.target} was changed by another program while labels were being prepared; nothing was "
+                    f"written, run again"
                 )
         journal = self.root / JOURNAL
         try:
@@ -175,7 +202,8 @@ class Transaction:
             if not all(e.get("backup") or e.get("new") for e in entries):
                 # no undo link for some file (no hard links here): only forward is safe, the journal stays
                 raise RecapError(
-                    f"{what}; the commit journal was kept: once the cause is fixed, run the command again or `recap-label verify --repair {self.root}`, which completes the commit"
+                    f"{what}; the commit journal was kept: once the cause is fixed, run the command again or "
+                    f"`recap-label verify --repair {self.root}`, which completes the commit"
                 ) from None
             try:
                 write_json_atomic(journal, {"run": self.run_id, "mode": "undo", "entries": entries})
@@ -183,7 +211,8 @@ class Transaction:
                 _finish(self.root)
             except OSError:
                 raise RecapError(
-                    f"{what}; the commit could not be undone either: once the cause is fixed, run `recap-label verify --repair {self.root}`, which finishes it (every file is entirely old or new)"
+                    f"{what}; the commit could not be undone either: once the cause is fixed, run `recap-label "
+                    f"verify --repair {self.root}`, which finishes it (every file is entirely old or new)"
                 ) from None
             self.staged.clear()
             self.abort()
@@ -199,7 +228,8 @@ def _left_behind(message: str, left: list[Path]) -> str:
         return message
     names = ", ".join(str(p) for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
     return message.replace("(nothing was changed)", "").replace("(nothing was written)", "").rstrip() + (
-        f" (the dataset's files are unchanged; staged file(s) could not be removed: {names}; the next run removes them)")
+        f" (the dataset's files are unchanged; staged file(s) could not be removed: {names}; the next run removes them)"
+    )
 
 
 def _link_backup(target: Path, backup: Path) -> Path | None:
@@ -280,13 +310,17 @@ def pending_commit(root: Path) -> dict | None:
     try:
         journal = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise RecapError(f"commit journal {path} is unreadable; restore the dataset from its source or a backup") from None
+        raise RecapError(
+            f"commit journal {path} is unreadable; restore the dataset from its source or a backup"
+        ) from None
     check_journal(root, journal)
     return journal
 
 
 _RUN_RE = re.compile(r"^run-\d{4,}$")
-_STATE_TARGETS = re.compile(r"^meta/recap_label/(lineage\.json|values\.parquet|runs/run-\d{4,}/(prior_labels\.parquet|info\.json\.prior))$")
+_STATE_TARGETS = re.compile(
+    r"^meta/recap_label/(lineage\.json|values\.parquet|runs/run-\d{4,}/(prior_labels\.parquet|info\.json\.prior))$"
+)
 
 
 def check_journal(root: Path, journal) -> None:
@@ -297,7 +331,8 @@ def check_journal(root: Path, journal) -> None:
 
     def bad(what: str) -> DatasetError:
         return DatasetError(
-            f"commit journal {where} is not one recap-label wrote ({what}); nothing was changed — restore the dataset from its source, "
+            f"commit journal {where} is not one recap-label wrote ({what}); nothing was changed — restore the "
+            f"dataset from its source, "
             "or remove the journal if you are sure no recap-label commit was interrupted"
         )
 
@@ -318,8 +353,11 @@ def check_journal(root: Path, journal) -> None:
         if not isinstance(e.get("backup", ""), str) or not isinstance(e.get("new", False), bool):
             raise bad(f"entry {i} has a malformed 'backup' or 'new'")
         target = _checked_path(e["target"], real_root, root, bad, i)
-        if not (_STATE_TARGETS.match(target.as_posix()) or target.as_posix() == "meta/info.json"
-                or (target.parts[0] == "data" and target.suffix == ".parquet")):
+        if not (
+            _STATE_TARGETS.match(target.as_posix())
+            or target.as_posix() == "meta/info.json"
+            or (target.parts[0] == "data" and target.suffix == ".parquet")
+        ):
             raise bad(f"entry {i} targets {target}, which a commit never rewrites")
         for key, mark in (("staged", STAGE_MARK), ("backup", BACKUP_MARK)):
             if key in e:
@@ -359,7 +397,10 @@ def recover_commit(root: Path) -> tuple[str | None, dict | None]:
             entries = journal.get("entries", [])
             if journal.get("mode") == "undo":
                 _undo(root, entries)
-                note = f"undid an interrupted commit of {journal.get('run')} that had failed ({len(entries)} files put back)"
+                note = (
+                    f"undid an interrupted commit of {journal.get('run')} that had failed ({len(entries)} files "
+                    f"put back)"
+                )
             else:
                 _apply(root, entries)
                 completed = journal
@@ -372,7 +413,10 @@ def recover_commit(root: Path) -> tuple[str | None, dict | None]:
         for p in stale:
             p.unlink(missing_ok=True)
     except OSError as exc:
-        raise RecapError(os_error_message(exc, f"finishing an interrupted commit in {root}").replace(" (nothing was changed)", "") + "; run again once fixed") from None
+        raise RecapError(
+            os_error_message(exc, f"finishing an interrupted commit in {root}").replace(" (nothing was changed)", "")
+            + "; run again once fixed"
+        ) from None
     if stale and note is None:
         note = f"discarded {len(stale)} staged file(s) of an interrupted run; the dataset was not changed by it"
     return note, completed
@@ -457,7 +501,11 @@ def drop_label_column(src: Path, dst: Path, column: str, metadata: dict[bytes, b
     idx = pf.schema_arrow.get_field_index(column)
     if idx < 0:
         raise RecapError(f"internal error: {src} has no column {column!r} to remove; nothing was written")
-    schema = pf.schema_arrow.remove(idx).with_metadata(metadata) if metadata else pf.schema_arrow.remove(idx).remove_metadata()
+    schema = (
+        pf.schema_arrow.remove(idx).with_metadata(metadata)
+        if metadata
+        else pf.schema_arrow.remove(idx).remove_metadata()
+    )
     with pq.ParquetWriter(dst, schema, compression=_compression(pf.metadata)) as writer:
         for i in range(pf.num_row_groups):
             table = pf.read_row_group(i).remove_column(idx)
@@ -471,15 +519,17 @@ def check_writable_target(root: Path, path: Path) -> None:
     """Refuse symlinked data files and files sharing an inode (the Stage 1 write-through bug)."""
     if path.is_symlink():
         raise UnsafeWriteError(
-            f"{path} is a symlink to {os.readlink(path)}; writing would change another dataset — make a standalone copy with `recap-label copy` first"
+            f"{path} is a symlink to {os.readlink(path)}; writing would change another dataset — make a standalone "
+            f"copy with `recap-label copy` first"
         )
     for parent in path.relative_to(root).parents:
         if parent != Path(".") and (root / parent).is_symlink():
             raise UnsafeWriteError(
-                f"{root / parent} is a symlinked folder; writing would change another dataset — make a standalone copy with `recap-label copy` first"
+                f"{root / parent} is a symlinked folder; writing would change another dataset — make a standalone "
+                f"copy with `recap-label copy` first"
             )
     if path.stat().st_nlink > 1:
         raise UnsafeWriteError(
-            f"{path} shares its inode with another file (hard link); writing would change another dataset — make a standalone copy with `recap-label copy` first"
+            f"{path} shares its inode with another file (hard link); writing would change another dataset — make a "
+            f"standalone copy with `recap-label copy` first"
         )
-

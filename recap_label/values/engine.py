@@ -29,7 +29,12 @@ from recap_label.values.types import EpisodeValues
 def _rank_device(spec: str) -> str:
     """Under torchrun each rank takes the GPU of its LOCAL_RANK."""
     local = os.environ.get("LOCAL_RANK")
-    if local is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and spec in ("auto", "cuda") and torch.cuda.is_available():
+    if (
+        local is not None
+        and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        and spec in ("auto", "cuda")
+        and torch.cuda.is_available()
+    ):
         return f"cuda:{int(local) % torch.cuda.device_count()}"
     return spec
 
@@ -42,10 +47,16 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {spec} was asked for but CUDA is not available here (torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+            raise DeviceError(
+                f"--device {spec} was asked for but CUDA is not available here (torch {torch.__version__}); use "
+                f"--device cpu or install a CUDA build of torch"
+            )
         dev = torch.device(spec)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here; pick one of cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise DeviceError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here; pick one of "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
         return dev
     raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
 
@@ -69,8 +80,14 @@ class Batch:
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pin thread on CUDA, so host→device copies can be async."""
-        return Batch(self.episodes, self.frames, tuple(c.pin_memory() for c in self.cameras), self.tokens.pin_memory(),
-                     self.n, self.finished)
+        return Batch(
+            self.episodes,
+            self.frames,
+            tuple(c.pin_memory() for c in self.cameras),
+            self.tokens.pin_memory(),
+            self.n,
+            self.finished,
+        )
 
 
 class EpisodeFrames(IterableDataset):
@@ -80,8 +97,16 @@ class EpisodeFrames(IterableDataset):
     the GIL), so a 3-camera batch costs about the slowest camera, not the sum.
     """
 
-    def __init__(self, root: Path, episodes: list[int], columns: list[str | None], size: int, batch: int,
-                 task_tokens: dict[int, np.ndarray], device_letterbox: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        episodes: list[int],
+        columns: list[str | None],
+        size: int,
+        batch: int,
+        task_tokens: dict[int, np.ndarray],
+        device_letterbox: bool = False,
+    ):
         self.root, self.episodes, self.columns = root, episodes, columns
         self.size, self.batch, self.task_tokens = size, batch, task_tokens
         self.device_letterbox = device_letterbox
@@ -107,8 +132,12 @@ class EpisodeFrames(IterableDataset):
                 n = sum(stop - start for _, start, stop in segments)
                 decoded = dict(zip(cams, pool.map(lambda k: self._camera(readers[k], k, segments), cams)))
                 # a missing camera is a black image the mask hides
-                cameras = [decoded[k] if k in decoded else torch.zeros((self.batch, self.size, self.size, 3), dtype=torch.uint8)
-                           for k in range(len(self.columns))]
+                cameras = [
+                    decoded[k]
+                    if k in decoded
+                    else torch.zeros((self.batch, self.size, self.size, 3), dtype=torch.uint8)
+                    for k in range(len(self.columns))
+                ]
                 eps = np.concatenate([np.full(stop - start, plan[i][0], np.int64) for i, start, stop in segments])
                 frames = np.concatenate([plan[i][1][start:stop] for i, start, stop in segments])
                 tasks = np.concatenate([plan[i][2][start:stop] for i, start, stop in segments])
@@ -174,7 +203,10 @@ class _CameraReader:
             if shape is None:
                 shape = frame.shape
             elif frame.shape != shape:
-                raise DatasetError(f"camera {self.column!r} changes frame size inside episode {episode} near frame {int(frame_index[row])}; the dataset is inconsistent")
+                raise DatasetError(
+                    f"camera {self.column!r} changes frame size inside episode {episode} near frame "
+                    f"{int(frame_index[row])}; the dataset is inconsistent"
+                )
             yield frame
         self.position = stop
 
@@ -222,7 +254,9 @@ class LoadedModel:
     content_hash: str
 
 
-def load_value_model(checkpoint_dir: Path, step: str | None, *, use_ema: bool, cache_dir: Path | None, siglip_dtype: torch.dtype) -> LoadedModel:
+def load_value_model(
+    checkpoint_dir: Path, step: str | None, *, use_ema: bool, cache_dir: Path | None, siglip_dtype: torch.dtype
+) -> LoadedModel:
     """Resolve the step, read its params (converted safetensors cache when present), build the model."""
     from recap_label.model.checkpoint import load_flat_params_cached, resolve_step_dir
     from recap_label.model.network import ValueModel
@@ -246,9 +280,21 @@ RESULT_LAG = 2
 class Engine:
     """Batched inference of the value model on one device; the model loads on first use."""
 
-    def __init__(self, *, step_dir: Path, use_ema: bool, tokenizer_path: Path, model_cache: Path, device: str,
-                 batch_size: int | None, num_workers: int, precision: str, compile_model: bool, quiet: bool,
-                 device_letterbox: bool | None = None):
+    def __init__(
+        self,
+        *,
+        step_dir: Path,
+        use_ema: bool,
+        tokenizer_path: Path,
+        model_cache: Path,
+        device: str,
+        batch_size: int | None,
+        num_workers: int,
+        precision: str,
+        compile_model: bool,
+        quiet: bool,
+        device_letterbox: bool | None = None,
+    ):
         from recap_label.model.precision import resolve_precision
         from recap_label.model.preprocess import PromptTokenizer
 
@@ -271,8 +317,13 @@ class Engine:
     @property
     def model(self) -> torch.nn.Module:
         if self._model is None:
-            loaded = load_value_model(self.step_dir, None, use_ema=self.use_ema, cache_dir=self.model_cache,
-                                      siglip_dtype=torch.bfloat16 if self.numerics.siglip_bf16 else torch.float32)
+            loaded = load_value_model(
+                self.step_dir,
+                None,
+                use_ema=self.use_ema,
+                cache_dir=self.model_cache,
+                siglip_dtype=torch.bfloat16 if self.numerics.siglip_bf16 else torch.float32,
+            )
             self._model = loaded.model.to(self.device)
         return self._model
 
@@ -296,7 +347,9 @@ class Engine:
                 self._forward_fn = model
         return self._forward_fn
 
-    def episode_values(self, ds: DatasetFiles, episodes: list[int], columns: list[str | None]) -> Iterator[EpisodeValues]:
+    def episode_values(
+        self, ds: DatasetFiles, episodes: list[int], columns: list[str | None]
+    ) -> Iterator[EpisodeValues]:
         """V of every frame of `episodes`, one episode at a time; `columns` per camera slot in model order."""
         from collections import deque
 
@@ -313,7 +366,11 @@ class Engine:
         stream = EpisodeFrames(ds.root, episodes, columns, size, self.batch_size, task_tokens, self.device_letterbox)
         cuda = self.device.type == "cuda"
         loader = DataLoader(
-            stream, batch_size=None, collate_fn=_identity, num_workers=self.num_workers, pin_memory=cuda,
+            stream,
+            batch_size=None,
+            collate_fn=_identity,
+            num_workers=self.num_workers,
+            pin_memory=cuda,
             prefetch_factor=4 if self.num_workers else None,
         )
         total = int(sum(ds.episodes[e].length for e in episodes))
@@ -338,7 +395,10 @@ class Engine:
                 parts = pending.pop(ep)
                 frames = np.concatenate([p[0] for p in parts])
                 if frames.size != lengths[ep]:
-                    raise DatasetError(f"episode {ep}: {frames.size} frames decoded for {lengths[ep]} rows; the dataset is inconsistent")
+                    raise DatasetError(
+                        f"episode {ep}: {frames.size} frames decoded for {lengths[ep]} rows; the dataset is "
+                        f"inconsistent"
+                    )
                 yield EpisodeValues(ep, frames, np.concatenate([p[1] for p in parts]))
 
         try:
@@ -377,11 +437,20 @@ class Engine:
         finally:
             progress.close()
             wall = time.perf_counter() - t0
-            self.stats = {"frames": float(total), "wall_s": wall, "fetch_wait_s": t_fetch, "infer_s": t_infer,
-                          "frames_per_s": total / wall if wall else 0.0, "result_wait_s": t_wait,
-                          "batches": float(batches), "padded_frames": float(padded), "batch_size": float(self.batch_size),
-                          "decode_workers": float(self.num_workers), "decode_threads_per_worker": float(sum(1 for c in columns if c)),
-                          "device_letterbox": float(self.device_letterbox)}
+            self.stats = {
+                "frames": float(total),
+                "wall_s": wall,
+                "fetch_wait_s": t_fetch,
+                "infer_s": t_infer,
+                "frames_per_s": total / wall if wall else 0.0,
+                "result_wait_s": t_wait,
+                "batches": float(batches),
+                "padded_frames": float(padded),
+                "batch_size": float(self.batch_size),
+                "decode_workers": float(self.num_workers),
+                "decode_threads_per_worker": float(sum(1 for c in columns if c)),
+                "device_letterbox": float(self.device_letterbox),
+            }
 
     def _forward(self, batch: Batch, image_mask: torch.Tensor, size: int) -> torch.Tensor:
         """Queue one batch on the device; V [B] f32 on the device (not waited for)."""
@@ -412,13 +481,20 @@ class Engine:
         torch.cuda.empty_cache()
         name = torch.cuda.get_device_name(self.device)
         # measured on the eager model: probing other shapes through CUDA graphs would recompile each
-        fits = fitting_batch_size(self.model, self.device, image_mask, size, self.model_config, self.numerics.tf32,
-                                  below=self.batch_size)
-        hint = f"--batch-size {fits} fits (measured)" if fits else "not even --batch-size 1 fits; free GPU memory or use another device"
+        fits = fitting_batch_size(
+            self.model, self.device, image_mask, size, self.model_config, self.numerics.tf32, below=self.batch_size
+        )
+        hint = (
+            f"--batch-size {fits} fits (measured)"
+            if fits
+            else "not even --batch-size 1 fits; free GPU memory or use another device"
+        )
         return DeviceError(f"CUDA out of memory at --batch-size {self.batch_size} on {name}; {hint}")
 
 
-def fitting_batch_size(model, device: torch.device, image_mask: torch.Tensor, size: int, config, tf32: bool, below: int) -> int:
+def fitting_batch_size(
+    model, device: torch.device, image_mask: torch.Tensor, size: int, config, tf32: bool, below: int
+) -> int:
     """Largest batch < `below` whose forward fits: linear fit of peak memory at 1 and 2, then verified."""
 
     def peak(b: int) -> int | None:
@@ -457,7 +533,9 @@ class _ResultBuffers:
 
     def __init__(self, batch: int, device: torch.device, slots: int):
         self.cuda = device.type == "cuda"
-        self.slots = [torch.empty(batch, dtype=torch.float32, pin_memory=self.cuda) for _ in range(slots)] if self.cuda else []
+        self.slots = (
+            [torch.empty(batch, dtype=torch.float32, pin_memory=self.cuda) for _ in range(slots)] if self.cuda else []
+        )
         self.next = 0
 
     def copy(self, values: torch.Tensor):

@@ -38,22 +38,39 @@ def camera_slots(settings: Settings, ds: DatasetFiles) -> dict[str, str | None]:
             raise DatasetError(f"no base camera given; pass --base-image-col (cameras in {ds.root.name}: {cams})")
         base = fallback[0]
     if wrist is None:
-        wrist = next((k for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist") if k in ds.features and k != base), None)
+        wrist = next(
+            (
+                k
+                for k in ("wrist_image", "observation.wrist_image", "observation.images.wrist")
+                if k in ds.features and k != base
+            ),
+            None,
+        )
     slots = {BASE_SLOT: base, WRIST_SLOT: wrist}
     if settings.right_wrist_image_col:
         slots[RIGHT_WRIST_SLOT] = settings.right_wrist_image_col
     given = [c for c in slots.values() if c is not None]
     if len(set(given)) < len(given):
         twice = next(c for c in given if given.count(c) > 1)
-        raise BadInput(f"camera {twice!r} is given for two model slots ({', '.join(s for s, c in slots.items() if c == twice)}); each slot needs its own camera (cameras in {ds.root.name}: {', '.join(ds.camera_keys)})")
+        raise BadInput(
+            f"camera {twice!r} is given for two model slots "
+            f"({', '.join(s for s, c in slots.items() if c == twice)}); each slot needs its own camera (cameras "
+            f"in {ds.root.name}: {', '.join(ds.camera_keys)})"
+        )
     if wrist is None:
         unused = [k for k in ds.camera_keys if k not in given]
         if unused:
-            warn(f"no wrist camera: slot {WRIST_SLOT} gets a blank image, although {ds.root.name} has {', '.join(unused)}; pass --wrist-image-col (the critic was trained with two cameras)")
+            warn(
+                f"no wrist camera: slot {WRIST_SLOT} gets a blank image, although {ds.root.name} has "
+                f"{', '.join(unused)}; pass --wrist-image-col (the critic was trained with two cameras)"
+            )
     for slot, col in slots.items():
         if col is not None and ds.feature_dtype(col) not in ("image", "video"):
             cams = ", ".join(ds.camera_keys) or "none"
-            raise DatasetError(f"camera column {col!r} ({slot}) is not an image or video feature of {ds.root.name}; cameras there: {cams}")
+            raise DatasetError(
+                f"camera column {col!r} ({slot}) is not an image or video feature of {ds.root.name}; cameras there: "
+                f"{cams}"
+            )
     return {slot: slots[slot] for slot in camera_slot_order(list(slots))}
 
 
@@ -77,7 +94,9 @@ def episode_input_keys(ds: DatasetFiles, episodes: list[int], columns: list[str 
                     h.update(f"{ref.path.name}:{st.st_size}:{st.st_mtime_ns}:{ref.from_timestamp}".encode())
             else:
                 cells = ds.episode_rows(e, [col])[col]
-                if cells.type.num_fields and "bytes" in [cells.type.field(i).name for i in range(cells.type.num_fields)]:
+                if cells.type.num_fields and "bytes" in [
+                    cells.type.field(i).name for i in range(cells.type.num_fields)
+                ]:
                     cells = pc.struct_field(cells, "bytes")
                 for chunk in cells.chunks:
                     for buf in chunk.buffers():
@@ -102,8 +121,10 @@ def _check_vocabulary(tokenizer, step_dir: Path, use_ema: bool) -> None:
     rows = embedding_rows(step_dir, use_ema)
     if rows is not None and tokenizer.vocab_size > rows:
         raise TokenizerError(
-            f"tokenizer {tokenizer.path} has {tokenizer.vocab_size:,} pieces (token ids up to {tokenizer.vocab_size - 1:,}) but the checkpoint "
-            f"{step_dir} has a {rows:,}-row token embedding table; they do not belong together, pass the --tokenizer-path the value model was trained with"
+            f"tokenizer {tokenizer.path} has {tokenizer.vocab_size:,} pieces (token ids up to "
+            f"{tokenizer.vocab_size - 1:,}) but the checkpoint "
+            f"{step_dir} has a {rows:,}-row token embedding table; they do not belong together, pass the "
+            f"--tokenizer-path the value model was trained with"
         )
 
 
@@ -113,8 +134,20 @@ class ModelValues:
     caching = Caching.SIDECAR
     name = "the value model"
 
-    def __init__(self, *, step_dir: Path, checkpoint_hash: str, use_ema: bool, tokenizer: PromptTokenizer, settings: Settings,
-                 device: str, batch_size: int | None, num_workers: int, precision: str, compile_model: bool = False):
+    def __init__(
+        self,
+        *,
+        step_dir: Path,
+        checkpoint_hash: str,
+        use_ema: bool,
+        tokenizer: PromptTokenizer,
+        settings: Settings,
+        device: str,
+        batch_size: int | None,
+        num_workers: int,
+        precision: str,
+        compile_model: bool = False,
+    ):
         self.step_dir, self.checkpoint_hash, self.use_ema = step_dir, checkpoint_hash, use_ema
         self.tokenizer, self.tokenizer_path, self.settings = tokenizer, Path(tokenizer.path), settings
         self.device_spec, self.requested_batch_size, self.num_workers = device, batch_size, num_workers
@@ -134,11 +167,15 @@ class ModelValues:
         if not _DEVICE_RE.match(device):
             raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {settings.device!r}")
         if settings.tokenizer_path is None:
-            raise TokenizerError("no tokenizer given; pass --tokenizer-path to the value model's SentencePiece tokenizer.model")
+            raise TokenizerError(
+                "no tokenizer given; pass --tokenizer-path to the value model's SentencePiece tokenizer.model"
+            )
         tokenizer = PromptTokenizer(settings.tokenizer_path)  # readable and a SentencePiece model
         precision = settings.precision
         if precision not in PRECISIONS:
-            raise DeviceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; see recap-label label --help")
+            raise DeviceError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; see recap-label label --help"
+            )
         step_dir = resolve_step_dir(settings.checkpoint_dir, settings.checkpoint_step)
         tree = "ema_params" if use_ema else "params"
         if tree not in tree_names(step_dir):
@@ -149,9 +186,18 @@ class ModelValues:
         workers = default_workers() if settings.num_workers is None else settings.num_workers
         if workers < 0:
             raise DeviceError(f"--num-workers must be >= 0, got {workers}")
-        return cls(step_dir=step_dir, checkpoint_hash=checkpoint_content_hash(step_dir), use_ema=use_ema,
-                   tokenizer=tokenizer, settings=settings, device=device,
-                   batch_size=settings.batch_size, num_workers=workers, precision=precision, compile_model=compile_model)
+        return cls(
+            step_dir=step_dir,
+            checkpoint_hash=checkpoint_content_hash(step_dir),
+            use_ema=use_ema,
+            tokenizer=tokenizer,
+            settings=settings,
+            device=device,
+            batch_size=settings.batch_size,
+            num_workers=workers,
+            precision=precision,
+            compile_model=compile_model,
+        )
 
     @property
     def precision(self) -> str:
@@ -164,8 +210,13 @@ class ModelValues:
 
     def provenance(self) -> dict:
         return {
-            "source": "model", "checkpoint": str(self.step_dir.absolute()), "checkpoint_sha256": self.checkpoint_hash,
-            "ema": self.use_ema, "tokenizer_sha256": self._tokenizer_sha, "precision": self.precision, "cameras": self._slots,
+            "source": "model",
+            "checkpoint": str(self.step_dir.absolute()),
+            "checkpoint_sha256": self.checkpoint_hash,
+            "ema": self.use_ema,
+            "tokenizer_sha256": self._tokenizer_sha,
+            "precision": self.precision,
+            "cameras": self._slots,
         }
 
     def reuses(self, cached: dict) -> bool:
@@ -192,9 +243,15 @@ class ModelValues:
             from recap_label.values.engine import Engine
 
             self._engine = Engine(
-                step_dir=self.step_dir, use_ema=self.use_ema, tokenizer_path=self.tokenizer_path,
-                model_cache=self.settings.model_cache, device=self.device_spec, batch_size=self.requested_batch_size,
-                num_workers=self.num_workers, precision=self.requested_precision, compile_model=self.compile_model,
+                step_dir=self.step_dir,
+                use_ema=self.use_ema,
+                tokenizer_path=self.tokenizer_path,
+                model_cache=self.settings.model_cache,
+                device=self.device_spec,
+                batch_size=self.requested_batch_size,
+                num_workers=self.num_workers,
+                precision=self.requested_precision,
+                compile_model=self.compile_model,
                 quiet=self.settings.json,
             )
 
@@ -221,7 +278,11 @@ class ModelValues:
         if getattr(engine, "_model", None) is not None:  # already loaded (or a model given to the engine)
             return 0.0
         quiet = self.settings.json
-        say(f"loading the value model {self.step_dir} ({'EMA' if self.use_ema else 'raw params'}) onto {engine.device} …", quiet)
+        say(
+            f"loading the value model {self.step_dir} ({'EMA' if self.use_ema else 'raw params'}) onto "
+            f"{engine.device} …",
+            quiet,
+        )
         t0 = time.perf_counter()
         engine.model  # noqa: B018 (the property loads)
         seconds = time.perf_counter() - t0
@@ -232,9 +293,12 @@ class ModelValues:
         """What the inference ran on and with (reported and recorded with its timings)."""
         engine = self._engine
         return {
-            "device": None if engine is None else str(engine.device), "precision": self.precision,
-            "batch_size": None if engine is None else engine.batch_size, "num_workers": self.num_workers,
-            "checkpoint_step": checkpoint_step_number(self.step_dir), "ema": self.use_ema,
+            "device": None if engine is None else str(engine.device),
+            "precision": self.precision,
+            "batch_size": None if engine is None else engine.batch_size,
+            "num_workers": self.num_workers,
+            "checkpoint_step": checkpoint_step_number(self.step_dir),
+            "ema": self.use_ema,
         }
 
 

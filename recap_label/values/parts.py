@@ -57,7 +57,15 @@ class PartialValues:
     (values.types.ValueSource.input_keys), stored with its part and checked on reading;
     `read_only`: a dry run's view of the dataset's parts (a bad part is skipped, not removed)."""
 
-    def __init__(self, root: Path, provenance: dict, base: Path | None = None, *, keys: dict[int, str] | None = None, read_only: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        provenance: dict,
+        base: Path | None = None,
+        *,
+        keys: dict[int, str] | None = None,
+        read_only: bool = False,
+    ):
         self.root = root
         self.provenance = provenance
         self.dir = (root / PARTIAL_DIR if base is None else base) / provenance_key(provenance)
@@ -90,7 +98,9 @@ class PartialValues:
         return out
 
     def add(self, ev: EpisodeValues) -> None:
-        table = pa.table({"frame_index": pa.array(ev.frame_index, pa.int64()), "value": pa.array(ev.value, pa.float64())})
+        table = pa.table(
+            {"frame_index": pa.array(ev.frame_index, pa.int64()), "value": pa.array(ev.value, pa.float64())}
+        )
         key = self.keys.get(ev.episode_index)
         if key:
             table = table.replace_schema_metadata({b"recap_label.input_key": key.encode()})
@@ -159,11 +169,15 @@ class PartialValues:
             if not isinstance(existing, dict) or existing.get("num_shards") != num_shards:
                 other = existing.get("num_shards") if isinstance(existing, dict) else "?"
                 raise BadInput(
-                    f"this copy is being scored as {other} shards, not {num_shards}; give every shard the same N (the split would not tile), "
+                    f"this copy is being scored as {other} shards, not {num_shards}; give every shard the same N "
+                    f"(the split would not tile), "
                     f"or remove {path.parent} to start over"
                 ) from None
             if existing.get("episodes") != assignment:
-                raise BadInput(f"the rollout episodes changed since the other shards split them ({path}); remove {path.parent} and score every shard again")
+                raise BadInput(
+                    f"the rollout episodes changed since the other shards split them ({path}); remove {path.parent} "
+                    f"and score every shard again"
+                )
             return
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(record))
@@ -243,8 +257,13 @@ def registered_scorer(root: Path, what: str) -> Iterator[None]:
     """Announce a scoring process for the duration of the block (a label commit waits for it)."""
     folder = scorer_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "host": socket.gethostname(), "what": what,
-          "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    me = {
+        "pid": os.getpid(),
+        "pid_start": process_start_time(os.getpid()),
+        "host": socket.gethostname(),
+        "what": what,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     path = folder / f"{me['host']}-{me['pid']}.json"
     write_json_atomic(path, me)
     try:

@@ -55,8 +55,16 @@ class Progress:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn
 
-        self.bar = Bar(TextColumn("infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                       TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[mem]}"), console=console, transient=True)
+        self.bar = Bar(
+            TextColumn("infer"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[mem]}"),
+            console=console,
+            transient=True,
+        )
         self.task = self.bar.add_task("infer", total=total, rate="", eta="", mem="")
         self.bar.start()
 
@@ -80,11 +88,15 @@ class Progress:
         if self.bar is not None:
             self.bar.update(self.task, advance=n, rate=f"{rate:,.1f} frames/s", eta=shown_eta, mem=self._memory())
         elif self.plain and now >= self.next_at:
-            while self.every_s > 0 and self.next_at <= now:  # a steady rhythm: every_s after the last due time, not after the last line
+            while (
+                self.every_s > 0 and self.next_at <= now
+            ):  # a steady rhythm: every_s after the last due time, not after the last line
                 self.next_at += self.every_s
             mem = self._memory()
-            say(f"infer {self.done:,}/{self.total:,} frames ({100 * self.done / max(self.total, 1):.1f} %) · {rate:,.1f} frames/s · {shown_eta}"
-                + (f" · {mem}" if mem else ""))
+            say(
+                f"infer {self.done:,}/{self.total:,} frames ({100 * self.done / max(self.total, 1):.1f} %) · "
+                f"{rate:,.1f} frames/s · {shown_eta}" + (f" · {mem}" if mem else "")
+            )
 
     def close(self) -> None:
         if self.bar is not None:

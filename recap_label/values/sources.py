@@ -51,15 +51,28 @@ class ColumnValues(_LightSource):
         schema = ds.schema(ds.data_files[0])
         if self.column not in schema.names:
             numeric = [f.name for f in schema if pa.types.is_floating(f.type)]
-            raise DatasetError(f"value column {self.column!r} is not in {ds.root.name}; pass a --value-column that is (float columns there: {', '.join(numeric) or 'none'})")
+            raise DatasetError(
+                f"value column {self.column!r} is not in {ds.root.name}; pass a --value-column that is (float "
+                f"columns there: {', '.join(numeric) or 'none'})"
+            )
         table = ds.read_columns(["episode_index", "frame_index", self.column])
         col = table[self.column]
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise DatasetError(f"value column {self.column!r} has type {col.type}, not a float column; pass a numeric --value-column")
+            raise DatasetError(
+                f"value column {self.column!r} has type {col.type}, not a float column; pass a numeric --value-column"
+            )
         if pa.types.is_integer(col.type) and set(np.unique(col.to_numpy(zero_copy_only=False)).tolist()) <= {0, 1}:
             # a flag (intervention, success) is no value estimate: its advantages would be meaningless
-            raise DatasetError(f"value column {self.column!r} holds only 0 and 1 (a flag, not a value estimate); pass a float column of V such as value_label")
-        yield from split_by_episode(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), col.to_numpy(zero_copy_only=False).astype(np.float64), episodes)
+            raise DatasetError(
+                f"value column {self.column!r} holds only 0 and 1 (a flag, not a value estimate); pass a float "
+                f"column of V such as value_label"
+            )
+        yield from split_by_episode(
+            table["episode_index"].to_numpy(),
+            table["frame_index"].to_numpy(),
+            col.to_numpy(zero_copy_only=False).astype(np.float64),
+            episodes,
+        )
 
 
 VALUES_FILE_COLUMNS = "episode_index, frame_index, value"
@@ -90,29 +103,45 @@ class FileValues(_LightSource):
         if head != PARQUET_MAGIC:
             text = bool(head) and all(32 <= b < 127 or b in b"\t\r\n" for b in head)
             kind = "a text (CSV?) file, not parquet" if text else "not a parquet file"
-            raise BadInput(f"values file {self.path} is {kind}; --values needs a parquet file with columns {VALUES_FILE_COLUMNS} (e.g. pandas DataFrame.to_parquet)")
+            raise BadInput(
+                f"values file {self.path} is {kind}; --values needs a parquet file with columns "
+                f"{VALUES_FILE_COLUMNS} (e.g. pandas DataFrame.to_parquet)"
+            )
         try:
             names = pq.read_schema(self.path).names
         except (pa.ArrowException, OSError) as exc:
-            raise BadInput(f"values file {self.path} is damaged ({first_line(exc)}); write it again as parquet with columns {VALUES_FILE_COLUMNS}") from None
+            raise BadInput(
+                f"values file {self.path} is damaged ({first_line(exc)}); write it again as parquet with columns "
+                f"{VALUES_FILE_COLUMNS}"
+            ) from None
         missing = [c for c in ("episode_index", "frame_index", self.column) if c not in names]
         if missing:
             which = "; name the value column with --values-column" if missing == [self.column] else ""
-            raise BadInput(f"values file {self.path} has no column {missing[0]!r} (its columns: {', '.join(names)}){which}")
+            raise BadInput(
+                f"values file {self.path} has no column {missing[0]!r} (its columns: {', '.join(names)}){which}"
+            )
         table = read_parquet_table(self.path, ["episode_index", "frame_index", self.column])
         return table.rename_columns(["episode_index", "frame_index", "value"])
 
     def episode_values(self, ds, episodes):
         if not self.path.exists():
-            raise BadInput(f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value")
+            raise BadInput(
+                f"values file {self.path} does not exist; pass a parquet file with episode_index, frame_index, value"
+            )
         self.provenance()  # hashed before reading: a folder, or an unreadable file, is named as such
         table = self._read()
         if not (pa.types.is_floating(table["value"].type) or pa.types.is_integer(table["value"].type)):
-            raise BadInput(f"values file {self.path}: column {self.column!r} has type {table['value'].type}, not a number; write V as float")
+            raise BadInput(
+                f"values file {self.path}: column {self.column!r} has type {table['value'].type}, not a number; "
+                f"write V as float"
+            )
         ep, fr = table["episode_index"].to_numpy(), table["frame_index"].to_numpy()
         i = first_duplicate(ep, fr)  # a (episode, frame) pair given twice is ambiguous
         if i is not None:
-            raise BadInput(f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value per frame")
+            raise BadInput(
+                f"values file {self.path} has episode {int(ep[i])} frame {int(fr[i])} more than once; keep one value "
+                f"per frame"
+            )
         _check_frames_exist(ds, ep, fr, self.path)
         yield from split_by_episode(ep, fr, table["value"].to_numpy(zero_copy_only=False).astype(np.float64), episodes)
 
@@ -126,4 +155,7 @@ def _check_frames_exist(ds: DatasetFiles, ep: np.ndarray, fr: np.ndarray, path: 
     if unknown.size:
         i = unknown[0]
         what = f"episode {int(ep[i])}" if int(ep[i]) not in ds.episodes else f"episode {int(ep[i])} frame {int(fr[i])}"
-        raise BadInput(f"values file {path} has values for {what}, which {ds.root.name} does not have ({unknown.size} such row(s)); was it computed for another dataset?")
+        raise BadInput(
+            f"values file {path} has values for {what}, which {ds.root.name} does not have ({unknown.size} such "
+            f"row(s)); was it computed for another dataset?"
+        )

@@ -31,7 +31,9 @@ def select_cameras(ds: DatasetFiles, text: str | None) -> list[str]:
     for name in (n.strip() for n in text.split(",") if n.strip()):
         match = [k for k in cams if name in (k, short_name(k))]
         if not match:
-            raise BadInput(f"--cameras: {name!r} is not a camera of {ds.name}; cameras there: {', '.join(cams) or 'none'}")
+            raise BadInput(
+                f"--cameras: {name!r} is not a camera of {ds.name}; cameras there: {', '.join(cams) or 'none'}"
+            )
         out += [k for k in match if k not in out]
     if not out:
         raise BadInput(f"--cameras {text!r} names no camera; cameras of {ds.name}: {', '.join(cams) or 'none'}")
@@ -65,7 +67,9 @@ def iter_frames(ds: DatasetFiles, episode: int, keys: list[str], length: int) ->
         return
     stop = threading.Event()
     queues = [queue.Queue(AHEAD) for _ in keys]
-    threads = [threading.Thread(target=_decode_into, args=(ds, episode, k, q, stop), daemon=True) for k, q in zip(keys, queues)]
+    threads = [
+        threading.Thread(target=_decode_into, args=(ds, episode, k, q, stop), daemon=True) for k, q in zip(keys, queues)
+    ]
     for t in threads:
         t.start()
     try:
@@ -76,7 +80,10 @@ def iter_frames(ds: DatasetFiles, episode: int, keys: list[str], length: int) ->
                 if isinstance(item, BaseException):
                     raise item
                 if item is _DONE:
-                    raise DatasetError(f"camera {key} of episode {episode} has fewer frames than the episode's {length} rows; restore the dataset from its source")
+                    raise DatasetError(
+                        f"camera {key} of episode {episode} has fewer frames than the episode's {length} rows; "
+                        f"restore the dataset from its source"
+                    )
                 frames.append(item)
             yield frames
     finally:

@@ -69,7 +69,8 @@ def open_source(spec: str, settings: Settings, compare: str | None = None) -> Vi
     record = read_lineage(ds.root)
     if not (record and record.active_label_runs()):
         raise BadInput(
-            f"{ds_spec} has no label run, so no V and no adv_ind to show; label it first: `recap-label copy {ds_spec}`, then "
+            f"{ds_spec} has no label run, so no V and no adv_ind to show; label it first: `recap-label copy "
+            f"{ds_spec}`, then "
             f"`recap-label label local/<the copy> --checkpoint-dir CKPT` (or --values FILE, or --value-column COL)"
         )
     side = load_side(spec, settings)
@@ -84,7 +85,9 @@ def open_source(spec: str, settings: Settings, compare: str | None = None) -> Vi
         if column and column in ds.schema(ds.data_files[0]).names:
             side.value = _column_values(ds, column, side)
             source = f"dataset column {column}"
-            notes.append(f"V from the dataset column {column} the run used; A not kept (no values sidecar for these labels)")
+            notes.append(
+                f"V from the dataset column {column} the run used; A not kept (no values sidecar for these labels)"
+            )
         else:
             source = "none"
             notes.append("V not kept for these labels (no values sidecar holds them): V and A are not shown")
@@ -103,12 +106,14 @@ def _column_values(ds: DatasetFiles, column: str, side: Side) -> np.ndarray:
 
 
 def parse_episode_list(text: str) -> list[int]:
-    """"3,7" or "2-5,9" -> [3, 7] / [2, 3, 4, 5, 9], in the order given, without repeats."""
+    """ "3,7" or "2-5,9" -> [3, 7] / [2, 3, 4, 5, 9], in the order given, without repeats."""
     out: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise BadInput(f"--episodes {text!r}: {part!r} is not an episode index or a range like 2-5; pass e.g. --episodes 3,7")
+            raise BadInput(
+                f"--episodes {text!r}: {part!r} is not an episode index or a range like 2-5; pass e.g. --episodes 3,7"
+            )
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise BadInput(f"--episodes {text!r}: the range {part} is empty; write it low-high, e.g. {hi}-{lo}")
@@ -123,7 +128,10 @@ def check_episodes(src: ViewSource, episodes: list[int]) -> None:
         if e not in src.ds.episodes:
             raise BadInput(f"episode {e} does not exist; {src.ds.name} has episodes {_ranges(known)}")
         if e not in rollouts:
-            raise BadInput(f"episode {e} is a demo (every frame an intervention): it has no V and no advantage to show; rollout episodes: {_ranges(rollouts)}")
+            raise BadInput(
+                f"episode {e} is a demo (every frame an intervention): it has no V and no advantage to show; rollout "
+                f"episodes: {_ranges(rollouts)}"
+            )
 
 
 def _ranges(ids: list[int]) -> str:
@@ -158,7 +166,13 @@ def worst_episodes(src: ViewSource, n: int, settings: Settings) -> list[Pick]:
         for e in ids:
             s = flip_mask(src, e)
             if s[0].any():
-                flips.append((-float(s[0].sum()), e, f"{int(s[0].sum())} of {int(s[1])} frames flipped against {src.other.title}"))
+                flips.append(
+                    (
+                        -float(s[0].sum()),
+                        e,
+                        f"{int(s[0].sum())} of {int(s[1])} frames flipped against {src.other.title}",
+                    )
+                )
         candidates.append((0, flips))
     tail, flat, rho = [], [], []
     mc = _mc_values(src, settings.mc_value_col)
@@ -169,7 +183,13 @@ def worst_episodes(src: ViewSource, n: int, settings: Settings) -> list[Pick]:
         if in_tail.sum():
             share = float(np.mean(labels[in_tail] == "positive"))
             if share > TAIL_EPISODE_SHARE:
-                tail.append((-share, e, f"{100 * share:.0f} % of its last {lookahead} autonomous frames positive (tail pile-up)"))
+                tail.append(
+                    (
+                        -share,
+                        e,
+                        f"{100 * share:.0f} % of its last {lookahead} autonomous frames positive (tail pile-up)",
+                    )
+                )
         if side.value is not None:
             std = float(np.std(side.value[sel]))
             if std < STD_FLOOR:
@@ -185,11 +205,15 @@ def worst_episodes(src: ViewSource, n: int, settings: Settings) -> list[Pick]:
             if len(picks) < n and e not in {p.episode for p in picks}:
                 picks.append(Pick(e, why))
     if len(picks) < n:
-        src.notes.append(f"--worst {n}: only {len(picks)} rollout episodes stand out (flips, tail pile-up, flat V, Spearman)")
+        src.notes.append(
+            f"--worst {n}: only {len(picks)} rollout episodes stand out (flips, tail pile-up, flat V, Spearman)"
+        )
     if not picks:
         raise BadInput(
-            f"--worst {n}: no episode stands out (no flips{'' if src.other else ' without --compare'}, no tail pile-up, no flat V"
-            f"{'' if mc is not None else f', no {settings.mc_value_col!r} column for Spearman'}); pick episodes with --episodes"
+            f"--worst {n}: no episode stands out (no flips{'' if src.other else ' without --compare'}, no tail "
+            f"pile-up, no flat V"
+            f"{'' if mc is not None else f', no {settings.mc_value_col!r} column for Spearman'}); pick episodes with "
+            f"--episodes"
         )
     return picks
 
@@ -221,18 +245,35 @@ def episode_series(src: ViewSource, episode: int, reason: str | None = None) -> 
     keys = (np.int64(episode) << 32) | frame
     pos = np.clip(np.searchsorted(side.key, keys), 0, side.key.size - 1)
     if not np.array_equal(side.key[pos], keys):
-        raise BadInput(f"episode {episode}: its rows and the label run's frames disagree; run `recap-label verify {ds.root}`")
+        raise BadInput(
+            f"episode {episode}: its rows and the label run's frames disagree; run `recap-label verify {ds.root}`"
+        )
     value = side.value[pos].astype(np.float32) if side.value is not None else np.full(frame.size, np.nan, np.float32)
-    advantage = side.advantage[pos].astype(np.float32) if side.advantage is not None else np.full(frame.size, np.nan, np.float32)
+    advantage = (
+        side.advantage[pos].astype(np.float32)
+        if side.advantage is not None
+        else np.full(frame.size, np.nan, np.float32)
+    )
     task_index = rows["task_index"].to_numpy()
     thresholds = side.run.thresholds or {}
     if "global" in thresholds:
         thr = np.full(frame.size, np.nan if thresholds["global"] is None else thresholds["global"], np.float64)
     else:
-        thr = np.array([np.nan if thresholds.get(f"task {int(t)}") is None else thresholds[f"task {int(t)}"] for t in task_index], np.float64)
+        thr = np.array(
+            [np.nan if thresholds.get(f"task {int(t)}") is None else thresholds[f"task {int(t)}"] for t in task_index],
+            np.float64,
+        )
     out = EpisodeSeries(
-        episode, frame, rows["timestamp"].to_numpy().astype(np.float64), value, advantage, thr, side.labels[pos], side.human[pos],
-        [ds.tasks.get(int(t), str(t)) for t in task_index], reason=reason,
+        episode,
+        frame,
+        rows["timestamp"].to_numpy().astype(np.float64),
+        value,
+        advantage,
+        thr,
+        side.labels[pos],
+        side.human[pos],
+        [ds.tasks.get(int(t), str(t)) for t in task_index],
+        reason=reason,
     )
     if src.other is not None:
         b = src.other

@@ -108,7 +108,9 @@ def _font(size: int):
     return ImageFont.load_default(size=size)
 
 
-def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, other_title: str | None, value_source: str) -> np.ndarray:
+def background_image(
+    canvas: Canvas, series: list[EpisodeSeries], title: str, other_title: str | None, value_source: str
+) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     img = np.empty((canvas.height, canvas.width, 3), np.uint8)
@@ -132,8 +134,11 @@ def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, ot
     draw = ImageDraw.Draw(pil)
     small = _font(12)
     plot = canvas.plot
-    curves = [("A", A_COLOR, [s.advantage for s in series]), ("threshold", THRESHOLD_COLOR, [s.threshold.astype(np.float32) for s in series]),
-              ("V", V_COLOR, [s.value for s in series])]
+    curves = [
+        ("A", A_COLOR, [s.advantage for s in series]),
+        ("threshold", THRESHOLD_COLOR, [s.threshold.astype(np.float32) for s in series]),
+        ("V", V_COLOR, [s.value for s in series]),
+    ]
     if other_title is not None:  # under this side's V: where both are equal, V shows
         curves.insert(0, (f"V {other_title}", OTHER_V_COLOR, [s.other_value for s in series]))
     every = np.concatenate([np.concatenate(c[2]) for c in curves]) if series else np.zeros(0)
@@ -154,7 +159,12 @@ def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, ot
         if k:
             x = canvas.cell(start)[0]
             draw.line([(x, plot.y0), (x, plot.y1 - 1)], fill=(200, 200, 200), width=1)  # episode boundary
-        draw.text((canvas.cell(start)[0] + 3, plot.y1 - 30 if k % 2 else plot.y0 + 14), f"ep {s.episode}", fill=(200, 200, 200), font=small)
+        draw.text(
+            (canvas.cell(start)[0] + 3, plot.y1 - 30 if k % 2 else plot.y0 + 14),
+            f"ep {s.episode}",
+            fill=(200, 200, 200),
+            font=small,
+        )
         for _, color, values in curves:
             v = values[k]
             pts = [(canvas.centre(start + j), y_of(float(v[j]))) for j in range(len(s)) if np.isfinite(v[j])]
@@ -165,8 +175,12 @@ def background_image(canvas: Canvas, series: list[EpisodeSeries], title: str, ot
         start += len(s)
     font = _font(13)
     x = MARGIN
-    items = [(LABEL_COLORS["positive"], "positive"), (LABEL_COLORS["negative"], "negative"), (LABEL_COLORS["none"], "none"),
-             (INTERVENTION, "intervention")]
+    items = [
+        (LABEL_COLORS["positive"], "positive"),
+        (LABEL_COLORS["negative"], "negative"),
+        (LABEL_COLORS["none"], "none"),
+        (INTERVENTION, "intervention"),
+    ]
     if other_title is not None:
         items.append((FLIP, "flipped"))
     items += [(V_COLOR, f"V ({value_source})"), (A_COLOR, "A"), (THRESHOLD_COLOR, "threshold on A")]
@@ -231,8 +245,12 @@ def _header(img: np.ndarray, stamp: Stamp, title: str, other_title: str | None, 
     if s.reason:
         line1 += f"   picked: {s.reason}"
     stamp.draw(img, MARGIN, 4, line1, (235, 235, 235))
-    parts = [(f"V {_fmt(s.value[j])}", V_COLOR), (f"A {_fmt(s.advantage[j])}", A_COLOR), (f"threshold {_fmt(s.threshold[j])}", THRESHOLD_COLOR),
-             (f"adv_ind {s.label[j]}", LABEL_COLORS.get(s.label[j], LABEL_COLORS["none"]))]
+    parts = [
+        (f"V {_fmt(s.value[j])}", V_COLOR),
+        (f"A {_fmt(s.advantage[j])}", A_COLOR),
+        (f"threshold {_fmt(s.threshold[j])}", THRESHOLD_COLOR),
+        (f"adv_ind {s.label[j]}", LABEL_COLORS.get(s.label[j], LABEL_COLORS["none"])),
+    ]
     if s.human[j]:
         parts.append(("intervention", INTERVENTION))
     third = []
@@ -260,8 +278,14 @@ def _tile(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
 
 
-def render(canvas: Canvas, background: np.ndarray, title: str, other_title: str | None,
-           series: list[EpisodeSeries], frames: Iterable[list[np.ndarray]]) -> Iterator[np.ndarray]:
+def render(
+    canvas: Canvas,
+    background: np.ndarray,
+    title: str,
+    other_title: str | None,
+    series: list[EpisodeSeries],
+    frames: Iterable[list[np.ndarray]],
+) -> Iterator[np.ndarray]:
     """The video's frames: one per row of the episodes in turn, `frames` the cameras' frames of each.
     One buffer is redrawn in place (header, tiles, cursor); the consumer copies it before the next."""
     frames = iter(frames)

@@ -41,7 +41,9 @@ def destination(flag: str, text: str, suffix: str, ds_root: Path) -> Destination
         raise BadInput(f"{flag} {text}: pass a file name ending in {suffix}, or a folder DIR/ for one file per episode")
     real, root = Path(os.path.realpath(where)), Path(os.path.realpath(ds_root))
     if real == root or root in real.parents:
-        raise BadInput(f"{flag} {text} is inside the dataset {ds_root}; view only reads the dataset, write the file elsewhere")
+        raise BadInput(
+            f"{flag} {text} is inside the dataset {ds_root}; view only reads the dataset, write the file elsewhere"
+        )
     return Destination(flag, path, folder, suffix)
 
 
@@ -52,7 +54,10 @@ def check_ports(*ports: int) -> None:
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
-                raise BadInput(f"--serve: port {port} is in use; stop what listens there or pass --port / --grpc-port with a free one") from None
+                raise BadInput(
+                    f"--serve: port {port} is in use; stop what listens there or pass --port / --grpc-port with a "
+                    f"free one"
+                ) from None
 
 
 def write_mp4(src: ViewSource, target: Path, series: list[EpisodeSeries], cameras: list[str]) -> int:
@@ -75,7 +80,15 @@ def write_mp4(src: ViewSource, target: Path, series: list[EpisodeSeries], camera
     written = []
 
     def write(tmp: Path) -> None:
-        written.append(mp4.encode(tmp, src.ds.fps, canvas.width, canvas.height, mp4.render(canvas, background, title, other, series, frames())))
+        written.append(
+            mp4.encode(
+                tmp,
+                src.ds.fps,
+                canvas.width,
+                canvas.height,
+                mp4.render(canvas, background, title, other, series, frames()),
+            )
+        )
 
     write_file_atomic(target, write)
     return written[0]
@@ -104,7 +117,9 @@ def recording(rr, src: ViewSource, s: EpisodeSeries):
     return rr.RecordingStream(app, recording_id=f"{app}-{src.side.run.id}")
 
 
-def stream_live(src: ViewSource, series: list[EpisodeSeries], cameras: list[str], *, spawn: bool, serve: tuple[int, int] | None) -> tuple[str | None, list]:
+def stream_live(
+    src: ViewSource, series: list[EpisodeSeries], cameras: list[str], *, spawn: bool, serve: tuple[int, int] | None
+) -> tuple[str | None, list]:
     """--spawn: into a (started) Rerun viewer; --serve (web port, gRPC port): into a served web
     viewer. Each episode is its own recording. Returns the web viewer's URL (--serve) and the
     recordings: the server lives as long as the first of them, so the caller keeps them."""

@@ -41,7 +41,10 @@ def import_rerun():
         import rerun
         import rerun.blueprint
     except ImportError:
-        raise BadInput("--rrd, --spawn and --serve need Rerun, the `view` extra: pip install 'recap-label[view]' (--mp4 needs nothing more)") from None
+        raise BadInput(
+            "--rrd, --spawn and --serve need Rerun, the `view` extra: pip install 'recap-label[view]' (--mp4 needs "
+            "nothing more)"
+        ) from None
     return rerun
 
 
@@ -53,12 +56,20 @@ def application_id(dataset: str, episode: int) -> str:
 def blueprint(rr, cameras: list[str], compare: bool):
     rrb = rr.blueprint
     views = [rrb.Spatial2DView(origin=f"/cameras/{short_name(c)}", name=short_name(c)) for c in cameras]
-    series = [rrb.TimeSeriesView(origin="/values", name="V, A, threshold"),
-              rrb.StateTimelineView(origin="/labels", contents=["/labels/adv_ind_band"] + (["/labels/adv_ind_other_band"] if compare else []), name="adv_ind band"),
-              rrb.TimeSeriesView(origin="/labels", name="adv_ind, intervention" + (", flips" if compare else "")),
-              rrb.TextDocumentView(origin="/task", name="task")]
+    series = [
+        rrb.TimeSeriesView(origin="/values", name="V, A, threshold"),
+        rrb.StateTimelineView(
+            origin="/labels",
+            contents=["/labels/adv_ind_band"] + (["/labels/adv_ind_other_band"] if compare else []),
+            name="adv_ind band",
+        ),
+        rrb.TimeSeriesView(origin="/labels", name="adv_ind, intervention" + (", flips" if compare else "")),
+        rrb.TextDocumentView(origin="/task", name="task"),
+    ]
     left = rrb.Grid(*views) if len(views) > 1 else (views[0] if views else rrb.TextDocumentView(origin="/task"))
-    return rrb.Blueprint(rrb.Horizontal(left, rrb.Vertical(*series, row_shares=[3, 1, 2, 1]), column_shares=[3, 2]), collapse_panels=True)
+    return rrb.Blueprint(
+        rrb.Horizontal(left, rrb.Vertical(*series, row_shares=[3, 1, 2, 1]), column_shares=[3, 2]), collapse_panels=True
+    )
 
 
 def _jpeg(frame: np.ndarray) -> bytes:
@@ -71,34 +82,65 @@ def _jpeg(frame: np.ndarray) -> bytes:
 
 def _state_config(rr, entity: str, rec) -> None:
     names = ["positive", "negative", "none"]
-    rec.log(entity, rr.StateConfiguration(values=names, labels=names, colors=[LABEL_COLORS[n] for n in names]), static=True)
+    rec.log(
+        entity, rr.StateConfiguration(values=names, labels=names, colors=[LABEL_COLORS[n] for n in names]), static=True
+    )
 
 
-def log_episode(rec, rr, series: EpisodeSeries, cameras: list[str], frames: Iterable[list[np.ndarray]], other_title: str | None) -> None:
+def log_episode(
+    rec, rr, series: EpisodeSeries, cameras: list[str], frames: Iterable[list[np.ndarray]], other_title: str | None
+) -> None:
     """Everything of one episode into the recording `rec`: styles (static), the series as columns,
     then the camera images frame by frame (encoded a few ahead, never all held)."""
     n = len(series)
     times = [rr.TimeColumn("frame_index", sequence=series.frame), rr.TimeColumn("timestamp", duration=series.timestamp)]
-    styles = {"values/V": ("V", V_COLOR), "values/A": ("A", A_COLOR), "values/threshold": ("threshold", THRESHOLD_COLOR),
-              "labels/adv_ind": ("adv_ind (1 positive, -1 negative, 0 none)", LABEL_COLORS["positive"]),
-              "labels/intervention": ("intervention", INTERVENTION)}
-    columns = {"values/V": series.value, "values/A": series.advantage, "values/threshold": series.threshold,
-               "labels/adv_ind": np.array([LABEL_CODE.get(x, 0.0) for x in series.label]), "labels/intervention": series.human.astype(np.float64)}
+    styles = {
+        "values/V": ("V", V_COLOR),
+        "values/A": ("A", A_COLOR),
+        "values/threshold": ("threshold", THRESHOLD_COLOR),
+        "labels/adv_ind": ("adv_ind (1 positive, -1 negative, 0 none)", LABEL_COLORS["positive"]),
+        "labels/intervention": ("intervention", INTERVENTION),
+    }
+    columns = {
+        "values/V": series.value,
+        "values/A": series.advantage,
+        "values/threshold": series.threshold,
+        "labels/adv_ind": np.array([LABEL_CODE.get(x, 0.0) for x in series.label]),
+        "labels/intervention": series.human.astype(np.float64),
+    }
     if other_title is not None:
-        styles.update({"values/V_other": (f"V {other_title}", OTHER_V_COLOR), "labels/adv_ind_other": (f"adv_ind {other_title}", OTHER_V_COLOR),
-                       "labels/flipped": ("flipped", FLIP)})
-        columns.update({"values/V_other": series.other_value, "labels/adv_ind_other": np.array([LABEL_CODE.get(x, np.nan) for x in series.other_label]),
-                        "labels/flipped": series.flipped.astype(np.float64)})
+        styles.update(
+            {
+                "values/V_other": (f"V {other_title}", OTHER_V_COLOR),
+                "labels/adv_ind_other": (f"adv_ind {other_title}", OTHER_V_COLOR),
+                "labels/flipped": ("flipped", FLIP),
+            }
+        )
+        columns.update(
+            {
+                "values/V_other": series.other_value,
+                "labels/adv_ind_other": np.array([LABEL_CODE.get(x, np.nan) for x in series.other_label]),
+                "labels/flipped": series.flipped.astype(np.float64),
+            }
+        )
     for entity, (name, color) in styles.items():
         rec.log(entity, rr.SeriesLines(names=name, colors=[color]), static=True)
-        rec.send_columns(entity, indexes=times, columns=rr.Scalars.columns(scalars=np.asarray(columns[entity], np.float64)))
+        rec.send_columns(
+            entity, indexes=times, columns=rr.Scalars.columns(scalars=np.asarray(columns[entity], np.float64))
+        )
     for entity, labels in (("labels/adv_ind_band", series.label), ("labels/adv_ind_other_band", series.other_label)):
         if labels is None:
             continue
         _state_config(rr, entity, rec)
         change = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
-        rec.send_columns(entity, indexes=[rr.TimeColumn("frame_index", sequence=series.frame[change]), rr.TimeColumn("timestamp", duration=series.timestamp[change])],
-                         columns=rr.StateChange.columns(state=[str(labels[k]) or "none" for k in change]))
+        rec.send_columns(
+            entity,
+            indexes=[
+                rr.TimeColumn("frame_index", sequence=series.frame[change]),
+                rr.TimeColumn("timestamp", duration=series.timestamp[change]),
+            ],
+            columns=rr.StateChange.columns(state=[str(labels[k]) or "none" for k in change]),
+        )
     change = [k for k in range(n) if k == 0 or series.task[k] != series.task[k - 1]]
     for k in change:
         rec.set_time("frame_index", sequence=int(series.frame[k]))

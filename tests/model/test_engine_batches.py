@@ -32,9 +32,19 @@ def odd_dataset(tmp_path_factory):
 def engine(tmp_path, batch: int, workers: int = 0, device_letterbox: bool = False):
     from recap_label.values.engine import Engine
 
-    return Engine(step_dir=TINY_CHECKPOINT, use_ema=True, tokenizer_path=TINY_TOKENIZER, model_cache=tmp_path / "models",
-                  device="cpu", batch_size=batch, num_workers=workers, precision="fp32", compile_model=False, quiet=True,
-                  device_letterbox=device_letterbox)
+    return Engine(
+        step_dir=TINY_CHECKPOINT,
+        use_ema=True,
+        tokenizer_path=TINY_TOKENIZER,
+        model_cache=tmp_path / "models",
+        device="cpu",
+        batch_size=batch,
+        num_workers=workers,
+        precision="fp32",
+        compile_model=False,
+        quiet=True,
+        device_letterbox=device_letterbox,
+    )
 
 
 def per_episode_values(model, ds: DatasetFiles, episode: int, batch: int) -> np.ndarray:
@@ -105,8 +115,18 @@ def test_compiled_forward_gives_the_eager_values_on_the_cpu(odd_dataset, tmp_pat
     ds = DatasetFiles.open(odd_dataset)
     episodes = sorted(ds.episodes)
     eager = run(engine(tmp_path, batch=8), ds, episodes)
-    compiled_engine = Engine(step_dir=TINY_CHECKPOINT, use_ema=True, tokenizer_path=TINY_TOKENIZER, model_cache=tmp_path / "models",
-                             device="cpu", batch_size=8, num_workers=0, precision="fp32", compile_model=True, quiet=True)
+    compiled_engine = Engine(
+        step_dir=TINY_CHECKPOINT,
+        use_ema=True,
+        tokenizer_path=TINY_TOKENIZER,
+        model_cache=tmp_path / "models",
+        device="cpu",
+        batch_size=8,
+        num_workers=0,
+        precision="fp32",
+        compile_model=True,
+        quiet=True,
+    )
     compiled = run(compiled_engine, ds, episodes)
     assert compiled_engine.forward_fn() is not compiled_engine.model  # the compiled wrapper ran
     for ep in episodes:

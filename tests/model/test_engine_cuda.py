@@ -19,8 +19,18 @@ pytestmark = pytest.mark.cuda
 def cuda_engine(tmp_path, batch: int, precision: str, compile_model: bool = False):
     from recap_label.values.engine import Engine
 
-    return Engine(step_dir=TINY_CHECKPOINT, use_ema=True, tokenizer_path=TINY_TOKENIZER, model_cache=tmp_path / "models",
-                  device="cuda", batch_size=batch, num_workers=0, precision=precision, compile_model=compile_model, quiet=True)
+    return Engine(
+        step_dir=TINY_CHECKPOINT,
+        use_ema=True,
+        tokenizer_path=TINY_TOKENIZER,
+        model_cache=tmp_path / "models",
+        device="cuda",
+        batch_size=batch,
+        num_workers=0,
+        precision=precision,
+        compile_model=compile_model,
+        quiet=True,
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "tf32"])

@@ -225,7 +225,16 @@ def test_camera_slot_order():
 
 def _device_letterbox_cases():
     rng = np.random.default_rng(7)
-    for h, w, size in [(37, 23, 40), (23, 37, 40), (13, 29, 60), (45, 61, 40), (41, 41, 40), (480, 640, 224), (481, 639, 224), (224, 224, 224)]:
+    for h, w, size in [
+        (37, 23, 40),
+        (23, 37, 40),
+        (13, 29, 60),
+        (45, 61, 40),
+        (41, 41, 40),
+        (480, 640, 224),
+        (481, 639, 224),
+        (224, 224, 224),
+    ]:
         yield h, w, size, rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
 
 

@@ -45,5 +45,13 @@ def world(tmp_path_factory) -> dict:
         values = values_file(template, base / "values.parquet")
         labeled = clone(template, base / "labeled")
         Cli()("label", labeled, "--values", values, *LOOKAHEAD)
-    return dict(base=base, src=src, src_digest=tree_digest(src), template=template, values=values,
-                old=labels_by_file(template), new=labels_by_file(labeled), labeled=labeled)
+    return dict(
+        base=base,
+        src=src,
+        src_digest=tree_digest(src),
+        template=template,
+        values=values,
+        old=labels_by_file(template),
+        new=labels_by_file(labeled),
+        labeled=labeled,
+    )

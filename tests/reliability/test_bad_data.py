@@ -38,6 +38,7 @@ def _truncate(rel, keep=0.5):
         p = root / rel
         data = p.read_bytes()
         p.write_bytes(data[: int(len(data) * keep)])
+
     return f
 
 
@@ -48,6 +49,7 @@ def _patch_bytes(rel, offset_from_end, new: bytes):
         i = len(data) - offset_from_end
         data[i : i + len(new)] = new
         p.write_bytes(bytes(data))
+
     return f
 
 
@@ -59,6 +61,7 @@ def _json(rel, fn):
     def f(root: Path):
         p = root / rel
         p.write_text(json.dumps(fn(json.loads(p.read_text())), indent=4))
+
     return f
 
 
@@ -66,6 +69,7 @@ def _text(rel, fn):
     def f(root: Path):
         p = root / rel
         p.write_text(fn(p.read_text()))
+
     return f
 
 
@@ -74,14 +78,17 @@ def _jsonl(rel, fn):
         p = root / rel
         rows = [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
         p.write_text("".join(json.dumps(r) + "\n" for r in fn(rows)))
+
     return f
 
 
 def _table(rel, fn):
     """Rewrite a parquet file through fn(table) -> table (schema metadata kept where possible)."""
+
     def f(root: Path):
         p = root / rel
         pq.write_table(fn(pq.read_table(p)), p)
+
     return f
 
 
@@ -90,6 +97,7 @@ def _set_col(name, values_fn, type_=None):
         i = t.schema.get_field_index(name)
         arr = pa.array(values_fn(t), type_ or t.schema.field(i).type)
         return t.set_column(i, pa.field(name, arr.type), arr)
+
     return fn
 
 
@@ -102,21 +110,26 @@ def _all_rows(value):
 
 
 def _info_feature(name, dtype):
-    return _json("meta/info.json", lambda d: {**d, "features": {**d["features"], name: {**d["features"][name], "dtype": dtype}}})
+    return _json(
+        "meta/info.json", lambda d: {**d, "features": {**d["features"], name: {**d["features"][name], "dtype": dtype}}}
+    )
 
 
 def _episodes_v30(fn):
     def f(root: Path):
         for p in sorted((root / "meta" / "episodes").rglob("*.parquet")):
             pq.write_table(fn(pq.read_table(p)), p)
+
     return f
 
 
 def _values_file(fn):
     """Mutate the --values file instead of the dataset."""
+
     def f(root: Path, values: Path):
         t = pq.read_table(values)
         pq.write_table(fn(t), values)
+
     f.values_only = True
     return f
 
@@ -124,6 +137,7 @@ def _values_file(fn):
 def _values_raw(fn):
     def f(root: Path, values: Path):
         fn(values)
+
     f.values_only = True
     return f
 
@@ -145,54 +159,222 @@ CASES = {
     # info.json
     "info.json not json": ("v2.1", _text("meta/info.json", lambda s: s[: len(s) // 2]), ALL, "malformed"),
     "info.json a list": ("v2.1", _text("meta/info.json", lambda s: "[1, 2]"), ALL, "malformed"),
-    "info.json unknown version": ("v2.1", _json("meta/info.json", lambda d: {**d, "codebase_version": "v1.6"}), ALL, "unsupported codebase_version"),
-    "info.json no features": ("v2.1", _json("meta/info.json", lambda d: {k: v for k, v in d.items() if k != "features"}), ALL, "features"),
+    "info.json unknown version": (
+        "v2.1",
+        _json("meta/info.json", lambda d: {**d, "codebase_version": "v1.6"}),
+        ALL,
+        "unsupported codebase_version",
+    ),
+    "info.json no features": (
+        "v2.1",
+        _json("meta/info.json", lambda d: {k: v for k, v in d.items() if k != "features"}),
+        ALL,
+        "features",
+    ),
     "info.json fps a string": ("v2.1", _json("meta/info.json", lambda d: {**d, "fps": "thirty"}), ALL, "fps"),
-    "info.json data_path unknown placeholder": ("v2.1", _json("meta/info.json", lambda d: {**d, "data_path": "data/{chunk}/{nope}.parquet"}), ALL, "data_path"),
-    "info.json chunks_size a word": ("v2.1", _json("meta/info.json", lambda d: {**d, "chunks_size": "many"}), ALL, "chunks_size"),
-    "info.json chunks_size zero": ("v2.1", _json("meta/info.json", lambda d: {**d, "chunks_size": 0}), ALL, "chunks_size"),
-    "info.json feature not an object": ("v2.1", _json("meta/info.json", lambda d: {**d, "features": {**d["features"], "adv_ind": "string"}}), ALL, "adv_ind"),
-    "info.json is binary": ("v2.1", lambda root: (root / "meta/info.json").write_bytes(b"\xff\xfe\x00garbage"), ALL, "malformed"),
+    "info.json data_path unknown placeholder": (
+        "v2.1",
+        _json("meta/info.json", lambda d: {**d, "data_path": "data/{chunk}/{nope}.parquet"}),
+        ALL,
+        "data_path",
+    ),
+    "info.json chunks_size a word": (
+        "v2.1",
+        _json("meta/info.json", lambda d: {**d, "chunks_size": "many"}),
+        ALL,
+        "chunks_size",
+    ),
+    "info.json chunks_size zero": (
+        "v2.1",
+        _json("meta/info.json", lambda d: {**d, "chunks_size": 0}),
+        ALL,
+        "chunks_size",
+    ),
+    "info.json feature not an object": (
+        "v2.1",
+        _json("meta/info.json", lambda d: {**d, "features": {**d["features"], "adv_ind": "string"}}),
+        ALL,
+        "adv_ind",
+    ),
+    "info.json is binary": (
+        "v2.1",
+        lambda root: (root / "meta/info.json").write_bytes(b"\xff\xfe\x00garbage"),
+        ALL,
+        "malformed",
+    ),
     # episodes.jsonl
-    "episodes.jsonl bad line": ("v2.1", _text("meta/episodes.jsonl", lambda s: s.replace("}", "", 1)), ALL, "malformed"),
-    "episodes.jsonl length a word": ("v2.1", _jsonl("meta/episodes.jsonl", lambda rows: [{**r, "length": "long"} if r["episode_index"] == 1 else r for r in rows]), ALL, "malformed"),
-    "episodes.jsonl empty episode (length 0)": ("v2.1", _jsonl("meta/episodes.jsonl", lambda rows: [{**r, "length": 0} if r["episode_index"] == 2 else r for r in rows]), ALL, "episode 2"),
-    "episodes.jsonl length disagrees with data": ("v2.1", _jsonl("meta/episodes.jsonl", lambda rows: [{**r, "length": r["length"] - 3} if r["episode_index"] == 1 else r for r in rows]), ALL, "episode 1"),
-    "episodes.jsonl episode listed twice": ("v2.1", _jsonl("meta/episodes.jsonl", lambda rows: rows + [rows[1]]), ALL, "episode 1"),
+    "episodes.jsonl bad line": (
+        "v2.1",
+        _text("meta/episodes.jsonl", lambda s: s.replace("}", "", 1)),
+        ALL,
+        "malformed",
+    ),
+    "episodes.jsonl length a word": (
+        "v2.1",
+        _jsonl(
+            "meta/episodes.jsonl",
+            lambda rows: [{**r, "length": "long"} if r["episode_index"] == 1 else r for r in rows],
+        ),
+        ALL,
+        "malformed",
+    ),
+    "episodes.jsonl empty episode (length 0)": (
+        "v2.1",
+        _jsonl(
+            "meta/episodes.jsonl", lambda rows: [{**r, "length": 0} if r["episode_index"] == 2 else r for r in rows]
+        ),
+        ALL,
+        "episode 2",
+    ),
+    "episodes.jsonl length disagrees with data": (
+        "v2.1",
+        _jsonl(
+            "meta/episodes.jsonl",
+            lambda rows: [{**r, "length": r["length"] - 3} if r["episode_index"] == 1 else r for r in rows],
+        ),
+        ALL,
+        "episode 1",
+    ),
+    "episodes.jsonl episode listed twice": (
+        "v2.1",
+        _jsonl("meta/episodes.jsonl", lambda rows: rows + [rows[1]]),
+        ALL,
+        "episode 1",
+    ),
     "episodes.jsonl empty": ("v2.1", _text("meta/episodes.jsonl", lambda s: ""), ALL, "episodes"),
-    "episodes.jsonl tasks not a list": ("v2.1", _jsonl("meta/episodes.jsonl", lambda rows: [{**r, "tasks": 7} for r in rows]), ALL, "malformed"),
+    "episodes.jsonl tasks not a list": (
+        "v2.1",
+        _jsonl("meta/episodes.jsonl", lambda rows: [{**r, "tasks": 7} for r in rows]),
+        ALL,
+        "malformed",
+    ),
     # tasks
     "tasks.jsonl bad line": ("v2.1", _text("meta/tasks.jsonl", lambda s: "{oops\n" + s), ALL, "tasks.jsonl"),
-    "tasks.jsonl no task text": ("v2.1", _jsonl("meta/tasks.jsonl", lambda rows: [{"task_index": r["task_index"]} for r in rows]), ALL, "tasks.jsonl"),
+    "tasks.jsonl no task text": (
+        "v2.1",
+        _jsonl("meta/tasks.jsonl", lambda rows: [{"task_index": r["task_index"]} for r in rows]),
+        ALL,
+        "tasks.jsonl",
+    ),
     "tasks.jsonl missing": ("v2.1", _delete("meta/tasks.jsonl"), ALL, "tasks.jsonl"),
     "tasks.parquet truncated": ("v3.0", _truncate("meta/tasks.parquet"), ALL, "tasks.parquet"),
-    "tasks.parquet without task_index": ("v3.0", _table("meta/tasks.parquet", lambda t: t.drop_columns(["task_index"])), ALL, "tasks.parquet"),
+    "tasks.parquet without task_index": (
+        "v3.0",
+        _table("meta/tasks.parquet", lambda t: t.drop_columns(["task_index"])),
+        ALL,
+        "tasks.parquet",
+    ),
     # meta/episodes parquet (v3.0)
-    "meta/episodes parquet truncated": ("v3.0", lambda root: _truncate(next((root / "meta/episodes").rglob("*.parquet")).relative_to(root).as_posix())(root), ALL, "damaged"),
+    "meta/episodes parquet truncated": (
+        "v3.0",
+        lambda root: _truncate(next((root / "meta/episodes").rglob("*.parquet")).relative_to(root).as_posix())(root),
+        ALL,
+        "damaged",
+    ),
     "meta/episodes without length": ("v3.0", _episodes_v30(lambda t: t.drop_columns(["length"])), ALL, "length"),
-    "meta/episodes length as text": ("v3.0", _episodes_v30(_set_col("length", lambda t: ["many"] * t.num_rows, pa.string())), ALL, "length"),
-    "meta/episodes file index null": ("v3.0", _episodes_v30(_set_col("data/file_index", lambda t: [None] * t.num_rows)), ALL, "malformed"),
-    "meta/episodes points at a missing file": ("v3.0", _episodes_v30(_set_col("data/file_index", lambda t: [7] * t.num_rows)), ALL, "missing"),
+    "meta/episodes length as text": (
+        "v3.0",
+        _episodes_v30(_set_col("length", lambda t: ["many"] * t.num_rows, pa.string())),
+        ALL,
+        "length",
+    ),
+    "meta/episodes file index null": (
+        "v3.0",
+        _episodes_v30(_set_col("data/file_index", lambda t: [None] * t.num_rows)),
+        ALL,
+        "malformed",
+    ),
+    "meta/episodes points at a missing file": (
+        "v3.0",
+        _episodes_v30(_set_col("data/file_index", lambda t: [7] * t.num_rows)),
+        ALL,
+        "missing",
+    ),
     # wrong dtypes, missing and extra columns
     "intervention as string": ("v2.1", _table(V21_FILE, _scalar_strings("intervention")), READERS, "intervention"),
-    "intervention as 0.5": ("v2.1", _table(V21_FILE, _set_col("intervention", lambda t: [0.5] * t.num_rows, pa.float64())), READERS, "intervention"),
+    "intervention as 0.5": (
+        "v2.1",
+        _table(V21_FILE, _set_col("intervention", lambda t: [0.5] * t.num_rows, pa.float64())),
+        READERS,
+        "intervention",
+    ),
     "reward as string": ("v2.1", _table(V21_FILE, _scalar_strings("reward_label")), LABEL, "reward_label"),
-    "adv_ind as integers": ("v2.1", _table(V21_FILE, _set_col("adv_ind", lambda t: [1] * t.num_rows, pa.int64())), READERS, "adv_ind"),
+    "adv_ind as integers": (
+        "v2.1",
+        _table(V21_FILE, _set_col("adv_ind", lambda t: [1] * t.num_rows, pa.int64())),
+        READERS,
+        "adv_ind",
+    ),
     "episode_index as string": ("v2.1", _table(V21_FILE, _scalar_strings("episode_index")), READERS, "episode_index"),
-    "frame_index float with NaN": ("v2.1", _table(V21_FILE, _set_col("frame_index", lambda t: [float("nan")] * t.num_rows, pa.float64())), READERS, "frame_index"),
-    "episode_index disagrees with meta": ("v2.1", _table(V21_FILE, _set_col("episode_index", _all_rows(9))), READERS, "episode"),
-    "intervention column missing in one file": ("v2.1", _table(V21_FILE, lambda t: t.drop_columns(["intervention"])), READERS, "intervention"),
-    "reward column type differs between files": ("v2.1", _table(V21_FILE, _set_col("reward_label", lambda t: t["reward_label"].to_pylist(), pa.float64())), LABEL, "reward_label"),
-    "label column listed twice": ("v2.1", _table(V21_FILE, lambda t: t.append_column("adv_ind", t["adv_ind"])), READERS, "adv_ind"),
+    "frame_index float with NaN": (
+        "v2.1",
+        _table(V21_FILE, _set_col("frame_index", lambda t: [float("nan")] * t.num_rows, pa.float64())),
+        READERS,
+        "frame_index",
+    ),
+    "episode_index disagrees with meta": (
+        "v2.1",
+        _table(V21_FILE, _set_col("episode_index", _all_rows(9))),
+        READERS,
+        "episode",
+    ),
+    "intervention column missing in one file": (
+        "v2.1",
+        _table(V21_FILE, lambda t: t.drop_columns(["intervention"])),
+        READERS,
+        "intervention",
+    ),
+    "reward column type differs between files": (
+        "v2.1",
+        _table(V21_FILE, _set_col("reward_label", lambda t: t["reward_label"].to_pylist(), pa.float64())),
+        LABEL,
+        "reward_label",
+    ),
+    "label column listed twice": (
+        "v2.1",
+        _table(V21_FILE, lambda t: t.append_column("adv_ind", t["adv_ind"])),
+        READERS,
+        "adv_ind",
+    ),
     # non-finite numbers
     "NaN reward": ("v2.1", _table(V21_FILE, _set_col("reward_label", _all_rows(float("nan")))), LABEL, "finite"),
     "inf reward": ("v2.1", _table(V21_FILE, _set_col("reward_label", _all_rows(float("-inf")))), LABEL, "finite"),
-    "NaN in value column": ("v2.1", _table(V21_FILE, _set_col("value_label", _all_rows(float("nan")))), ("label-column",), "finite"),
-    "NaN in values file": ("v2.1", _values_file(_set_col("value", _all_rows(float("nan")))), ("label-values",), "finite"),
-    "inf in values file": ("v2.1", _values_file(_set_col("value", _all_rows(float("inf")))), ("label-values",), "finite"),
-    "values file value as text": ("v2.1", _values_file(_set_col("value", lambda t: ["high"] * t.num_rows, pa.string())), ("label-values",), "value"),
-    "values file episode_index as text": ("v2.1", _values_file(_scalar_strings("episode_index")), ("label-values",), "episode_index"),
-    "values file truncated": ("v2.1", _values_raw(lambda p: p.write_bytes(p.read_bytes()[:100])), ("label-values",), "damaged"),
+    "NaN in value column": (
+        "v2.1",
+        _table(V21_FILE, _set_col("value_label", _all_rows(float("nan")))),
+        ("label-column",),
+        "finite",
+    ),
+    "NaN in values file": (
+        "v2.1",
+        _values_file(_set_col("value", _all_rows(float("nan")))),
+        ("label-values",),
+        "finite",
+    ),
+    "inf in values file": (
+        "v2.1",
+        _values_file(_set_col("value", _all_rows(float("inf")))),
+        ("label-values",),
+        "finite",
+    ),
+    "values file value as text": (
+        "v2.1",
+        _values_file(_set_col("value", lambda t: ["high"] * t.num_rows, pa.string())),
+        ("label-values",),
+        "value",
+    ),
+    "values file episode_index as text": (
+        "v2.1",
+        _values_file(_scalar_strings("episode_index")),
+        ("label-values",),
+        "episode_index",
+    ),
+    "values file truncated": (
+        "v2.1",
+        _values_raw(lambda p: p.write_bytes(p.read_bytes()[:100])),
+        ("label-values",),
+        "damaged",
+    ),
     "values file missing": ("v2.1", _values_raw(lambda p: p.unlink()), ("label-values",), "does not exist"),
     "values file is a folder": ("v2.1", _values_raw(lambda p: (p.unlink(), p.mkdir())), ("label-values",), "folder"),
 }
@@ -236,8 +418,14 @@ NEEDS_PATCH: dict[str, str] = {}  # case -> why it is expected to fail until the
 
 # the fast tier's sample of CASES, one of each kind of damage; the others are `slow`
 FAST_CASES = {
-    "data parquet truncated", "info.json not json", "episodes.jsonl length disagrees with data", "tasks.jsonl missing",
-    "meta/episodes points at a missing file", "intervention as string", "NaN reward", "values file truncated",
+    "data parquet truncated",
+    "info.json not json",
+    "episodes.jsonl length disagrees with data",
+    "tasks.jsonl missing",
+    "meta/episodes points at a missing file",
+    "intervention as string",
+    "NaN reward",
+    "values file truncated",
 }
 assert FAST_CASES <= CASES.keys()
 
@@ -272,13 +460,17 @@ def test_video_shorter_than_its_episode_and_damaged_video(tmp_path):
     from recap_label.lerobot.dataset import DatasetFiles
     from support import episode_frames
 
-    spec = synth.simple_spec("v2.1", episodes=2, length=12, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264")
+    spec = synth.simple_spec(
+        "v2.1", episodes=2, length=12, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264"
+    )
     ds_root = synth.write_dataset(tmp_path / "vid", spec)
     key = synth.SIMPLE_CAMERA_NAMES[0]
     ds = DatasetFiles.open(ds_root)
     assert episode_frames(ds, 0, key).shape[0] == 12
     # the same episode's video, re-encoded 5 frames short
-    short = synth.simple_spec("v2.1", episodes=2, length=7, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264")
+    short = synth.simple_spec(
+        "v2.1", episodes=2, length=7, demos=0, png_cameras=0, video_cameras=1, size=16, codec="h264"
+    )
     other = synth.write_dataset(tmp_path / "short", short)
     video = ds.episodes[0].videos[key].path
     shutil.copyfile(other / video.relative_to(ds_root), video)

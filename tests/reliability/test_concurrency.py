@@ -17,13 +17,27 @@ import pytest
 
 from recap_label.demo import synth
 
-from support import CHAOS, LOOKAHEAD, clone, cmd, count, labels_by_file, lineage_json, run_sub, sub_env, tiny_spec, tree_digest
+from support import (
+    CHAOS,
+    LOOKAHEAD,
+    clone,
+    cmd,
+    count,
+    labels_by_file,
+    lineage_json,
+    run_sub,
+    sub_env,
+    tiny_spec,
+    tree_digest,
+)
 
 ROUNDS = 6 if CHAOS else 1
 
 
 def _start(args, slow=None, home=None) -> subprocess.Popen:
-    return subprocess.Popen(cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sub_env(home, slow=slow))
+    return subprocess.Popen(
+        cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sub_env(home, slow=slow)
+    )
 
 
 def _finish(p: subprocess.Popen) -> tuple[int, str]:
@@ -131,7 +145,17 @@ def test_stale_lock_of_a_reused_pid_is_recovered(world, cli, home):
     w = world
     ds = clone(w["template"], w["base"] / "reused")
     lock = ds / "meta" / "recap_label" / "lock"
-    lock.write_text(json.dumps({"pid": os.getpid(), "pid_start": "1", "host": socket.gethostname(), "command": "label", "started": "long ago"}))
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "pid_start": "1",
+                "host": socket.gethostname(),
+                "command": "label",
+                "started": "long ago",
+            }
+        )
+    )
     cli("label", ds, "--values", w["values"], *LOOKAHEAD)
     assert labels_by_file(ds) == w["new"] and not lock.exists()
     count("stale locks recovered")

@@ -45,6 +45,7 @@ class Injector:
                 if pick(*a, **k):
                     self.hit(name, next((x for x in a if isinstance(x, (str, os.PathLike))), ""))
                 return real(*a, **k)
+
             return f
 
         for name in ("replace", "rename", "link", "symlink", "mkdir", "fsync"):
@@ -67,7 +68,8 @@ def _plan(n_calls: int, seed: int) -> list[tuple[int, int]]:
 
 
 def _sweep(cli, make, run, snapshot, expect_done, what: str, plan=None) -> int:
-    """make(k) -> trial; run(trial) -> CLI result; snapshot(trial) -> digest; expect_done(trial) asserts the full result.
+    """make(k) -> trial; run(trial) -> CLI result; snapshot(trial) -> digest;
+    expect_done(trial) asserts the full result.
     plan(n_calls) -> the (n, errno) faults to inject; by default _plan's sweep."""
     trial = make(0)
     with pytest.MonkeyPatch.context() as mp:
@@ -105,7 +107,15 @@ def _label_sweep(cli, w: dict, name: str, plan=None) -> int:
         assert labels_by_file(trial) == w["new"]
         assert cli("verify", trial, code=None).exit_code == 0
 
-    tried = _sweep(cli, make, lambda t: cli("label", t, "--values", w["values"], *LOOKAHEAD, code=None), tree_digest, done, "label", plan)
+    tried = _sweep(
+        cli,
+        make,
+        lambda t: cli("label", t, "--values", w["values"], *LOOKAHEAD, code=None),
+        tree_digest,
+        done,
+        "label",
+        plan,
+    )
     assert tree_digest(w["src"]) == w["src_digest"]
     return tried
 
@@ -172,7 +182,9 @@ def test_disk_full_and_permission_denied_during_retire(world, cli, home, monkeyp
         cli("copy", parent / "vial", "--json")
         cli("label", parent / "vial_vlm_label", "--value-column", "value_label", "--lookahead", "5")
         cli("copy", parent / "vial_vlm_label", "--json")
-        cli("label", parent / "vial_vlm_label_v2", "--value-column", "value_label", "--lookahead", "5")  # `_active` moves to v2
+        cli(
+            "label", parent / "vial_vlm_label_v2", "--value-column", "value_label", "--lookahead", "5"
+        )  # `_active` moves to v2
         return parent / "vial_vlm_label_v2"
 
     def run(v2):
@@ -180,7 +192,9 @@ def test_disk_full_and_permission_denied_during_retire(world, cli, home, monkeyp
         return cli("rollback", v2, "--iteration", code=None)
 
     def done(v2):
-        assert os.path.realpath(v2.parent / "home" / "local" / "vial_vlm_label_active") == str((v2.parent / "vial_vlm_label").resolve())
+        assert os.path.realpath(v2.parent / "home" / "local" / "vial_vlm_label_active") == str(
+            (v2.parent / "vial_vlm_label").resolve()
+        )
 
     _sweep(cli, make, run, lambda v2: tree_digest(v2.parent), done, "rollback --iteration")
 
@@ -248,7 +262,11 @@ class JumpyClock:
 
         mp.setattr(time, "time", self.time)
         real_strftime, real_localtime = time.strftime, time.localtime
-        mp.setattr(time, "strftime", lambda fmt, t=None: real_strftime(fmt, t if t is not None else real_localtime(self.time())))
+        mp.setattr(
+            time,
+            "strftime",
+            lambda fmt, t=None: real_strftime(fmt, t if t is not None else real_localtime(self.time())),
+        )
         mp.setattr(lineage_mod, "_dt", FakeDt)
 
 
@@ -258,8 +276,12 @@ def test_clock_jumps_change_nothing(world, cli, home, monkeypatch):
     w = world
     trial = clone(w["template"], w["base"] / "clock")
     steady = clone(w["template"], w["base"] / "clock-ref")
-    steps = [("label", "--values", w["values"], *LOOKAHEAD), ("label", "--values", w["values"], *LOOKAHEAD, "--positive-ratio", "0.6"),
-             ("rollback",), ("rollback",)]
+    steps = [
+        ("label", "--values", w["values"], *LOOKAHEAD),
+        ("label", "--values", w["values"], *LOOKAHEAD, "--positive-ratio", "0.6"),
+        ("rollback",),
+        ("rollback",),
+    ]
     for k, step in enumerate(steps):
         with pytest.MonkeyPatch.context() as mp:
             JumpyClock(SEED + k).install(mp)

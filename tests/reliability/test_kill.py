@@ -35,8 +35,24 @@ import pytest
 from recap_label.demo import synth
 
 from support import (
-    CHAOS, LOOKAHEAD, SEED, Cli, assert_intact, clone, cmd, count, file_state, full_digest, hidden_leftovers, labels_by_file,
-    lineage_json, run_sub, sub_env, tiny_spec, tree_digest, values_file,
+    CHAOS,
+    LOOKAHEAD,
+    SEED,
+    Cli,
+    assert_intact,
+    clone,
+    cmd,
+    count,
+    file_state,
+    full_digest,
+    hidden_leftovers,
+    labels_by_file,
+    lineage_json,
+    run_sub,
+    sub_env,
+    tiny_spec,
+    tree_digest,
+    values_file,
 )
 
 TIMER_KILLS = 40 if CHAOS else 5
@@ -90,7 +106,9 @@ class Attempt:
 
     @property
     def outcome(self) -> str:
-        return "killed mid-run" if self.mid_run else "killed before its first write" if self.killed else "finished first"
+        return (
+            "killed mid-run" if self.mid_run else "killed before its first write" if self.killed else "finished first"
+        )
 
 
 def _timing(make_trial, args_of, home_of, slow: str | None = None) -> tuple[float, float]:
@@ -112,7 +130,9 @@ def _timing(make_trial, args_of, home_of, slow: str | None = None) -> tuple[floa
     return first, max(whole, first)
 
 
-def _timer_kills(make_trial, args_of, home_of, snapshot, kills: int, seed: int, what: str, slow: str | None = None) -> list[Attempt]:
+def _timer_kills(
+    make_trial, args_of, home_of, snapshot, kills: int, seed: int, what: str, slow: str | None = None
+) -> list[Attempt]:
     """`kills` trials, each SIGKILLed at a seeded instant between the first file operation and the end
     of an uninterrupted run (measured now). A trial that finished first is run again (a fresh clone)
     with an earlier delay, one killed before it wrote anything with a later one, bisecting, up to
@@ -130,7 +150,13 @@ def _timer_kills(make_trial, args_of, home_of, snapshot, kills: int, seed: int, 
         for a in range(ATTEMPTS):
             trial = make_trial(f"{k}.{a}")
             before = snapshot(trial)
-            proc = subprocess.Popen(cmd(*args_of(trial)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sub_env(home_of(trial), slow=slow))
+            proc = subprocess.Popen(
+                cmd(*args_of(trial)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=sub_env(home_of(trial), slow=slow),
+            )
             t0 = time.perf_counter()
             try:
                 proc.wait(timeout=delay)  # it finished before the kill was due
@@ -148,7 +174,9 @@ def _timer_kills(make_trial, args_of, home_of, snapshot, kills: int, seed: int, 
                 early = delay
             else:
                 late = min(delay, seconds)
-            if late is not None and late <= early:  # the machine's speed changed under the bisection: start it again from here
+            if (
+                late is not None and late <= early
+            ):  # the machine's speed changed under the bisection: start it again from here
                 early, late = late * 0.8, None
             delay = (early + late) / 2 if late is not None else delay + max(whole - first, 0.05)
         return attempts
@@ -163,9 +191,17 @@ def _timer_kills(make_trial, args_of, home_of, snapshot, kills: int, seed: int, 
         n = sum(a.outcome == outcome for a in attempts)
         if n:
             count(f"random-instant runs {outcome} (tried again): {what}", n)
-    print(f"\n{what}: {mid} of {len(trials)} random-instant kills landed mid-run "
-          f"(first write at {first:.2f}s, whole run {whole:.2f}s; runs: {[(round(a.delay, 3), a.outcome) for a in attempts]})")
-    assert mid >= math.ceil(MID_RUN_SHARE * len(trials)), (what, first, whole, [[(a.delay, a.outcome) for a in t] for t in trials])
+    print(
+        f"\n{what}: {mid} of {len(trials)} random-instant kills landed mid-run "
+        f"(first write at {first:.2f}s, whole run {whole:.2f}s; runs: "
+        f"{[(round(a.delay, 3), a.outcome) for a in attempts]})"
+    )
+    assert mid >= math.ceil(MID_RUN_SHARE * len(trials)), (
+        what,
+        first,
+        whole,
+        [[(a.delay, a.outcome) for a in t] for t in trials],
+    )
     return attempts
 
 
@@ -191,8 +227,14 @@ def label_world(tmp_path_factory):
             ref = clone(template, base / f"ref{tag}")
             Cli()("label", ref, "--values", values, *LOOKAHEAD)
             worlds[version] = dict(
-                base=base, src=src, src_digest=full_digest(src), template=template, values=values,
-                state=file_state(template), old=labels_by_file(template), new=labels_by_file(ref),
+                base=base,
+                src=src,
+                src_digest=full_digest(src),
+                template=template,
+                values=values,
+                state=file_state(template),
+                old=labels_by_file(template),
+                new=labels_by_file(ref),
             )
     return worlds
 
@@ -204,7 +246,8 @@ def _check_label_trial(cli, w: dict, trial: Path, what: str, verify_first: bool)
     assert_intact(trial, w["state"], [w["old"], w["new"]], what)
     if verify_first:
         pending = (trial / "meta" / "recap_label" / "journal.json").exists() or any(
-            p.name.startswith((".recap-stage-", ".recap-tmp-", ".recap-old-")) for p in trial.rglob(".recap-*"))
+            p.name.startswith((".recap-stage-", ".recap-tmp-", ".recap-old-")) for p in trial.rglob(".recap-*")
+        )
         v = cli("verify", trial, "--repair", "--json", code=None)
         assert v.exit_code in (0, 1), (what, v.exit_code, v.stderr)
         assert ("found an interrupted write" in v.stdout) == pending, (what, v.stdout[-600:])
@@ -253,11 +296,17 @@ def test_label_killed_at_random_instants(label_world, cli, home):
     w = label_world["v2.1"]
     results = _timer_kills(
         lambda k: clone(w["template"], w["base"] / f"lt-{k}"),
-        lambda d: ["label", d, "--values", w["values"], *LOOKAHEAD], lambda d: None,
-        tree_digest, TIMER_KILLS, SEED + 1, "label",
+        lambda d: ["label", d, "--values", w["values"], *LOOKAHEAD],
+        lambda d: None,
+        tree_digest,
+        TIMER_KILLS,
+        SEED + 1,
+        "label",
     )
     for k, a in enumerate(results):
-        _check_label_trial(cli, w, a.trial, f"label killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})", verify_first=k % 2 == 0)
+        _check_label_trial(
+            cli, w, a.trial, f"label killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})", verify_first=k % 2 == 0
+        )
         shutil.rmtree(a.trial)
     count("kill points tried: label random instants", len(results))
 
@@ -282,7 +331,9 @@ def rollback_world(label_world, tmp_path_factory):
         ref = clone(template, base / "ref")
         c("rollback", ref)
         assert labels_by_file(ref) == l1
-    return dict(base=base, src=w["src"], src_digest=w["src_digest"], template=template, state=file_state(template), l1=l1, l2=l2)
+    return dict(
+        base=base, src=w["src"], src_digest=w["src_digest"], template=template, state=file_state(template), l1=l1, l2=l2
+    )
 
 
 def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: bool) -> None:
@@ -328,10 +379,19 @@ def test_rollback_killed_at_every_crash_point(rollback_world, cli, home):
 @pytest.mark.slow
 def test_rollback_killed_at_random_instants(rollback_world, cli, home):
     r = rollback_world
-    results = _timer_kills(lambda k: clone(r["template"], r["base"] / f"rt-{k}"), lambda d: ["rollback", d], lambda d: None,
-                           tree_digest, TIMER_KILLS, SEED + 2, "rollback")
+    results = _timer_kills(
+        lambda k: clone(r["template"], r["base"] / f"rt-{k}"),
+        lambda d: ["rollback", d],
+        lambda d: None,
+        tree_digest,
+        TIMER_KILLS,
+        SEED + 2,
+        "rollback",
+    )
     for k, a in enumerate(results):
-        _check_rollback_trial(cli, r, a.trial, f"rollback killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})", verify_side=k % 2 == 0)
+        _check_rollback_trial(
+            cli, r, a.trial, f"rollback killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})", verify_side=k % 2 == 0
+        )
         shutil.rmtree(a.trial)
     count("kill points tried: rollback random instants", len(results))
 
@@ -406,8 +466,15 @@ def test_copy_killed_at_every_crash_point(copy_world, cli, home, monkeypatch):
 @pytest.mark.slow
 def test_copy_killed_at_random_instants(copy_world, cli, home, monkeypatch):
     c = copy_world
-    results = _timer_kills(lambda k: _make_copy_trial(c, f"ct-{k}"), lambda d: ["copy", d], lambda d: d.parent / "home",
-                           lambda src: tree_digest(src.parent), TIMER_KILLS, SEED + 3, "copy")
+    results = _timer_kills(
+        lambda k: _make_copy_trial(c, f"ct-{k}"),
+        lambda d: ["copy", d],
+        lambda d: d.parent / "home",
+        lambda src: tree_digest(src.parent),
+        TIMER_KILLS,
+        SEED + 3,
+        "copy",
+    )
     for a in results:
         _check_copy_trial(cli, monkeypatch, c, a.trial, f"copy killed after {a.delay:.3f}s (rc {a.rc}, {a.outcome})")
         shutil.rmtree(a.trial.parent)
@@ -427,12 +494,20 @@ def _retire_world(cli, monkeypatch, tmp_path, form: str, delete: bool):
             r = run_sub(["copy", what, "--json"], home=parent / "home")
             assert r.returncode == 0, r.stderr
             # labeled, so `_active` moves to it (it never points at an unlabeled copy)
-            r = run_sub(["label", json.loads(r.stdout)["dest"], "--value-column", "value_label", "--lookahead", "5"], home=parent / "home")
+            r = run_sub(
+                ["label", json.loads(r.stdout)["dest"], "--value-column", "value_label", "--lookahead", "5"],
+                home=parent / "home",
+            )
             assert r.returncode == 0, r.stderr
         return parent / "vial_vlm_label_v2"
 
     def args(v2: Path) -> list:
-        return ["rollback", "local/vial_vlm_label_v2" if form == "local" else v2, "--iteration", *(["--delete"] if delete else [])]
+        return [
+            "rollback",
+            "local/vial_vlm_label_v2" if form == "local" else v2,
+            "--iteration",
+            *(["--delete"] if delete else []),
+        ]
 
     return make, args
 
@@ -445,8 +520,12 @@ def _check_retire_trial(cli, monkeypatch, v2: Path, args, delete: bool, what) ->
     v1 = parent / "vial_vlm_label"
     alias = h / "local" / "vial_vlm_label_active"
     assert os.path.realpath(alias) in (str(v1.resolve()), str(v2.resolve())), what
-    finished = not os.path.lexists(h / "local" / "vial_vlm_label_v2") and not [p for p in (h / "local").iterdir() if p.name.startswith(".")] \
-        and (not v2.exists() if delete else True) and os.path.realpath(alias) == str(v1.resolve())
+    finished = (
+        not os.path.lexists(h / "local" / "vial_vlm_label_v2")
+        and not [p for p in (h / "local").iterdir() if p.name.startswith(".")]
+        and (not v2.exists() if delete else True)
+        and os.path.realpath(alias) == str(v1.resolve())
+    )
     if not finished:
         cli(*args(v2))
     assert os.path.realpath(alias) == str(v1.resolve()), what
@@ -476,11 +555,20 @@ def test_retire_killed_at_every_crash_point(cli, home, monkeypatch, tmp_path, fo
 @pytest.mark.parametrize("form, delete", [("local", True), ("path", False)])
 def test_retire_killed_at_random_instants(cli, home, monkeypatch, tmp_path, form, delete):
     make, args = _retire_world(cli, monkeypatch, tmp_path, form, delete)
-    results = _timer_kills(make, args, lambda d: d.parent / "home", lambda v2: tree_digest(v2.parent), TIMER_KILLS, SEED + 4,
-                           f"rollback --iteration{' --delete' if delete else ''} ({form})",
-                           # a retirement writes a few small files in a few ms, a window no timer hits twice
-                           # in a row: every file operation takes 30 ms more, the kills stay at random instants
-                           slow="*:0.03")
+    results = _timer_kills(
+        make,
+        args,
+        lambda d: d.parent / "home",
+        lambda v2: tree_digest(v2.parent),
+        TIMER_KILLS,
+        SEED + 4,
+        f"rollback --iteration{' --delete' if delete else ''} ({form})",
+        # a retirement writes a few small files in a few ms, a window no timer hits twice
+        # in a row: every file operation takes 30 ms more, the kills stay at random instants
+        slow="*:0.03",
+    )
     for a in results:
         _check_retire_trial(cli, monkeypatch, a.trial, args, delete, f"killed after {a.delay:.3f}s ({a.outcome})")
-    count(f"kill points tried: rollback --iteration{' --delete' if delete else ''} ({form}) random instants", len(results))
+    count(
+        f"kill points tried: rollback --iteration{' --delete' if delete else ''} ({form}) random instants", len(results)
+    )

@@ -26,11 +26,13 @@ INFERENCE = ("--batch-size", "4", "--lookahead", "6", "--json")
 
 
 def _label(dest: Path, home: Path, crash: str | None = None) -> subprocess.CompletedProcess:
-    return run_sub(["label", dest, *model_args(*INFERENCE)], home=home, crash=crash, model_cache=home / "model-cache", timeout=300)
+    return run_sub(
+        ["label", dest, *model_args(*INFERENCE)], home=home, crash=crash, model_cache=home / "model-cache", timeout=300
+    )
 
 
 def _values_from(proc: subprocess.CompletedProcess) -> str:
-    return json.loads(proc.stdout[proc.stdout.index("{"):])["values_from"]
+    return json.loads(proc.stdout[proc.stdout.index("{") :])["values_from"]
 
 
 def test_kill_during_inference_then_resume(tmp_path):
