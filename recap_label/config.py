@@ -16,7 +16,11 @@ from typing import Any, Mapping
 from recap_label.errors import ConfigError, warn
 
 ENV_PREFIX = "RECAP_LABEL_"
-_INTERNAL_ENV = {"RECAP_LABEL_CRASH_AT", "RECAP_LABEL_SLOW_AT"}  # the fault-injection tests' (store.faults)
+_INTERNAL_ENV = {
+    "RECAP_LABEL_CRASH_AT",
+    "RECAP_LABEL_SLOW_AT",
+    "RECAP_LABEL_SLOW_MARK",
+}  # the fault-injection tests' (store.faults)
 CONFIG_FILE_NAME = "recap-label.toml"
 
 

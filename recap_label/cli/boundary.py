@@ -2,7 +2,8 @@
 
 Whatever goes wrong in any command, or before one runs, ends here: a RecapError (its message,
 exit code and `kind`), an OSError no closer place explained (`os_error`), Ctrl-C (`interrupted`,
-130) become one `Error: …` line on stderr and the exit code; under --json the same error is also
+130; its message from store.completion: nothing changed, or what was done before the report was
+cut short) become one `Error: …` line on stderr and the exit code; under --json the same error is also
 a JSON object on stdout. A usage error (a flag or value Click rejects before a command runs, e.g.
 `--lookahead 1e30`) keeps Click's `Usage:` lines and `Error:` line, and is the same JSON object
 under --json. Nothing else is caught: a bug shows its traceback.
@@ -19,6 +20,7 @@ from typer.core import TyperGroup
 from recap_label.cli.output import print_json
 from recap_label.config import Settings
 from recap_label.errors import FileOperationError, Interrupted, RecapError
+from recap_label.store import completion
 
 try:  # the Click that Typer parses with: its own copy since Typer 0.26 ...
     from typer._click.exceptions import UsageError
@@ -39,6 +41,7 @@ class Boundary(TyperGroup):
             return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        completion.reset()
         with errors_reported(ctx):
             return super().invoke(ctx)
 
@@ -58,8 +61,8 @@ def errors_reported(ctx):
 
         command = " ".join(filter(None, ("recap-label", ctx.invoked_subcommand)))
         _fail(ctx, FileOperationError(os_error_message(exc, f"running `{command}`")))
-    except KeyboardInterrupt:
-        _fail(ctx, Interrupted("interrupted; the dataset is unchanged or will be completed by the next run"))
+    except KeyboardInterrupt:  # what is true at this instant: before the commit point, or after it
+        _fail(ctx, Interrupted(completion.interrupt_message()))
 
 
 def json_wanted(ctx) -> bool:

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable
 
 from recap_label.config import Settings
+from recap_label.store.faults import crash_point
 
 
 def show(settings: Settings, result: Any, render: Callable[..., None], *view: Any) -> None:
@@ -16,10 +17,17 @@ def show(settings: Settings, result: Any, render: Callable[..., None], *view: An
     rank other than 0: rank 0 reports)."""
     if result is None:
         return
+    reported = getattr(result, "on_reported", None)  # a state-changing command's report (store.completion)
+    if reported is not None:
+        crash_point("report")
     if settings.json:
         print_json(result.to_json(*view))
     else:
         render(result, *view)
+    if reported is not None:  # it counts as reported once this is written
+        sys.stdout.flush()
+        crash_point("reported")
+        reported()
 
 
 def byte_progress(settings: Settings):

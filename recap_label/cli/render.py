@@ -210,11 +210,6 @@ def copied(result) -> None:
     out = console()
     for note in result.notes:
         out.print(f"note: {note}")
-    if result.finished_interrupted:
-        out.print(
-            f"note: finished an interrupted copy of {result.src}: {result.dest} was complete; its registration is "
-            f"done now"
-        )
     out.print(
         f"copied {result.files} files ({result.bytes / 1e6:,.1f} MB) → {result.dest}  (iteration {result.iteration})"
     )

@@ -44,6 +44,7 @@ from recap_label.store.lineage import (
     write_lineage,
 )
 from recap_label.store.lock import live_holder, process_alive
+from recap_label.store import completion
 from recap_label.store.paths import COPY_PENDING, STATE_DIR
 from recap_label.store.writeback import pending_commit, stale_staged_files
 
@@ -72,8 +73,9 @@ class CopyResult:
     registered: Path | None
     source_counts: dict[str, int] | None
     copy_counts: dict[str, int] | None
-    finished_interrupted: bool = False  # this run only finished a killed copy's registration
+    finished_interrupted: bool = False  # this run only finished (or reported) an interrupted copy
     notes: list[str] = field(default_factory=list)
+    on_reported: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # store.completion
 
     def to_json(self) -> dict:
         return {
@@ -277,7 +279,9 @@ def _copy_dataset(
             if not points_to(entry, plan.dest):
                 undo.push(_unregister_step(entry, plan.dest, only_dangling=False))
             registered = _register_copy(plan.dest, lerobot_home)
-        _drop_pending_mark(plan.dest)  # the copy's last step: it is finished
+        # done; the pending mark stays until the report is printed (store.completion): a retry
+        # after a kill or Ctrl-C while reporting reports this copy instead of refusing or copying again
+        completion.committed(f"copied {src} to {plan.dest}")
     except OSError as exc:
         action = (
             f"registering {plan.dest.name} in {lerobot_home / 'local'}"
@@ -329,6 +333,7 @@ def _copy_dataset(
         src_counts,
         dest_counts,
         notes=notes,
+        on_reported=lambda: _drop_pending_mark(plan.dest),
     )
 
 
@@ -426,8 +431,9 @@ def refuse_recopy(src: Path, lerobot_home: Path) -> None:
 
 
 def _drop_pending_mark(dest: Path) -> None:
-    """The copy is complete and registered: drop its pending mark. A failure here changes nothing
-    that matters (a mark left behind only makes a retry of this copy a no-op), so it is not one."""
+    """The copy is complete, registered and reported: drop its pending mark. A failure here changes
+    nothing that matters (a mark left behind only makes a retry of this copy report it again), so
+    it is not one."""
     try:
         (dest / PENDING_MARK).unlink(missing_ok=True)
         fsync_dir((dest / PENDING_MARK).parent)
@@ -465,7 +471,7 @@ def _finish_copy(
     record = read_lineage(dest)
     try:
         registered = _register_copy(dest, lerobot_home) if do_register else None
-        _drop_pending_mark(dest)
+        completion.committed(f"copied {src_ds.root} to {dest}")
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted while registering; the copy {dest} is complete: run the same copy command again to finish "
@@ -490,6 +496,11 @@ def _finish_copy(
         counts,
         label_counts(DatasetFiles.open(dest), adv_col),
         finished_interrupted=True,
+        notes=[
+            f"finished an interrupted copy of {src_ds.root}: {dest} was complete (nothing was copied again); its "
+            f"registration is done"
+        ],
+        on_reported=lambda: _drop_pending_mark(dest),
     )
 
 

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,7 @@ from recap_label.rule import (
     long_lookahead_warning,
     tail_trap_warning,
 )
+from recap_label.store import completion
 from recap_label.store.fsutil import sha256_file
 from recap_label.store.lineage import LabelRun, Lineage, RunSettings, lineage_bytes, now_iso, read_lineage
 from recap_label.store.lock import dataset_lock, live_holder
@@ -91,6 +93,7 @@ class LabelOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
     performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
+    on_reported: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # store.completion
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
@@ -281,9 +284,17 @@ def plan_labels(
 
 
 def commit_labels(
-    ds: DatasetFiles, plan: LabelPlan, lineage: Lineage, cache: ValueCache, *, recovered: str | None, started: float
+    ds: DatasetFiles,
+    plan: LabelPlan,
+    lineage: Lineage,
+    cache: ValueCache,
+    *,
+    recovered: str | None,
+    started: float,
+    then: Callable[[LabelRun], None] | None = None,
 ) -> tuple[LabelRun, dict[str, float]]:
     """Stage the new data files, the prior labels, the sidecar and the lineage; commit them at once.
+    `then(run)` records the completion in the same Ctrl-C-proof step as the commit.
     Returns the run recorded and the time spent staging and committing."""
     t0 = time.perf_counter()
     cols, adv_col = plan.cols, plan.settings.adv_col
@@ -353,7 +364,10 @@ def commit_labels(
     )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(lineage.with_run(run)))
     t_stage = time.perf_counter()
-    txn.commit()
+    with completion.sigint_deferred():
+        txn.commit()
+        if then is not None:
+            then(run)
     return run, {"stage": t_stage - t0, "commit": time.perf_counter() - t_stage}
 
 
@@ -386,6 +400,7 @@ def run_label(
     if dist is not None and dist.rank != 0:
         distributed.follow(ds_root, source, dist)
         return None
+    completion.phase("interrupted before the commit: nothing was changed by this run (no label written)")
     try:
         ds = DatasetFiles.open(ds_root)
         ds.require_complete()  # a missing video would surface only after inferring the episodes before it
@@ -424,28 +439,50 @@ def run_label(
                 "recompute": recompute,
             }
             landed = lineage.run(lock.interrupted_run("label", args) or "")
-            if isinstance(landed, LabelRun):
-                # the same command was killed after its commit landed: finish it, do not label twice
+            if isinstance(landed, LabelRun) and landed is lineage.runs[-1]:
+                # the same command was interrupted after its commit landed (before or while it
+                # reported): finish and report that run, do not label twice
+                lock.declare("label", args, landed.id)
+                lock.committed(_done_summary(ds.root, landed.id, len(landed.files_rewritten)))
                 cache.committed()
-                return LabelOutcome.of_run(
+                moved = _move_active(settings.lerobot_home, ds.root)
+                outcome = LabelOutcome.of_run(
                     ds.root,
                     landed,
-                    notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n],
+                    notes=[n for n in [note, _finished_note(landed.id), moved] if n],
                 )
+                outcome.on_reported = completion.reporter(ds.root)
+                return outcome
             lock.declare("label", args, lineage.next_run_id())
             plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
             _refuse_live_scorers(cache)  # one may have started while V was gathered
-            _run, written = commit_labels(ds, plan, lineage, cache, recovered=note, started=started)
+            _run, written = commit_labels(
+                ds,
+                plan,
+                lineage,
+                cache,
+                recovered=note,
+                started=started,
+                then=lambda run: lock.committed(_done_summary(ds.root, run.id, len(run.files_rewritten))),
+            )
             cache.committed()
             timings.update(written)
             timings["total"] = time.perf_counter() - started
             notes = [n for n in [note, _move_active(settings.lerobot_home, ds.root)] if n]
-            return _with_value_model(
-                LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings), plan, settings, ds
-            )
+            outcome = LabelOutcome.of(plan, dry_run=False, notes=notes, timings=timings)
+            outcome.on_reported = completion.reporter(ds.root)
+            return _with_value_model(outcome, plan, settings, ds)
     finally:
         if dist is not None:
             dist.release()
+
+
+def _done_summary(root: Path, run_id: str, files: int) -> str:
+    return f"labeled {root} as {run_id} ({files} data file(s) rewritten)"
+
+
+def _finished_note(run_id: str) -> str:
+    return f"finished the interrupted {run_id}: its commit had landed; this is its report (nothing was labeled again)"
 
 
 def _plan(

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from recap_label.lerobot.registry import (
 )
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import resolve_dataset_path
+from recap_label.store import completion
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import UndoStack, io_error, os_error_message, remove_tree, sha256_file, write_json_atomic
 from recap_label.store.lock import process_alive
@@ -61,6 +63,7 @@ class RollbackOutcome:
     undone: list[str]
     files_restored: int
     notes: list[str] = field(default_factory=list)
+    on_reported: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # store.completion
 
     def to_json(self) -> dict:
         return {
@@ -117,6 +120,7 @@ def run_history(ds_root: Path) -> RunHistory:
 
 def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path | None = None) -> RollbackOutcome:
     outcome = _rollback_runs(ds_root, to_run)
+    outcome.on_reported = completion.reporter(outcome.dataset)
     if lerobot_home is not None:
         try:  # the labels are restored already: the alias follows, or says why not
             note = after_unlabel(lerobot_home, outcome.dataset)
@@ -131,6 +135,7 @@ def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path |
 
 
 def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
+    completion.phase("interrupted before the commit: nothing was changed by this run (no label restored)")
     ds = DatasetFiles.open(ds_root)
     if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
         raise BadInput(
@@ -142,11 +147,24 @@ def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
         record = read_lineage(ds.root)
         args = {"to": to_run}
         landed = record.run(lock.interrupted_run("rollback", args) or "") if record else None
-        finished = _completed_rollback(record, completed) or (landed if isinstance(landed, RollbackRun) else None)
+        finished = _completed_rollback(record, completed) or (
+            landed if isinstance(landed, RollbackRun) and landed is record.runs[-1] else None
+        )
         if finished is not None:
             # the interrupted command was this rollback (its commit landed, or recovery just
-            # completed it): finishing it is what was asked for; one more would go too far
-            notes = [n for n in [note, f"finished the interrupted {finished.id} (its commit had landed)"] if n]
+            # completed it; or it was cut off while reporting): finishing it is what was asked
+            # for; one more would go too far
+            lock.declare("rollback", args, finished.id)
+            lock.committed(_done_summary(finished))
+            notes = [
+                n
+                for n in [
+                    note,
+                    f"finished the interrupted {finished.id}: its commit had landed; this is its report (nothing "
+                    f"was rolled back again)",
+                ]
+                if n
+            ]
             return RollbackOutcome(ds.root, list(finished.undid), len(finished.files_restored), notes)
         active = record.active_label_runs() if record else []
         if not active:
@@ -170,7 +188,11 @@ def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
                 if not undo:
                     raise BadInput(f"--to {to_run}: that is already the latest label run; nothing to roll back")
         lock.declare("rollback", args, record.next_run_id())
-        return _undo(ds, record, undo[::-1], note)
+        return _undo(ds, record, undo[::-1], note, then=lambda run: lock.committed(_done_summary(run)))
+
+
+def _done_summary(run: RollbackRun) -> str:
+    return f"rolled back {', '.join(run.undid)} ({len(run.files_restored)} file(s) restored, recorded as {run.id})"
 
 
 def _completed_rollback(record: Lineage | None, journal: dict | None) -> RollbackRun | None:
@@ -181,7 +203,13 @@ def _completed_rollback(record: Lineage | None, journal: dict | None) -> Rollbac
     return run if isinstance(run, RollbackRun) else None
 
 
-def _undo(ds: DatasetFiles, record: Lineage, newest_first: list[LabelRun], note: str | None) -> RollbackOutcome:
+def _undo(
+    ds: DatasetFiles,
+    record: Lineage,
+    newest_first: list[LabelRun],
+    note: str | None,
+    then: Callable[[RollbackRun], None],
+) -> RollbackOutcome:
     for rel, (writer, digest) in record.last_written_hashes().items():
         path = ds.root / rel
         check_writable_target(ds.root, path)
@@ -224,7 +252,9 @@ def _undo(ds: DatasetFiles, record: Lineage, newest_first: list[LabelRun], note:
         recovered=note,
     )
     txn.stage_bytes(ds.root / LINEAGE_FILE, lineage_bytes(record.with_run(run)))
-    txn.commit()
+    with completion.sigint_deferred():  # the commit and the record of its completion land together
+        txn.commit()
+        then(run)
     return RollbackOutcome(ds.root, undone, len(labels), [note] if note else [])
 
 
@@ -235,6 +265,7 @@ class RetireOutcome:
     active_now: str | None
     deleted: bool
     notes: list[str] = field(default_factory=list)
+    on_reported: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # store.completion
 
     def to_json(self) -> dict:
         return {
@@ -282,8 +313,14 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
     if (home / "local").is_dir():
         clean_stale_links(home / "local")  # what a killed retirement may have left
     intent = _find_retire_intent(home, ds_arg)
+    if intent is not None and intent.get("done") and points_to(cache_entry(home, intent["name"]), intent["dataset"]):
+        # a retirement whose report was cut short, and the copy has been registered again since:
+        # that retirement is history, this is a new one
+        _retire_intent_path(home, intent["name"]).unlink(missing_ok=True)
+        intent = None
     if intent is not None and not process_alive(int(intent.get("pid", -1))):
         return _retire_steps(home, intent, delete or bool(intent.get("delete")))
+    completion.phase("interrupted before the retirement began: nothing was changed")
     ds = DatasetFiles.open(Path(os.path.realpath(resolve_dataset_path(ds_arg, home))))  # local/<name> is itself a link
     record = read_lineage(ds.root)
     if record is None:
@@ -321,6 +358,10 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
         try:
             (home / "local").mkdir(parents=True, exist_ok=True)
             write_json_atomic(_retire_intent_path(home, ds.root.name), intent)
+            completion.phase(
+                f"interrupted while retiring {ds.root.name}: the retirement is recorded; run the same command again "
+                f"to complete it"
+            )
             _retire_links(home, intent)
             if not record.retired:
                 write_lineage(ds.root, record.retired_now())
@@ -413,17 +454,35 @@ def _finish_retire(home: Path, intent: dict, delete: bool) -> RetireOutcome:
                     f"(it is retired and unregistered; run the same command again to finish deleting {doomed.name})",
                 )
             ) from None
-    try:
-        _retire_intent_path(home, intent["name"]).unlink(missing_ok=True)
-    except OSError:
-        pass  # everything is done; a leftover record only makes a later retry of this name a no-op
     target = _alias_to(intent)
     unregistered = [n for n in (intent.get("entry"), None if target else intent.get("alias")) if n]
     active_now = target if intent.get("alias") else None
+    summary = f"retired {root.name}" + (" and deleted its folder" if delete else "")
+    path = _retire_intent_path(home, intent["name"])
     notes = []
+    if intent.get("done"):
+        notes.append(
+            f"finished the interrupted retirement of {root.name}: it had been done; this is its report (nothing was "
+            f"done again)"
+        )
+    try:  # done, report pending: the intent stays until the report is printed (store.completion)
+        with completion.sigint_deferred():
+            write_json_atomic(path, {**intent, "done": True, "delete": delete})
+            completion.committed(summary)
+    except OSError:
+        pass  # everything is done; without the mark a retry after a cut-off report finds nothing to do
     if intent.get("alias") and not target:
         notes.append(
             f"{intent['alias']} removed: no earlier labeled iteration to point it at; `recap-label activate <copy>` "
             f"sets it"
         )
-    return RetireOutcome(root, unregistered, active_now, delete, notes)
+    return RetireOutcome(root, unregistered, active_now, delete, notes, on_reported=lambda: _drop_intent(path))
+
+
+def _drop_intent(path: Path) -> None:
+    """The retirement's report was printed: its last step. A leftover intent only makes a retry
+    of this name report it again."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass

@@ -4,7 +4,8 @@
 it reaches `crash_point(<point>)`; `*:<n>` counts every point, so `*:1`, `*:2`, … walk
 through every file operation of a command in order.
 `RECAP_LABEL_SLOW_AT=<point>:<seconds>` sleeps that long each time `<point>` is reached
-(concurrency tests use it to hold the lock open, e.g. `locked:2`).
+(concurrency tests use it to hold the lock open, e.g. `locked:2`); with `RECAP_LABEL_SLOW_MARK=<file>`
+each such pause first appends the point's name to that file, so a test knows when to signal.
 Unset (always, outside tests) each costs two dict lookups.
 
 Points: `locked` (the dataset lock was just taken), `lock-break` (about to remove a stale lock),
@@ -13,7 +14,9 @@ Points: `locked` (the dataset lock was just taken), `lock-break` (about to remov
 (the journal is removed), `atomic-write` / `atomic-replace` (fsutil.write_file_atomic before
 and after its rename), `copy-mkdir`, `copy-file`, `copy-verified`, `copy-lineage`,
 `copy-registered`, `copy-renamed`, `register` (a cache link was swapped), `episode-values`
-(one episode's values were written to the resume parts during inference).
+(one episode's values were written to the resume parts during inference), `report` / `reported`
+(a state-changing command's report is about to be printed / was printed, its completion record
+not yet dropped: store.completion), `verify-read` (verify read one data file: store.quiet).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ def crash_point(point: str) -> None:
     if slow:
         name, _, seconds = slow.rpartition(":")
         if name == point or name == "*":
+            mark = os.environ.get("RECAP_LABEL_SLOW_MARK")
+            if mark:  # tell the test the process is now held here (it may signal it)
+                with open(mark, "a") as f:
+                    f.write(point + "\n")
             time.sleep(float(seconds or 1))
     spec = os.environ.get("RECAP_LABEL_CRASH_AT")
     if not spec:

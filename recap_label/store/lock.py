@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from recap_label.store import completion
 from recap_label.errors import LockedError, RecapError, UnsafeWriteError
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import fsync_dir, io_error, os_error_message, write_json_atomic
@@ -174,11 +175,26 @@ class HeldLock:
         write_json_atomic(self.path, self.me)
 
     def interrupted_run(self, command: str, args: dict) -> str | None:
-        """The run id of the same command with the same arguments that was killed holding this lock."""
+        """The run id of the same command with the same arguments that was killed holding this lock,
+        or that finished but was interrupted before its report was printed (store.completion).
+        A report record of another command (or other arguments) is stale: the user moved on."""
         intent = (self.previous or {}).get("intent")
         if isinstance(intent, dict) and intent.get("command") == command and intent.get("args") == _normal(args):
             return intent.get("run")
+        root = self.path.parent.parent.parent
+        record = completion.read_pending(root)
+        if record is None or process_alive(int(record.get("pid", -1) or -1), record.get("pid_start")):
+            return None  # none, or its process is still printing it
+        if record.get("command") == command and record.get("args") == _normal(args):
+            return record.get("run")
+        completion.drop_pending(root)
         return None
+
+    def committed(self, summary: str) -> None:
+        """The declared run is durable: record it as done, report pending (under the lock, so a
+        kill from here to the end of the report leaves the record or the lock's intent)."""
+        record = {**(self.me.get("intent") or {}), "pid": self.me["pid"], "pid_start": self.me["pid_start"]}
+        completion.record_pending(self.path.parent.parent.parent, record, summary)
 
 
 @contextmanager

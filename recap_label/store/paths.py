@@ -17,7 +17,8 @@ LOCK_FILE = STATE_DIR / "lock"  # the one writer and what it is doing (store.loc
 SIDECAR = STATE_DIR / "values.parquet"  # V, A and label of the last label run (values.cache)
 PARTIAL_DIR = STATE_DIR / "values-partial"  # per-episode values of an inference in progress (values.parts)
 RUNS_DIR = STATE_DIR / "runs"  # per run: what a rollback needs
-COPY_PENDING = STATE_DIR / "copy-pending.json"  # a copy renamed into place, not yet registered
+COPY_PENDING = STATE_DIR / "copy-pending.json"  # a copy renamed into place, not yet registered or reported
+REPORT_PENDING = STATE_DIR / "report-pending.json"  # a label/rollback run done, its report not yet printed
 
 
 def run_dir(run_id: str) -> Path:

@@ -1,5 +1,7 @@
 """SIGKILL anywhere: `copy`, `label` and `rollback` killed at every crash point and at seeded
-random instants, then checked and finished.
+random instants, then checked and finished. The crash points include `report` and `reported`
+(killed while reporting, its completion record still there); test_kill_report.py holds each
+command there and sends SIGKILL or SIGINT.
 
 Crash points: `RECAP_LABEL_CRASH_AT=*:<n>` kills the n-th file operation of any kind (see
 recap_label.store.faults), for n = 1, 2, … until a run gets through untouched: every point of the
@@ -252,9 +254,17 @@ def _check_label_trial(cli, w: dict, trial: Path, what: str, verify_first: bool)
         assert v.exit_code in (0, 1), (what, v.exit_code, v.stderr)
         assert ("found an interrupted write" in v.stdout) == pending, (what, v.stdout[-600:])
         assert_intact(trial, w["state"], [w["old"], w["new"]], what)
-    # the next label completes (journal) or discards (staged files) the interrupted commit, then labels
-    cli("label", trial, "--values", w["values"], *LOOKAHEAD)
+    state = trial / "meta" / "recap_label"
+    runs = lineage_json(trial)["runs"] if (state / "lineage.json").exists() else []
+    finished = runs and not (state / "lock").exists() and not (state / "report-pending.json").exists()
+    if not finished:
+        # the next label completes (journal) or discards (staged files) the interrupted commit, then
+        # labels; or, killed after its commit (while reporting too), reports that run
+        cli("label", trial, "--values", w["values"], *LOOKAHEAD)
+    # else killed after its report was printed: it had finished; a rerun would be a second run
     assert labels_by_file(trial) == w["new"], what
+    assert [r["kind"] for r in lineage_json(trial)["runs"]] == ["label"], what  # one run, never two
+    assert not (state / "report-pending.json").exists(), what
     assert cli("verify", trial, code=None).exit_code == 0, what
     assert hidden_leftovers(trial) == [], (what, hidden_leftovers(trial))
     assert not (trial / "meta" / "recap_label" / "lock").exists(), what
@@ -348,16 +358,21 @@ def _check_rollback_trial(cli, r: dict, trial: Path, what: str, verify_side: boo
         assert labels_by_file(side) == (r["l1"] if done else r["l2"]), what  # labels agree with the record
         shutil.rmtree(side)
     lock = trial / "meta" / "recap_label" / "lock"
-    finished = not lock.exists() and any(run["kind"] == "rollback" for run in lineage_json(trial)["runs"])
+    pending = trial / "meta" / "recap_label" / "report-pending.json"
+    finished = (
+        not lock.exists()
+        and not pending.exists()
+        and any(run["kind"] == "rollback" for run in lineage_json(trial)["runs"])
+    )
     if not finished:
         # the same command line again, wherever the kill landed (even after its commit point,
         # while the lock still records what it was doing): it finishes the interrupted rollback
         # (journal or intent in the lock) or does it anew, never one run more
         cli("rollback", trial)
-    # else killed after its very last step (the lock's removal): it had finished; a rerun would
-    # be a second rollback, which is what the user would be asking for
+    # else killed after its very last step (its report printed, the record dropped): it had
+    # finished; a rerun would be a second rollback, which is what the user would be asking for
     assert labels_by_file(trial) == r["l1"], what
-    assert not lock.exists(), what
+    assert not lock.exists() and not pending.exists(), what
     runs = lineage_json(trial)["runs"]
     assert [run["kind"] for run in runs] == ["label", "label", "rollback"], (what, runs)
     assert runs[1].get("rolled_back") and not runs[0].get("rolled_back"), what
