@@ -65,6 +65,13 @@ class LockedError(RecapError):
     kind = "locked_error"
 
 
+class ChangedWhileReading(LockedError):
+    """Another command wrote the dataset while it was being read (verify): what was read may mix
+    old and new files; nothing is known to be wrong, read it again."""
+
+    kind = "changed_while_reading"
+
+
 class UnsafeWriteError(RecapError):
     """A write would touch data outside the labeled copy (symlink, shared inode, original)."""
 

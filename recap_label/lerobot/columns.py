@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from recap_label.errors import DatasetError
 from recap_label.lerobot.dataset import EpisodeGroups, DatasetFiles, group_episodes
+from recap_label.store.faults import crash_point
 from recap_label.store.writeback import file_signature
 
 
@@ -133,6 +134,7 @@ def read_label_columns(
         t = ds.read_columns(cols + ([] if p in lacking else [adv_col]), [p])
         labels.append(np.full(t.num_rows, "none", dtype=object) if p in lacking else _labels(t, adv_col))
         tables.append(t.select(cols))
+        crash_point("columns-read")
     try:
         table = pa.concat_tables(tables)
     except pa.ArrowInvalid:

@@ -16,7 +16,8 @@ and after its rename), `copy-mkdir`, `copy-file`, `copy-verified`, `copy-lineage
 `copy-registered`, `copy-renamed`, `register` (a cache link was swapped), `episode-values`
 (one episode's values were written to the resume parts during inference), `report` / `reported`
 (a state-changing command's report is about to be printed / was printed, its completion record
-not yet dropped: store.completion), `verify-read` (verify read one data file: store.quiet).
+not yet dropped: store.completion), `columns-read` (one data file's label columns were read: verify's
+reads slowed while another command commits).
 """
 
 from __future__ import annotations

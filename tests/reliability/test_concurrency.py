@@ -204,3 +204,26 @@ def test_two_copies_into_the_same_destination(cli, home, tmp_path):
     for d in dests:
         assert cli("verify", tmp_path / d, code=None).exit_code == 0
     count("concurrent pairs raced")
+
+
+def test_verify_while_label_commits_says_run_again(world, cli, home):
+    """verify reads without the lock; a label run commits between its reads of the data files (each
+    read held 0.5 s). verify notices (the files' signatures before and after) and says to run it
+    again, instead of failing invariants on a mix of old and new files or calling a file damaged;
+    the next verify passes."""
+    w = world
+    ds = clone(w["labeled"], w["base"] / "verify-under-commit")
+    mark = w["base"] / "verify-under-commit.held"
+    env = sub_env(None, slow="columns-read:0.5")
+    env["RECAP_LABEL_SLOW_MARK"] = str(mark)
+    verify = subprocess.Popen(cmd("verify", ds), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _wait_for(mark)  # the first data file is read
+    cli("label", ds, "--values", w["values"], *LOOKAHEAD, "--positive-ratio", "0.6")
+    reads_before_commit = len(mark.read_text().splitlines())
+    rc, err = _finish(verify)
+    assert reads_before_commit < len(list((ds / "data").rglob("*.parquet"))), "the commit did not land mid-read"
+    line = _one_error_line(err)
+    assert rc == 2 and "changed while verify was reading it" in line and "run verify again" in line, (rc, err)
+    assert "restore" not in line and "file(s) were replaced" in line, line
+    assert cli("verify", ds, code=None).exit_code == 0
+    count("verify under a concurrent commit")
