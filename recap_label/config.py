@@ -7,7 +7,10 @@ effective configuration and its provenance.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +25,38 @@ _INTERNAL_ENV = {
     "RECAP_LABEL_SLOW_MARK",
 }  # the fault-injection tests' (store.faults)
 CONFIG_FILE_NAME = "recap-label.toml"
+
+# the values a key may take (checked at resolution for a file or environment value, naming it; a
+# flag's value is checked where the command uses it, with the same rule, naming the flag)
+TAIL_RULES = ("zero", "last")
+SCOPES = ("global", "task")
+PRECISIONS = ("auto", "tf32", "bf16", "fp32")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+MAX_LOOKAHEAD = 2**31 - 1  # frames; far beyond any episode, far from int64 overflow
+MIN_RATIO = 1e-9  # below it, 100 - 100 * R rounds to 100 (float64 has ~16 digits)
+BATCH_SIZE_CUDA, BATCH_SIZE_CPU = 64, 8  # batch_size when not set
+
+
+def default_num_workers() -> int:
+    """Decode workers when not set: none on a 2-core machine (handing batches between processes
+    costs more than it gains there, measured), else up to 8, leaving a core for the main process."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 1)
+
+
+_ALLOWED: dict[str, tuple[Any, str]] = {
+    "lookahead": (lambda v: 1 <= v <= MAX_LOOKAHEAD, f"an integer from 1 to {MAX_LOOKAHEAD} (frames)"),
+    "positive_ratio": (
+        lambda v: MIN_RATIO <= v <= 1.0,
+        f"a share in (0, 1], at least {MIN_RATIO:g} (0.3 labels 30 % positive)",
+    ),
+    "tail_bootstrap": (lambda v: v in TAIL_RULES, "one of " + ", ".join(TAIL_RULES)),
+    "threshold_scope": (lambda v: v in SCOPES, "one of " + ", ".join(SCOPES)),
+    "precision": (lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    "device": (lambda v: bool(DEVICE_RE.match(v.strip().lower())), "auto, cpu, cuda or cuda:N"),
+    "batch_size": (lambda v: v is None or v >= 1, "an integer >= 1"),
+    "num_workers": (lambda v: v is None or v >= 0, "an integer >= 0"),
+}
 
 
 def default_lerobot_home(env: Mapping[str, str] | None = None) -> Path:
@@ -92,19 +127,43 @@ class Settings:
         """The built-in default of a key, as help texts show it."""
         return _DEFAULTS[name]
 
+    def effective(self, name: str) -> Any:
+        """The value a command uses, as JSON: a key left unset that has a rule of its own resolved
+        (num_workers from the cores, batch_size from the device; {"cuda": 64, "cpu": 8} while the
+        device is auto), paths as text, None where nothing is set."""
+        value = getattr(self, name)
+        if name == "num_workers" and value is None:
+            return default_num_workers()
+        if name == "batch_size" and value is None:
+            device = self.device.strip().lower()
+            if device == "cpu":
+                return BATCH_SIZE_CPU
+            if device.startswith("cuda"):
+                return BATCH_SIZE_CUDA
+            return {"cuda": BATCH_SIZE_CUDA, "cpu": BATCH_SIZE_CPU}
+        return str(value) if isinstance(value, Path) else value
+
+    def shown(self, name: str) -> str:
+        """`effective` as a person writes it."""
+        value = self.effective(name)
+        if value is None:
+            return "(not set)"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dict):
+            return ", ".join(f"{v} on {k.upper() if k == 'cuda' else 'the ' + k.upper()}" for k, v in value.items())
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
     def as_rows(self) -> list[tuple[str, str, str]]:
-        """(key, value, source) for display."""
-        rows = []
-        for f in fields(self):
-            if f.name == "sources":
-                continue
-            value = getattr(self, f.name)
-            rows.append((f.name, "" if value is None else str(value), self.sources.get(f.name, "default")))
-        return rows
+        """(key, value, source) for display: the effective values."""
+        return [(name, self.shown(name), self.sources.get(name, "default")) for name in _FIELD_TYPES]
 
     def to_json(self) -> dict:
-        """`recap-label config --json`: every key's shown value and where it came from."""
-        return {k: {"value": v, "source": s} for k, v, s in self.as_rows()}
+        """`recap-label config --json`: every key's effective value (JSON-typed: integers, numbers,
+        true/false, null when not set) and where it came from."""
+        return {
+            name: {"value": self.effective(name), "source": self.sources.get(name, "default")} for name in _FIELD_TYPES
+        }
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name != "sources"}
@@ -114,6 +173,26 @@ _DEFAULTS = {
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
+    """`value` as the key's type, and (from a file or the environment) within what it allows."""
+    out = _typed(name, value, origin)
+    allowed = _ALLOWED.get(name)
+    if allowed is not None and not origin.startswith("--") and out is not None:
+        ok, what = allowed
+        if (isinstance(out, float) and not math.isfinite(out)) or not ok(out):
+            raise ConfigError(f"{origin}: {name} must be {what}, got {_as_written(out)}; fix the value")
+    return out
+
+
+def _as_written(value: Any) -> str:
+    """A value as a TOML file writes it: "text", true, 30, 0.3."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _typed(name: str, value: Any, origin: str) -> Any:
     kind = _FIELD_TYPES[name]
     try:
         if kind in ("Path", "Path | None"):
@@ -149,7 +228,7 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             return value if value != "" or kind == "str" else None
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"{origin}: {name} must be {_describe(kind)}, got {value!r}; fix the value")
+    raise ConfigError(f"{origin}: {name} must be {_describe(kind)}, got {_as_written(value)}; fix the value")
 
 
 def _describe(kind: str) -> str:

@@ -20,14 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recap_label.config import MAX_LOOKAHEAD, MIN_RATIO, SCOPES, TAIL_RULES
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import EpisodeKinds, LabelColumns, episode_kinds
 from recap_label.lerobot.dataset import EpisodeGroups, group_episodes
-
-TAIL_RULES = ("zero", "last")
-MAX_LOOKAHEAD = 2**31 - 1  # frames; far beyond any episode, far from int64 overflow
-MIN_RATIO = 1e-9  # below it, 100 - 100 * R rounds to 100 (float64 has ~16 digits)
-SCOPES = ("global", "task")
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,58 @@ def test_module_entry_point_and_light_imports():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=sub_env())
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "line, key, allowed",
+    [
+        ("positive_ratio = 30\n", "positive_ratio", "a share in (0, 1]"),
+        ("lookahead = 0\n", "lookahead", "an integer from 1"),
+        ('tail_bootstrap = "first"\n', "tail_bootstrap", "one of zero, last"),
+        ('threshold_scope = "episode"\n', "threshold_scope", "one of global, task"),
+        ('precision = "fp16"\n', "precision", "one of auto, tf32, bf16, fp32"),
+        ('device = "gpu"\n', "device", "auto, cpu, cuda or cuda:N"),
+        ("batch_size = 0\n", "batch_size", "an integer >= 1"),
+        ("num_workers = -1\n", "num_workers", "an integer >= 0"),
+    ],
+)
+def test_a_value_out_of_range_fails_config_naming_key_and_file(cli, lerobot_home, tmp_path, line, key, allowed):
+    """Issue 20 item 6: validated at resolution (so `config` itself fails), naming the key and the
+    file it came from, not a flag nobody typed."""
+    (tmp_path / "recap-label.toml").write_text(line)
+    err = error_line(cli("config", code=2))
+    assert f"config file {tmp_path / 'recap-label.toml'}: {key} must be {allowed}" in err, err
+    assert "--" not in err.split(":")[0]
+
+
+def test_a_value_out_of_range_in_the_environment_names_the_variable(cli, lerobot_home, monkeypatch):
+    monkeypatch.setenv("RECAP_LABEL_POSITIVE_RATIO", "30")
+    err = error_line(cli("config", code=2))
+    assert "environment variable RECAP_LABEL_POSITIVE_RATIO: positive_ratio must be a share in (0, 1]" in err
+    assert "got 30;" in err
+    monkeypatch.setenv("RECAP_LABEL_POSITIVE_RATIO", "nan")
+    assert "positive_ratio must be" in error_line(cli("config", code=2))
+
+
+def test_config_shows_effective_batch_size_and_workers(cli, lerobot_home, monkeypatch):
+    out = json.loads(cli("--json", "config").stdout)
+    from recap_label.config import default_num_workers
+
+    assert out["num_workers"]["value"] == default_num_workers()
+    assert out["batch_size"]["value"] == {"cuda": 64, "cpu": 8}  # the device is auto
+    assert out["lookahead"]["value"] == 50 and out["checkpoint_dir"]["value"] is None
+    monkeypatch.setenv("RECAP_LABEL_DEVICE", "cpu")
+    assert json.loads(cli("--json", "config").stdout)["batch_size"]["value"] == 8
+    table = cli("config").stdout
+    assert "8" in next(line for line in table.splitlines() if "batch_size" in line)
+    assert "(not set)" in next(line for line in table.splitlines() if "checkpoint_dir" in line)
+
+
+def test_global_options_after_the_command(cli, lerobot_home, tmp_path):
+    (tmp_path / "f.toml").write_text("lookahead = 7\n")
+    out = json.loads(cli("config", "--config", tmp_path / "f.toml", "--json").stdout)
+    assert out["lookahead"] == {"value": 7, "source": f"file {tmp_path / 'f.toml'}"}
+    out = json.loads(cli("config", f"--lerobot-home={tmp_path / 'h'}", "--json").stdout)
+    assert out["lerobot_home"]["value"] == str(tmp_path / "h")
+    (tmp_path / "bad.toml").write_text("positive_ratio = 30\n")
+    assert "bad.toml: positive_ratio" in error_line(cli("config", "--config", tmp_path / "bad.toml", code=2))

@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover  ... Click itself before
 
 USAGE_ERROR_KIND = "usage_error"  # the `kind` of a usage error, beside the RecapError kinds (errors.py)
 _ARGS = "recap_label.args"
+_ROOT_VALUE_OPTIONS = ("--config", "--lerobot-home")  # the root options with a value (cli/app.py)
 
 
 class Boundary(TyperGroup):
@@ -38,7 +39,29 @@ class Boundary(TyperGroup):
     def parse_args(self, ctx, args):
         ctx.meta[_ARGS] = list(args)  # every token, the command's own flags included
         with errors_reported(ctx):
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, self._root_options_first(args))
+
+    def _root_options_first(self, args: list[str]) -> list[str]:
+        """`recap-label config --config f.toml` as `recap-label --config f.toml config`: the root's
+        --config and --lerobot-home are accepted after the command too (no command has options of
+        those names; --json is every command's own)."""
+        args = list(args)
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":  # the root's options
+            i += 2 if args[i] in _ROOT_VALUE_OPTIONS else 1
+        if i >= len(args) or args[i] not in self.commands:
+            return args
+        head, rest, moved = args[: i + 1], args[i + 1 :], []
+        j = 0
+        while j < len(rest) and rest[j] != "--":
+            name = rest[j].split("=", 1)[0]
+            if name in _ROOT_VALUE_OPTIONS and ("=" in rest[j] or j + 1 < len(rest)):
+                take = 1 if "=" in rest[j] else 2
+                moved += rest[j : j + take]
+                del rest[j : j + take]
+            else:
+                j += 1
+        return head[:i] + moved + head[i:] + rest
 
     def invoke(self, ctx):
         completion.reset()

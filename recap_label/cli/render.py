@@ -193,10 +193,12 @@ def configuration(settings) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     if sum(widths) + 10 > out.width:
         out.print("recap-label configuration (key = value  # source)")
-        for key, _, source in rows:
-            value = getattr(settings, key)
-            shown = json.dumps(value if isinstance(value, (bool, int, float)) else "" if value is None else str(value))
-            out.print(f"{key} = {shown}  # {source}")
+        for key, text, source in rows:
+            value = settings.effective(key)
+            if value is None or isinstance(value, dict):  # TOML has no null: a comment says what applies
+                out.print(f"# {key}: {text}  # {source}")
+            else:
+                out.print(f"{key} = {json.dumps(value)}  # {source}")
         return
     t = Table(title="recap-label configuration", title_justify="left")
     for col in ("key", "value", "source"):

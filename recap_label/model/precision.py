@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PRECISIONS = ("auto", "tf32", "bf16", "fp32")
+from recap_label.config import PRECISIONS  # noqa: F401 (the names precision modes go by, one place)
 
 
 @dataclass(frozen=True)

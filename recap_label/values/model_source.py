@@ -10,21 +10,18 @@ which a relabel from the sidecar does not need.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 from typing import Iterator
 
-from recap_label.config import Settings
+from recap_label.config import DEVICE_RE, Settings, default_num_workers
 from recap_label.errors import BadInput, CheckpointError, DatasetError, DeviceError, TokenizerError, warn
 from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.model.precision import PRECISIONS
 from recap_label.model.preprocess import BASE_SLOT, RIGHT_WRIST_SLOT, WRIST_SLOT, PromptTokenizer, camera_slot_order
 from recap_label.store.fsutil import sha256_file
 from recap_label.values.types import Caching, EpisodeValues
-
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
 def camera_slots(settings: Settings, ds: DatasetFiles) -> dict[str, str | None]:
@@ -106,11 +103,7 @@ def episode_input_keys(ds: DatasetFiles, episodes: list[int], columns: list[str 
     return keys
 
 
-def default_workers() -> int:
-    """Decode workers: none on a 2-core machine (handing batches between processes costs more
-    than it gains there, measured), else up to 8, leaving a core for the main process."""
-    cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(8, cores - 1)
+default_workers = default_num_workers  # decode workers when not set (config owns the rule)
 
 
 def _check_vocabulary(tokenizer, step_dir: Path, use_ema: bool) -> None:
@@ -164,7 +157,7 @@ class ModelValues:
         from recap_label.model.checkpoint import checkpoint_content_hash, resolve_step_dir, tree_names
 
         device = (settings.device or "auto").strip().lower()
-        if not _DEVICE_RE.match(device):
+        if not DEVICE_RE.match(device):
             raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {settings.device!r}")
         if settings.tokenizer_path is None:
             raise TokenizerError(
