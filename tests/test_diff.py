@@ -220,3 +220,25 @@ def test_diff_plot_destination_is_checked_first(cli, lerobot_home, tmp_path):
         f"Error: --plot {missing}: folder {missing.parent} does not exist; create it first or pass another path"
     )
     assert not txt.exists() and not missing.parent.exists()
+
+
+def test_settings_that_differ_are_shown_as_written(cli, lerobot_home, tmp_path):
+    """Issue 20, item 6: no Python reprs (None, True, {'…': …}) and no hash broken across lines in
+    `diff`'s "settings that differ"; --json keeps the values whole."""
+    src = synth.write_dataset(
+        tmp_path / "vial",
+        synth.simple_spec("v2.1", episodes=4, length=20, demos=1, png_cameras=0, video_cameras=0),
+    )
+    cli("copy", src)
+    v1 = tmp_path / "vial_vlm_label"
+    cli("label", v1, "--value-column", "value_label", "--lookahead", "5")
+    cli("label", v1, "--values", values_file(v1), "--lookahead", "5", "--positive-ratio", "0.5")
+    out = json.loads(cli("diff", f"{v1}@run-0001", f"{v1}@run-0002", "--json").stdout)
+    assert out["settings"]["column"] == ["value_label", None] and len(out["settings"]["sha256"][1]) == 64
+    text = cli("diff", f"{v1}@run-0001", f"{v1}@run-0002").stdout
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") >= 3}
+    for key in ("column", "sha256", "positive_ratio"):
+        assert key in rows, (key, text)
+    assert "(none)" in rows["column"] and "None" not in text and "True" not in text and "{'" not in text
+    assert out["settings"]["sha256"][1][:12] + "…" in rows["sha256"]  # whole on one line, shortened
+    assert "0.3" in rows["positive_ratio"] and "0.5" in rows["positive_ratio"]

@@ -134,6 +134,10 @@ def test_dry_run_writes_nothing(cli, lerobot_home, tmp_path):
     before = tree_digest(dest)
     out = json.loads(cli("label", dest, "--value-column", "value_label", "--dry-run", "--json").stdout)
     assert out["dry_run"] and out["transitions"] and out["run"] is None
+    # it claims no rewrite (issue 20, item 6); what it would rewrite has its own key
+    assert out["files_rewritten"] == 0 and out["files_to_rewrite"] >= 1
+    text = cli("label", dest, "--value-column", "value_label", "--dry-run").stdout
+    assert f"DRY RUN — nothing written ({out['files_to_rewrite']} data file(s) would be rewritten)" in text
     assert tree_digest(dest) == before
 
 

@@ -365,25 +365,39 @@ def test_off_a_terminal_inference_logs_plain_progress_and_reports_its_performanc
         frames, rate = int(m.group(1)), float(m.group(3).replace(",", ""))
         eta = int(m.group(4)) * 3600 + int(m.group(5)) * 60 + int(m.group(6))
         assert abs(eta - (90 - frames) / rate) <= 0.5 + 0.01 * eta
-    assert re.fullmatch(r"progress: inference done: 90 frames in \d:\d\d:\d\d \([\d.,]+ frames/s\)", lines[-1])
-    assert re.search(
-        r"^inference: 90 frames at [\d.,]+ frames/s on cpu, fp32\n  batch 7, 0 workers · checkpoint step 2, EMA$",
+    done_line = re.fullmatch(r"progress: inference done: 90 frames in \d:\d\d:\d\d \(([\d.,]+) frames/s\)", lines[-1])
+    assert done_line
+    reported = re.search(
+        r"^inference: 90 frames at ([\d.,]+) frames/s on cpu, fp32\n  batch 7, 0 workers · checkpoint step 2, EMA$",
         r.stdout,
         re.M,
     )
-    assert re.search(
-        r"^time: load \d+\.\d s · fetch \d+\.\d s · infer \d+\.\d s · write \d+\.\d s · total \d+\.\d s$",
+    assert reported
+    # one measurement: the progress line and the report give the same rate (issue 20, item 6)
+    assert abs(float(done_line.group(1).replace(",", "")) - float(reported.group(1).replace(",", ""))) <= 0.1
+    time_line = re.search(
+        r"^time: read (\S+) s · load (\S+) s · fetch (\S+) s · infer (\S+) s · result wait (\S+) s · write (\S+) s · "
+        r"other (\S+) s = total (\S+) s$",
         r.stdout,
         re.M,
     )
+    assert time_line, r.stdout
+    *parts, total = (float(x) for x in time_line.groups())
+    assert abs(sum(parts) - total) <= 0.01 * len(parts), time_line.group(0)  # the split adds up
     run = lineage_json(dataset)["runs"][-1]
     perf = run["performance"]
     assert perf["frames"] == 90 and perf["frames_per_s"] > 0 and perf["device"] == "cpu" and perf["precision"] == "fp32"
     assert perf["checkpoint_step"] == 2 and perf["ema"] is True and perf["batch_size"] == 7 and perf["num_workers"] == 0
-    assert set(perf["wall_s"]) == {"load", "fetch", "infer", "write", "inference"} and all(
-        v >= 0 for v in perf["wall_s"].values()
+    assert set(perf["wall_s"]) == {"read", "load", "fetch", "infer", "result_wait", "write"} and all(
+        v >= 0 for v in perf["wall_s"].values() if v is not None
     )
     out = json.loads(cli("label", dataset, *model_args("--recompute", "--json")).stdout)
+    split = out["performance"]["wall_s"]
+    assert abs(sum(v for k, v in split.items() if k != "total") - split["total"]) <= 0.001 * len(split)
+    counts = out["performance"]["engine"]
+    for key in ("batches", "padded_frames", "decode_workers", "decode_threads_per_worker"):
+        assert type(counts[key]) is int, (key, counts[key])  # counts are integers, not 64.0
+    assert type(out["performance"]["batch_size"]) is int and type(out["performance"]["frames"]) is int
     assert out["performance"]["frames"] == 90 and out["performance"]["wall_s"]["write"] is not None
     assert set(out["performance"]) >= {"frames_per_s", "wall_s", "device", "precision", "checkpoint_step", "ema"}
     rerun = json.loads(cli("label", dataset, *model_args("--positive-ratio", "0.4", "--json")).stdout)

@@ -175,9 +175,28 @@ def diff_tables(d, top: int | None):
             num(th["b"], "{:.5g}") + (f" ({th['shift']:+.4g})" if th["shift"] is not None else ""),
         )
     for k, (va, vb) in d.settings.items():
-        t.add_row(k, str(va), str(vb))
+        t.add_row(k, as_written(va, k), as_written(vb, k))
     tables.append(t)
     return tables
+
+
+def as_written(value, key: str = "") -> str:
+    """A setting as a person writes it: true / false, (none), 0.3, `slot: column` one per line;
+    a content hash by its first 12 digits (whole in --json)."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {as_written(v)}" for k, v in value.items()) or "(none)"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(as_written(v) for v in value) or "(none)"
+    text = str(value)
+    if key.endswith("sha256") and len(text) > 12:
+        return text[:12] + "…"
+    return text
 
 
 # -- one function per command's result ----------------------------------------------------------
@@ -319,7 +338,11 @@ def labeled(o) -> None:
     out = console()
     for note in o.notes:
         out.print(f"note: {note}")
-    head = "DRY RUN — nothing written" if o.dry_run else f"{o.run_id}: {o.files_rewritten} data file(s) rewritten"
+    head = (
+        f"DRY RUN — nothing written ({o.files_rewritten} data file(s) would be rewritten)"
+        if o.dry_run
+        else f"{o.run_id}: {o.files_rewritten} data file(s) rewritten"
+    )
     out.print(f"{head} · {o.dataset}")
     out.print(f"values from: {o.values_from}")
     for name, thr in o.thresholds.items():
@@ -356,8 +379,10 @@ def labeled(o) -> None:
             f"  batch {p.get('batch_size')}, {p.get('num_workers')} workers · checkpoint "
             f"{step}{'EMA' if p.get('ema') else 'raw params'}"
         )
-        split = " · ".join(f"{k} {v:.1f} s" for k, v in p["wall_s"].items() if k != "inference" and v is not None)
-        out.print(f"time: {split} · total {o.timings.get('total', 0):.1f} s")
+        parts = {k: v for k, v in p["wall_s"].items() if v is not None and k != "total"}
+        split = " · ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in parts.items())
+        total = p["wall_s"].get("total", o.timings.get("total", 0))
+        out.print(f"time: {split} = total {total:.2f} s")
     else:
         out.print(f"time: {o.timings.get('total', 0):.2f} s")
 

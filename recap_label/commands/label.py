@@ -87,7 +87,7 @@ class LabelOutcome:
     breakdown: Breakdown
     transitions: dict[str, int]
     share_per_task: dict[str, float | None]
-    files_rewritten: int
+    files_rewritten: int  # of a dry run: the files it would rewrite
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -112,7 +112,7 @@ class LabelOutcome:
             plan.warnings,
             [*notes, *plan.notes],
             timings,
-            performance=performance(plan.inference_stats, write),
+            performance=performance(plan.inference_stats, write, timings),
         )
 
     @classmethod
@@ -161,7 +161,9 @@ class LabelOutcome:
             "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions,
             "share_per_task": self.share_per_task,
-            "files_rewritten": self.files_rewritten,
+            # a dry run rewrites nothing: what it would rewrite has its own key
+            "files_rewritten": 0 if self.dry_run else self.files_rewritten,
+            **({"files_to_rewrite": self.files_rewritten} if self.dry_run else {}),
             "warnings": self.warnings,
             "notes": self.notes,
             "timings_s": self.timings,
@@ -175,6 +177,7 @@ _KNOWN_STATS = {
     "wall_s",
     "fetch_wait_s",
     "infer_s",
+    "result_wait_s",
     "frames_per_s",
     "load_s",
     "device",
@@ -186,34 +189,58 @@ _KNOWN_STATS = {
 }
 
 
-def performance(stats: dict, write_s: float | None) -> dict | None:
-    """The value model's run in one record: frames/s, the wall-time split (load / fetch / infer /
-    write), device, precision, checkpoint step and EMA; other engine figures under "engine"."""
+def performance(stats: dict, write_s: float | None, timings: dict[str, float] | None = None) -> dict | None:
+    """The value model's run in one record: frames/s, the wall-time split, device, precision,
+    checkpoint step and EMA; other engine figures under "engine" (counts as integers).
+
+    The split adds up: with `timings` (the label run's own: read, total) it is read · load ·
+    fetch · infer · result wait · write · other = total, "other" being the rest (the rule, the
+    value cache, the process's own work); frames/s is the inference's one clock (the progress
+    line's too)."""
     if not stats:
         return None
 
-    def sec(key: str) -> float | None:
-        value = stats.get(key)
+    def sec(value) -> float | None:
         return None if value is None else round(float(value), 3)
 
+    split = {
+        "read": sec((timings or {}).get("read")),
+        "load": sec(stats.get("load_s")),
+        "fetch": sec(stats.get("fetch_wait_s")),
+        "infer": sec(stats.get("infer_s")),
+        "result_wait": sec(stats.get("result_wait_s")),
+        "write": sec(write_s),
+    }
+    total = (timings or {}).get("total")
+    if total is not None:
+        split["other"] = round(max(0.0, float(total) - sum(v for v in split.values() if v is not None)), 3)
+        split["total"] = sec(total)
     return {
         "frames": int(stats.get("frames", 0)),
         "frames_per_s": round(float(stats.get("frames_per_s", 0.0)), 2),
-        "wall_s": {
-            "load": sec("load_s"),
-            "fetch": sec("fetch_wait_s"),
-            "infer": sec("infer_s"),
-            "write": None if write_s is None else round(write_s, 3),
-            "inference": sec("wall_s"),
-        },
+        "inference_s": sec(stats.get("wall_s")),  # fetch + infer + result waits + the consumer's share
+        "wall_s": split,
         "device": stats.get("device"),
         "precision": stats.get("precision"),
-        "batch_size": stats.get("batch_size"),
-        "num_workers": stats.get("num_workers"),
-        "checkpoint_step": stats.get("checkpoint_step"),
+        "batch_size": _count(stats.get("batch_size")),
+        "num_workers": _count(stats.get("num_workers")),
+        "checkpoint_step": _count(stats.get("checkpoint_step")),
         "ema": stats.get("ema"),
-        "engine": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in stats.items() if k not in _KNOWN_STATS},
+        "engine": {k: _figure(k, v) for k, v in stats.items() if k not in _KNOWN_STATS},
     }
+
+
+def _count(value):
+    """A count (batches, workers, frames) as an integer, whatever number type the engine gave."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _figure(key: str, value):
+    if key.endswith("_s") and isinstance(value, (int, float)):
+        return round(float(value), 3)  # seconds, and rates (…_per_s)
+    if key == "device_letterbox":
+        return bool(value)
+    return _count(value) if isinstance(value, float) else value
 
 
 def plan_labels(

@@ -381,7 +381,6 @@ class Engine:
         progress = _Progress(total, self.device, self.quiet)
         t_fetch = t_infer = t_wait = 0.0
         batches = padded = 0
-        t0 = time.perf_counter()
 
         def collect(batch: Batch, host: torch.Tensor, event) -> Iterator[EpisodeValues]:
             if event is not None:
@@ -436,7 +435,7 @@ class Engine:
             t_wait += time.perf_counter() - mark
         finally:
             progress.close()
-            wall = time.perf_counter() - t0
+            wall = progress.elapsed  # one clock for the progress line and the report
             self.stats = {
                 "frames": float(total),
                 "wall_s": wall,

@@ -42,6 +42,7 @@ class Progress:
         self.bar = None
         self.plain = False
         self.done = 0
+        self.elapsed: float | None = None  # set by close()
         self.t0 = time.perf_counter()
         self.next_at = self.t0 + self.every_s
         if quiet:
@@ -99,12 +100,16 @@ class Progress:
             )
 
     def close(self) -> None:
+        """Stop; `elapsed` is then the inference's one wall-clock measurement (the engine reports
+        it too, so the last progress line and the label report give the same frames/s)."""
+        if self.elapsed is None:
+            self.elapsed = time.perf_counter() - self.t0
+        elapsed = self.elapsed
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
         elif self.plain:
             self.plain = False
-            elapsed = time.perf_counter() - self.t0
             rate, _ = rate_and_eta(self.done, self.total, elapsed)
             what = "done" if self.done >= self.total else f"stopped at {self.done:,}/{self.total:,} frames"
             say(f"inference {what}: {self.done:,} frames in {clock(elapsed)} ({rate:,.1f} frames/s)")
