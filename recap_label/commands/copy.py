@@ -318,8 +318,9 @@ def _copy_dataset(
         dest_counts = label_counts(dest_ds, adv_col)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"interrupted after the copy was finished: {plan.dest} is complete; `recap-label verify {plan.dest}` "
-            f"checks it"
+            f"interrupted after the copy was finished: {plan.dest} is complete"
+            f"{' and registered' if do_register else ''}; run the same command again to see its report (it copies "
+            f"nothing again)"
         ) from None
     if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
         raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
