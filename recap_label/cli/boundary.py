@@ -83,7 +83,8 @@ def errors_reported(ctx):
         from recap_label.store.fsutil import os_error_message
 
         command = " ".join(filter(None, ("recap-label", ctx.invoked_subcommand)))
-        _fail(ctx, FileOperationError(os_error_message(exc, f"running `{command}`")))
+        state = None if completion.is_done() else "nothing was changed"  # else _fail says what was done
+        _fail(ctx, FileOperationError(os_error_message(exc, f"running `{command}`", state)))
     except KeyboardInterrupt:  # what is true at this instant: before the commit point, or after it
         _fail(ctx, Interrupted(completion.interrupt_message()))
 
@@ -98,8 +99,27 @@ def json_wanted(ctx) -> bool:
 
 
 def _fail(ctx, exc: RecapError):
+    if not isinstance(exc, Interrupted):  # after the commit point it says what was done first
+        exc.message = completion.failed_message(exc.message)
     sys.stderr.write(f"Error: {exc.message}\n")
     sys.stderr.flush()
     if json_wanted(ctx):
-        print_json(exc.to_json())
+        try:
+            print_json(exc.to_json())
+            sys.stdout.flush()
+        except OSError:  # stdout itself failed (a full disk, a closed pipe): the stderr line stands
+            _silence_stdout()
     raise typer.Exit(exc.exit_code) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what it still buffers
+    does not add a traceback-like "Exception ignored" below the one `Error:` line."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -37,6 +37,10 @@ def committed(summary: str) -> None:
     _state["done"] = summary
 
 
+def is_done() -> bool:
+    return bool(_state["done"])
+
+
 def reset() -> None:
     """A new command in this process (tests run many in one)."""
     _state.update(phase=None, done=None)
@@ -52,6 +56,13 @@ def interrupt_message() -> str:
     if _state["phase"]:
         return _state["phase"]
     return "interrupted; the dataset is unchanged or will be completed by the next run"
+
+
+def failed_message(message: str) -> str:
+    """An error's message, true also when it comes after the commit point (the work stands)."""
+    if not _state["done"]:
+        return message
+    return f"{_state['done']}; then: {message} (what was done stands; run the same command again for its report)"
 
 
 @contextmanager

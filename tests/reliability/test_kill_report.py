@@ -27,10 +27,14 @@ import pytest
 
 from recap_label.demo import synth
 
-from support import Cli, cmd, count, labels_by_file, sub_env, tiny_spec
+from support import Cli, cmd, count, labels_by_file, sub_env, tiny_spec, values_file
 
 SPEC = tiny_spec("v2.1", episodes=3, length=12)
-LABEL_ARGS = ("--value-column", "value_label", "--lookahead", "5")
+
+
+def _label_args(ds: Path) -> list:
+    """Distinct random V (no ties): every ratio labels differently, so a second rollback shows."""
+    return ["--values", values_file(ds, ds.parent / f"values-{ds.name}.parquet"), "--lookahead", "5"]
 
 
 def _cli(monkeypatch, home: Path, *args, code=0):
@@ -47,13 +51,13 @@ def _world(monkeypatch, parent: Path, command: str) -> list:
         return ["copy", src, "--json"]
     _cli(monkeypatch, home, "copy", src)
     if command == "label":
-        return ["label", v1, *LABEL_ARGS, "--json"]
-    _cli(monkeypatch, home, "label", v1, *LABEL_ARGS)
+        return ["label", v1, *_label_args(v1), "--json"]
+    _cli(monkeypatch, home, "label", v1, *_label_args(v1))
     if command == "rollback":
-        _cli(monkeypatch, home, "label", v1, *LABEL_ARGS, "--positive-ratio", "0.5")
+        _cli(monkeypatch, home, "label", v1, *_label_args(v1), "--positive-ratio", "0.5")
         return ["rollback", v1, "--json"]
     _cli(monkeypatch, home, "copy", "local/vial_vlm_label_active")
-    _cli(monkeypatch, home, "label", v2, *LABEL_ARGS)
+    _cli(monkeypatch, home, "label", v2, *_label_args(v2))
     return [
         "rollback",
         "local/vial_vlm_label_v2",
@@ -188,3 +192,21 @@ def test_ctrl_c_before_and_during_the_commit(monkeypatch, tmp_path, references, 
     completes first, then the interrupt says what was done."""
     _trial(monkeypatch, tmp_path, references, command, signal.SIGINT, point)
     count(f"Ctrl-C {'before' if point == 'locked' else 'during'} the commit")
+
+
+def test_an_error_while_reporting_says_what_was_done(monkeypatch, tmp_path, references, home):
+    """An error after the commit point (here: stdout is a full disk, so the report cannot be
+    printed) does not read as if nothing happened: the line names what was done first; the same
+    command again reports it and does not undo a second run."""
+    parent = tmp_path / "error-while-reporting"
+    parent.mkdir()
+    args = _world(monkeypatch, parent, "rollback")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(cmd(*args), stdout=full, stderr=subprocess.PIPE, text=True, env=sub_env(parent / "home"))
+    assert proc.returncode == 2, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
+    assert line.startswith("Error: rolled back run-0002 (") and "; then: " in line, proc.stderr
+    assert "run the same command again for its report" in line and "Traceback" not in proc.stderr
+    again = _cli(monkeypatch, parent / "home", *args)
+    assert AGAIN["rollback"] in again.stdout
+    assert end_state(parent) == references["rollback"]
