@@ -427,7 +427,10 @@ def run_label(
     if dist is not None and dist.rank != 0:
         distributed.follow(ds_root, source, dist)
         return None
-    completion.phase("interrupted before the commit: nothing was changed by this run (no label written)")
+    completion.phase(
+        "interrupted before the commit: no label was written (values inferred so far are kept; the next run "
+        "resumes from them)"
+    )
     try:
         ds = DatasetFiles.open(ds_root)
         ds.require_complete()  # a missing video would surface only after inferring the episodes before it

@@ -135,7 +135,7 @@ def rollback_runs(ds_root: Path, to_run: str | None = None, lerobot_home: Path |
 
 
 def _rollback_runs(ds_root: Path, to_run: str | None) -> RollbackOutcome:
-    completion.phase("interrupted before the commit: nothing was changed by this run (no label restored)")
+    completion.phase("interrupted before the commit: nothing was changed (no label restored)")
     ds = DatasetFiles.open(ds_root)
     if read_lineage(ds.root) is None:  # refuse before anything (even a lock) is written
         raise BadInput(

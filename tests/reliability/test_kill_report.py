@@ -152,7 +152,8 @@ def _trial(monkeypatch, tmp_path, references, command: str, sig: int, point: str
         assert rc == 130, what
         (line,) = [ln for ln in err.splitlines() if ln.startswith("Error: ")]
         if point == "locked":
-            assert "before the commit: nothing was changed" in line, what
+            said = "no label was written" if command == "label" else "nothing was changed"
+            assert f"interrupted before the commit: {said}" in line, what
             assert end_state(parent) == before, what  # true: nothing changed
         else:
             assert DONE[command] in line and "interrupted while reporting" in line, what
