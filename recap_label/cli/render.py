@@ -416,22 +416,22 @@ def iterations(its, given: str) -> None:
         return
     from rich.table import Table
 
-    from recap_label.store.lineage import split_iteration_name
-
     out.print(f"iterations of {its.base}")
     t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a row fits 80 columns; a long name folds, numbers never do
-    for col in ("", "name", "parent", "runs", "share", "threshold", "step", "state"):
+    for col in ("", "name", "it", "parent", "runs", "share", "threshold", "step", "state"):
         t.add_column(
             col,
-            justify="right" if col in ("runs", "share", "threshold", "step") else "left",
+            justify="right" if col in ("it", "runs", "share", "threshold", "step") else "left",
             no_wrap=col != "name",
             overflow="fold" if col == "name" else "ellipsis",
         )
     for r in its.rows:
-        parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
+        # the parent's iteration from its own record ("-": copied from the original; its name when it is gone)
+        parent = "-" if r.parent is None else r.parent if r.parent_iteration is None else f"v{r.parent_iteration}"
         t.add_row(
             "*" if r.active else "",
             r.name,
+            "?" if r.iteration is None else f"v{r.iteration}",
             parent,
             str(r.runs),
             "-" if r.share is None else f"{100 * r.share:.1f} %",
@@ -450,7 +450,24 @@ def iterations(its, given: str) -> None:
 
 
 def activated(a) -> None:
-    console().print(f"local/{a.alias.name} → {a.target}")
+    out = console()
+    for note in a.notes:
+        out.print(f"note: {note}")
+    out.print(f"local/{a.alias.name} → {a.target}")
+
+
+def unretired(res) -> None:
+    out = console()
+    for note in res.notes:
+        out.print(f"note: {note}")
+    if res.was_retired:
+        out.print(
+            f"{res.dataset.name} is back in the loop (retired {res.was_retired}): registered as local/{res.entry.name}"
+        )
+    else:
+        out.print(f"{res.dataset.name} is live: registered as local/{res.entry.name}")
+    if res.active:
+        out.print(f"_active → {res.active}")
 
 
 def registered(res) -> None:
