@@ -17,7 +17,7 @@ from recap_label.lerobot.active import alias_of, check_alias_place, is_labeled, 
 from recap_label.lerobot.dataset import DatasetFiles, resolve_dataset_path
 from recap_label.lerobot.line import line_of, members
 from recap_label.lerobot.registry import active_alias, cache_entry, points_to, register, retire_intent_path
-from recap_label.store.fsutil import io_error
+from recap_label.store.fsutil import io_error, os_error_message
 from recap_label.store.lineage import Lineage, checkpoint_step, read_lineage, write_lineage
 from recap_label.store.lock import dataset_lock
 
@@ -269,6 +269,10 @@ def unretire(arg: str, home: Path, replace: bool = False) -> Unretired:
             note = set_active(home, root)
             notes += [n for n in [note, f"local/{alias.name} → {root} (no `_active` existed)"] if n]
     except OSError as exc:
-        raise io_error(exc, f"bringing {root.name} back") from None
+        raise RecapError(
+            os_error_message(exc, f"bringing {root.name} back").replace(
+                "(nothing was changed)", "(each step is safe to repeat: run the same command again to finish)"
+            )
+        ) from None
     active = os.readlink(alias) if alias.is_symlink() else None
     return Unretired(root, entry, was, active, notes)

@@ -91,6 +91,7 @@ class LabelOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
     performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
+    task_names: dict[str, str] = field(default_factory=dict)  # task index → its text (share_per_task's keys)
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
@@ -158,6 +159,7 @@ class LabelOutcome:
             "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions,
             "share_per_task": self.share_per_task,
+            "task_names": self.task_names,
             "files_rewritten": self.files_rewritten,
             "warnings": self.warnings,
             "notes": self.notes,
@@ -494,10 +496,12 @@ def _plan(
 
 
 def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: DatasetFiles) -> LabelOutcome:
-    """The end-of-label value-model section (numpy only: no polars on the label path)."""
+    """The end-of-label value-model section (numpy only: no polars on the label path), and the
+    tasks' texts the per-task share is shown by."""
     from recap_label.value_check import section_of_plan
 
     outcome.value_model = section_of_plan(plan, settings, ds)
+    outcome.task_names = {str(k): str(v) for k, v in ds.tasks.items()}
     return outcome
 
 
