@@ -117,9 +117,6 @@ def clear_caches(settings: Settings, kinds: tuple[str, ...] = KINDS) -> CacheRep
             pass  # removed meanwhile (another clear, or a label run that folded it in)
         except OSError as exc:
             done = entries.index(e)
-            raise RecapError(
-                os_error_message(exc, f"removing {e.path} from the cache").replace(
-                    "(nothing was changed)", f"({done} entr{'y' if done == 1 else 'ies'} before it removed)"
-                )
-            ) from None
+            state = f"{done} entr{'y' if done == 1 else 'ies'} before it removed"
+            raise RecapError(os_error_message(exc, f"removing {e.path} from the cache", state)) from None
     return CacheReport(str(settings.model_cache.parent), entries, cleared=True)

@@ -269,10 +269,7 @@ def unretire(arg: str, home: Path, replace: bool = False) -> Unretired:
             note = set_active(home, root)
             notes += [n for n in [note, f"local/{alias.name} → {root} (no `_active` existed)"] if n]
     except OSError as exc:
-        raise RecapError(
-            os_error_message(exc, f"bringing {root.name} back").replace(
-                "(nothing was changed)", "(each step is safe to repeat: run the same command again to finish)"
-            )
-        ) from None
+        state = "each step is safe to repeat: run the same command again to finish"
+        raise RecapError(os_error_message(exc, f"bringing {root.name} back", state)) from None
     active = os.readlink(alias) if alias.is_symlink() else None
     return Unretired(root, entry, was, active, notes)
