@@ -46,81 +46,92 @@ def refusal(cli, vial) -> str:
 
 
 def test_the_whole_loop_with_hand_named_copies(cli, lerobot_home, vial, tmp_path):
+    """copy SRC DEST, copy local/DEST DEST2, relabel, retire, un-retire, rollback --to copy, relabel:
+    `iterations` (from the original, a copy and the alias), `_active`, the parents and the re-copy
+    refusal asserted after every step."""
     data = tmp_path / "data"
     data.mkdir()
     round1, round2 = data / "round1", tmp_path / "round2"
     label = ("--values", values_file(vial, tmp_path / "values.parquet"), "--lookahead", "5")
 
-    # copy SRC DEST: the copy belongs to SRC's line, whatever its name
+    def expect(active: Path | None, rows: list[tuple], makes: str) -> None:
+        """rows: (name, iteration, parent, parent's iteration, label runs on disk, retired, registered);
+        the refusal follows `_active`, else the newest live copy (round1 before anything is labeled)."""
+        assert target(lerobot_home) == (None if active is None else str(active))
+        for arg in [vial, round1, *(["local/vial_vlm_label_active"] if active else [])]:
+            its = its_of(cli, arg)
+            assert its["base"] == "vial" and its["alias"] == "local/vial_vlm_label_active", arg
+            assert its["active"] == (None if active is None else str(active)), arg
+            got = [
+                (
+                    r["name"],
+                    r["iteration"],
+                    r["parent"],
+                    r["parent_iteration"],
+                    r["runs"],
+                    r["retired"],
+                    r["registered"],
+                )
+                for r in its["iterations"]
+            ]
+            assert got == rows, arg
+            assert [r["name"] for r in its["iterations"] if r["active"]] == ([active.name] if active else []), arg
+        follows, command = (active.name, "local/vial_vlm_label_active") if active else ("round1", str(round1))
+        assert refusal(cli, vial) == (
+            f"Error: vial already has iteration copies ({', '.join(r[0] for r in rows)}); the next iteration follows "
+            f"{follows}: run `recap-label copy {command}` (makes {makes}); to start over from the original, "
+            f"unlabeled, pass --from-original"
+        )
+
+    r1 = ("round1", 1, None, None)
+    r2 = ("round2", 2, "round1", 1)
+
+    # copy SRC DEST: the copy belongs to SRC's line, whatever its name; nothing is active yet
     out = json.loads(cli("copy", vial, round1, "--json").stdout)
     assert out["iteration"] == 1 and lineage_json(round1)["original"] == {"name": "vial", "realpath": str(vial)}
-    for arg in (vial, "local/round1", round1):
-        its = its_of(cli, arg)
-        assert its["base"] == "vial" and its["alias"] == "local/vial_vlm_label_active" and its["active"] is None
-        assert [(r["name"], r["iteration"], r["parent"]) for r in its["iterations"]] == [("round1", 1, None)]
-    assert refusal(cli, vial) == (
-        f"Error: vial already has iteration copies (round1); the next iteration follows round1: run `recap-label copy "
-        f"{round1}` (makes vial_vlm_label_v2); to start over from the original, unlabeled, pass --from-original"
-    )
+    assert its_of(cli, "local/round1")["iterations"][0]["name"] == "round1"
+    expect(None, [(*r1, 0, False, True)], "vial_vlm_label_v2")
 
     # its first label run sets the line's alias (not local/round1_vlm_label_active)
     res = json.loads(cli("label", "local/round1", *label, "--json").stdout)
     assert f"local/vial_vlm_label_active → {round1} (the first label run of this iteration)" in res["notes"]
-    assert target(lerobot_home) == str(round1) and not (lerobot_home / "local" / "round1_vlm_label_active").exists()
-    assert "run `recap-label copy local/vial_vlm_label_active` (makes vial_vlm_label_v2)" in refusal(cli, vial)
+    assert not os.path.lexists(lerobot_home / "local" / "round1_vlm_label_active")
+    expect(round1, [(*r1, 1, False, True)], "vial_vlm_label_v2")
 
     # copy local/DEST DEST2: iteration 2, its parent is round1 (not "v0" from a name without _vN)
     out = json.loads(cli("copy", "local/round1", round2, "--json").stdout)
     assert out["iteration"] == 2 and lineage_json(round2)["parent"] == str(round1)
-    rows = rows_of(cli, vial)
-    assert list(rows) == ["round1", "round2"]
-    assert (rows["round2"]["iteration"], rows["round2"]["parent"], rows["round2"]["parent_iteration"]) == (
-        2,
-        "round1",
-        1,
-    )
     table = cli("iterations", "local/round2").stdout
     assert any(line.split()[:3] == ["round2", "v2", "v1"] for line in table.splitlines()), table
-    assert target(lerobot_home) == str(round1)  # round2 is not labeled yet
+    # round2 is not labeled yet: `_active` stays; v2 is round2's number, so the next copy of round1 is v3
+    expect(round1, [(*r1, 1, False, True), (*r2, 0, False, True)], "vial_vlm_label_v3")
 
     # relabel: the first run of round2 moves the alias, the second does not
     cli("label", "local/round2", *label)
-    assert target(lerobot_home) == str(round2)
+    expect(round2, [(*r1, 1, False, True), (*r2, 1, False, True)], "vial_vlm_label_v3")
     cli("label", round2, *label, "--positive-ratio", "0.4")
-    rows = rows_of(cli, round1)
-    assert target(lerobot_home) == str(round2) and rows["round2"]["runs"] == 2 and rows["round2"]["active"]
+    expect(round2, [(*r1, 1, False, True), (*r2, 2, False, True)], "vial_vlm_label_v3")
 
-    # retire: the alias goes back to round1; round2 stays in the table, retired
+    # retire: the alias goes back to round1; round2 stays in the table, retired and unregistered
     res = json.loads(cli("rollback", "local/round2", "--iteration", "--json").stdout)
-    assert res["active_now"] == str(round1) and target(lerobot_home) == str(round1)
-    rows = rows_of(cli, vial)
-    assert rows["round2"]["retired"] and not rows["round2"]["registered"] and rows["round1"]["active"]
-    # the next copy is named for what the command will make: v2 is used by round2, retired or not
-    line = refusal(cli, vial)
-    assert "follows round1: run `recap-label copy local/vial_vlm_label_active` (makes vial_vlm_label_v3)" in line
+    assert res["active_now"] == str(round1)
+    expect(round1, [(*r1, 1, False, True), (*r2, 2, True, False)], "vial_vlm_label_v3")
 
-    # un-retire: registered, live, eligible for `_active` again
+    # un-retire: registered, live, eligible for `_active` again (activate moves it)
     res = json.loads(cli("unretire", round2, "--json").stdout)
     assert res["was_retired"] and res["entry"] == "local/round2" and res["active"] == str(round1)
-    rows = rows_of(cli, vial)
-    assert not rows["round2"]["retired"] and rows["round2"]["registered"] and rows["round2"]["runs"] == 2
+    expect(round1, [(*r1, 1, False, True), (*r2, 2, False, True)], "vial_vlm_label_v3")
     cli("activate", "local/round2")
-    assert target(lerobot_home) == str(round2)
+    expect(round2, [(*r1, 1, False, True), (*r2, 2, False, True)], "vial_vlm_label_v3")
 
-    # rollback --to copy: the alias goes back along its history to round1 (still labeled)
-    res = json.loads(cli("rollback", "local/round2", "--to", "copy", "--json").stdout)
-    assert target(lerobot_home) == str(round1)
-    assert rows_of(cli, vial)["round2"]["runs"] == 0
+    # rollback --to copy: both runs undone; the alias goes back along its history to round1
+    cli("rollback", "local/round2", "--to", "copy")
+    expect(round1, [(*r1, 1, False, True), (*r2, 0, False, True)], "vial_vlm_label_v3")
 
-    # relabel: the alias exists and this is not round2's first label run: it stays (activate moves it)
+    # relabel: the alias exists and this is not round2's first label run: it stays
     cli("label", "local/round2", *label)
-    rows = rows_of(cli, "local/vial_vlm_label_active")
-    assert target(lerobot_home) == str(round1) and rows["round2"]["runs"] == 1 and rows["round1"]["active"]
-    assert [(r["name"], r["iteration"], r["parent"]) for r in rows.values()] == [
-        ("round1", 1, None),
-        ("round2", 2, "round1"),
-    ]
-    assert "run `recap-label copy local/vial_vlm_label_active` (makes vial_vlm_label_v3)" in refusal(cli, vial)
+    expect(round1, [(*r1, 1, False, True), (*r2, 1, False, True)], "vial_vlm_label_v3")
+
     # the hint was true: that command makes v3, beside round1, iteration 3, parent round1
     out = json.loads(cli("copy", "local/vial_vlm_label_active", "--json").stdout)
     assert out["dest"] == str(data / "vial_vlm_label_v3") and out["iteration"] == 3
