@@ -196,7 +196,7 @@ def register_copy(path: Path, home: Path, replace: bool = False) -> Registered:
         raise BadInput(f"{root} is not a folder; give the copy's folder (where it is now), not local/<name>")
     root = Path(os.path.realpath(root))
     DatasetFiles.open(root)
-    record = _copy_record(root, "(no lineage record); register only copies")
+    record = _copy_record(root, "it has no lineage record; register only copies")
     if record.retired:
         raise BadInput(
             f"{root.name} was retired ({record.retired}); `recap-label unretire {root}` registers it again and brings "
