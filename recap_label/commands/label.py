@@ -89,9 +89,9 @@ class LabelOutcome:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    task_names: dict[str, str] = field(default_factory=dict)  # task index → its text (share_per_task's keys)
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
     performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
-    task_names: dict[str, str] = field(default_factory=dict)  # task index → its text (share_per_task's keys)
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
@@ -158,8 +158,8 @@ class LabelOutcome:
             "pool_sizes": self.pool_sizes,
             "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions,
-            "share_per_task": self.share_per_task,
             "task_names": self.task_names,
+            "share_per_task": self.share_per_task,
             "files_rewritten": self.files_rewritten,
             "warnings": self.warnings,
             "notes": self.notes,
