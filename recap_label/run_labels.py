@@ -18,12 +18,12 @@ import numpy as np
 from recap_label.config import Settings
 from recap_label.errors import BadInput
 from recap_label.lerobot.columns import read_label_columns
-from recap_label.lerobot.line import line_of
 from recap_label.lerobot.dataset import (
     DatasetFiles,
     read_parquet_table,
     resolve_dataset_path,
 )
+from recap_label.lerobot.line import line_of
 from recap_label.store.lineage import (
     LabelRun,
     Lineage,
