@@ -111,6 +111,8 @@ def test_the_whole_loop_with_hand_named_copies(cli, lerobot_home, vial, tmp_path
     expect(round2, [(*r1, 1, False, True), (*r2, 1, False, True)], "vial_vlm_label_v3")
     cli("label", round2, *label, "--positive-ratio", "0.4")
     expect(round2, [(*r1, 1, False, True), (*r2, 2, False, True)], "vial_vlm_label_v3")
+    # one line, so `diff` compares them without --force (their names share nothing)
+    assert json.loads(cli("diff", round1, round2, "--json").stdout)["b"]
 
     # retire: the alias goes back to round1; round2 stays in the table, retired and unregistered
     res = json.loads(cli("rollback", "local/round2", "--iteration", "--json").stdout)
