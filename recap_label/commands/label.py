@@ -570,6 +570,7 @@ def score_only(
     a commit is pending, and registers itself so that a label commit waits for it."""
     started = time.perf_counter()
     ds = DatasetFiles.open(ds_root)
+    refuse_unlabelable(ds.root, read_lineage(ds.root), allow_original=True)  # a retired copy is not scored either
     ds.require_complete()
     cols = read_label_columns(
         ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col
