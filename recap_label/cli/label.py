@@ -265,7 +265,14 @@ def label_cmd(
     root = resolve_dataset_path(request.dataset, settings.lerobot_home)
     source = value_source_from_options(settings, **request.source_options)
     if request.score_only:
-        scored = labeling.score_only(root, settings, source, shard=request.shard, recompute=request.recompute)
+        scored = labeling.score_only(
+            root,
+            settings,
+            source,
+            shard=request.shard,
+            recompute=request.recompute,
+            allow_original=request.allow_original,
+        )
         show(settings, scored, render.scored)
         return
     outcome = labeling.run_label(

@@ -562,7 +562,13 @@ class ScoreOutcome:
 
 
 def score_only(
-    ds_root: Path, settings: Settings, source: ValueSource, *, shard: tuple[int, int] | None, recompute: bool = False
+    ds_root: Path,
+    settings: Settings,
+    source: ValueSource,
+    *,
+    shard: tuple[int, int] | None,
+    recompute: bool = False,
+    allow_original: bool = False,
 ) -> ScoreOutcome:
     """Score this process's share of the rollout episodes into the value parts; write no labels.
 
@@ -570,7 +576,8 @@ def score_only(
     a commit is pending, and registers itself so that a label commit waits for it."""
     started = time.perf_counter()
     ds = DatasetFiles.open(ds_root)
-    refuse_unlabelable(ds.root, read_lineage(ds.root), allow_original=True)  # a retired copy is not scored either
+    # the value parts live in the dataset: an original is not scored (unless allowed), a retired copy never
+    refuse_unlabelable(ds.root, read_lineage(ds.root), allow_original)
     ds.require_complete()
     cols = read_label_columns(
         ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col
