@@ -166,7 +166,13 @@ def verify_dataset(
     run = record.active_label_run() if record else None
     report.active_run = run
     if run is None:
-        checks.append(Check("labels (after a label run)", "skip", "no label run recorded"))
+        undone = [r for r in (record.runs if record else []) if r.kind == "label"]
+        detail = (
+            f"no label run on disk: {len(undone)} recorded, all undone (the labels are those it was copied with)"
+            if undone
+            else "no label run recorded"
+        )
+        checks.append(Check("labels (after a label run)", "skip", detail))
         return report
 
     auto_none = b.autonomous.get("none", 0) + b.autonomous.get("other", 0)

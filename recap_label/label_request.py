@@ -102,6 +102,11 @@ class LabelRequest:
             "compile_model": self.compile_model,
         }
 
+    @property
+    def score_options(self) -> dict:
+        """The keyword arguments of commands.label.score_only."""
+        return {"shard": self.shard, "recompute": self.recompute, "allow_original": self.allow_original}
+
 
 def parse_shard(shard: str | None, index0: int | None, count: int | None) -> tuple[int, int] | None:
     """--shard I/N (1-based), or pistar-world's --episode_shard_index K --episode_num_shards N (0-based)."""

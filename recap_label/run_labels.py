@@ -23,11 +23,11 @@ from recap_label.lerobot.dataset import (
     read_parquet_table,
     resolve_dataset_path,
 )
+from recap_label.lerobot.line import line_of
 from recap_label.store.lineage import (
     LabelRun,
     Lineage,
     read_lineage,
-    split_iteration_name,
 )
 from recap_label.summary import LABELS
 from recap_label.values.cache import read_sidecar
@@ -117,7 +117,7 @@ def load_side(arg: str, settings: Settings) -> Side:
         arg,
         ds.root,
         run,
-        split_iteration_name(ds.root.name)[0],
+        line_of(ds.root, record).name,
         key[order],
         cols.episode[sel][order],
         cols.frame[sel][order],

@@ -79,7 +79,7 @@ def test_verify_list_rollback_and_relabel_an_old_copy(cli, old_copy):
     cli("label", old_copy, "--value-column", "value_label", "--positive-ratio", "0.5", "--lookahead", "5")
     assert labels_by_file(old_copy) == after_run_0002
     record = lineage_json(old_copy)
-    assert record["format"] == 2
+    assert record["format"] == 3 and record["original"] is None  # written back in the current shape
     assert [r["id"] for r in record["runs"]] == ["run-0001", "run-0002", "run-0003", "run-0004", "run-0005", "run-0006"]
     assert record["runs"][1]["rolled_back"] == "run-0005" and record["runs"][5]["kind"] == "label"
     cli("verify", old_copy)
@@ -88,3 +88,14 @@ def test_verify_list_rollback_and_relabel_an_old_copy(cli, old_copy):
     cli("rollback", old_copy, "--to", "copy")
     src = Path(record["source"]["path"])
     assert labels_by_file(old_copy) == labels_by_file(src)
+
+
+def test_an_old_hand_named_copy_belongs_to_its_original(cli, old_copy, tmp_path):
+    """A format-1 record has no `original`: it comes from the source the first copy was made from,
+    not from the folder name (`copy` is no `src_vlm_label*`)."""
+    src = tmp_path / "src"
+    its = json.loads(cli("iterations", src, "--json").stdout)
+    assert its["base"] == "src" and [r["path"] for r in its["iterations"]] == [str(old_copy)]
+    assert json.loads(cli("iterations", old_copy, "--json").stdout)["iterations"] == its["iterations"]
+    r = cli("copy", src, code=2)
+    assert "src already has iteration copies (copy)" in r.stderr and "(makes src_vlm_label_v2)" in r.stderr

@@ -60,21 +60,23 @@ def test_rollback_list_marks_only_the_run_on_disk_and_keeps_the_time(long_copy, 
     run80("label", long_copy, "--values", values, "--lookahead", "5", home=lerobot_home)
     run80("label", long_copy, "--values", values, "--lookahead", "5", "--positive-ratio", "0.5", home=lerobot_home)
     out = run80("rollback", long_copy, "--list", home=lerobot_home)
-    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("run-")}
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("run-") and " values: " not in line}
     assert re.search(
-        r"run-0001 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +label +values-file +30\.\d\d % +replaced by run-0002$",
+        r"run-0001 +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +label +0\.3 +5 +30\.\d\d % +replaced by run-0002$",
         rows["run-0001"].rstrip(),
     ), out
-    assert rows["run-0002"].rstrip().endswith(" active")
+    assert re.search(r"run-0002 .* label +0\.5 +5 +\d+\.\d\d % +active$", rows["run-0002"].rstrip()), out
     assert sum(" active" in line for line in out.splitlines()) == 1
+    # each run's value source, whole, on a line of its own
+    assert f"run-0001 values: values file {values}" in out.splitlines()
     runs = json.loads(run80("rollback", long_copy, "--list", "--json", home=lerobot_home))
     assert [r["labels_on_disk"] for r in runs] == [False, True]
-    assert max(len(line.rstrip()) for line in out.splitlines()[1:]) <= 80
+    assert max(len(line.rstrip()) for line in out.splitlines()[1:] if " values: " not in line) <= 80  # the table
     run80("rollback", long_copy, home=lerobot_home)  # undo run-0002: run-0001's labels are on disk again
     rows = {
         line.split()[0]: line
         for line in run80("rollback", long_copy, "--list", home=lerobot_home).splitlines()
-        if line.startswith("run-")
+        if line.startswith("run-") and " values: " not in line
     }
     assert rows["run-0001"].rstrip().endswith(" active") and rows["run-0002"].rstrip().endswith("undone by run-0003")
 

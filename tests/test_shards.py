@@ -46,7 +46,9 @@ def copies(cli, lerobot_home, tmp_path) -> tuple[Path, Path]:
     )
     synth.write_dataset(tmp_path / "ds", spec)
     cli("copy", tmp_path / "ds", tmp_path / "one", "--no-register")
-    cli("copy", tmp_path / "ds", tmp_path / "sharded", "--no-register")
+    cli(
+        "copy", tmp_path / "ds", tmp_path / "sharded", "--no-register", "--from-original"
+    )  # a second line: both copies of the original
     return tmp_path / "one", tmp_path / "sharded"
 
 

@@ -8,6 +8,6 @@ switch, `render.py` every table and line printed; one module per command or grou
 from recap_label.cli.app import app, main
 
 # each module registers its commands on `app`; this order is the order of `--help`
-from recap_label.cli import config, copy, verify, label, rollback, iterations, diff, view  # noqa: E402,F401  isort: skip
+from recap_label.cli import config, copy, verify, label, rollback, iterations, unretire, diff, view, cache  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "main"]

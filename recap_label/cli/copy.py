@@ -22,7 +22,9 @@ def copy_cmd(
     dest: Annotated[
         Optional[Path],
         typer.Argument(
-            help="Destination folder. [default: <src>_vlm_label beside SRC, or the next _vN]", show_default=False
+            help="Destination folder, any name (the lineage record says what it is). [default: "
+            "<original>_vlm_label beside SRC, or the next _vN]",
+            show_default=False,
         ),
     ] = None,
     no_register: Annotated[

@@ -22,7 +22,7 @@ def iterations_cmd(
     ],
     json_out: JsonOpt = None,
 ):
-    """One row per iteration copy of a base: path, parent, runs, last run, active, registered.
+    """One row per iteration copy of an original (found by lineage, any name): parent, runs, last run, active.
 
     Example:  recap-label iterations local/vial_rollout_v1_v21_vlm_label_active
     """
@@ -40,7 +40,7 @@ def activate_cmd(
     ],
     json_out: JsonOpt = None,
 ):
-    """Point local/<base>_vlm_label_active at a labeled iteration copy (the one Stage 6 trains on).
+    """Point local/<original>_vlm_label_active at a labeled iteration copy (the one Stage 6 trains on).
 
     Example:  recap-label activate local/vial_rollout_v1_v21_vlm_label
     """

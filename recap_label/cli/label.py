@@ -265,7 +265,7 @@ def label_cmd(
     root = resolve_dataset_path(request.dataset, settings.lerobot_home)
     source = value_source_from_options(settings, **request.source_options)
     if request.score_only:
-        scored = labeling.score_only(root, settings, source, shard=request.shard, recompute=request.recompute)
+        scored = labeling.score_only(root, settings, source, **request.score_options)
         show(settings, scored, render.scored)
         return
     outcome = labeling.run_label(

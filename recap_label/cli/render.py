@@ -363,7 +363,11 @@ def labeled(o) -> None:
     if len(o.share_per_task) > 1:
         out.print(
             "positive share per task: "
-            + ", ".join(f"task {k}: {100 * v:.1f} %" for k, v in o.share_per_task.items() if v is not None)
+            + ", ".join(
+                f"{o.task_names.get(k, f'task {k}')}: {100 * v:.1f} %"
+                for k, v in o.share_per_task.items()
+                if v is not None
+            )
         )
     for w in o.warnings:
         out.print(f"warning: {w}")
@@ -411,16 +415,34 @@ def run_history(history) -> None:
     t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a whole row fits 80 columns
     t.add_column("run", no_wrap=True)
     t.add_column("time (UTC)", no_wrap=True)  # a whole timestamp, never cut
-    for col in ("kind", "values", "share"):
-        t.add_column(col, no_wrap=True)
+    t.add_column("kind", no_wrap=True)
+    for col in ("ratio", "N", "share"):  # the rule's positive ratio and lookahead, the share it gave
+        t.add_column(col, no_wrap=True, justify="right")
     t.add_column("status", overflow="fold")
     for r in history.runs:
         if r.kind == "rollback":
-            t.add_row(r.id, _utc(r.time), r.kind, "", "", history.status(r))
+            t.add_row(r.id, _utc(r.time), r.kind, "", "", "", history.status(r))
         else:
             share = "" if r.share is None else f"{100 * r.share:.2f} %"
-            t.add_row(r.id, _utc(r.time), r.kind, r.value_source.get("source", ""), share, history.status(r))
+            ratio, n = f"{r.settings.positive_ratio:g}", str(r.settings.lookahead)
+            t.add_row(r.id, _utc(r.time), r.kind, ratio, n, share, history.status(r))
     out.print(t)
+    for r in history.runs:  # the value source of each label run, whole, on a line of its own
+        if r.kind == "label":
+            out.print(f"{r.id} values: {value_source_text(r.value_source)}")
+
+
+def value_source_text(source: dict) -> str:
+    """A value source's provenance as a person names it: the checkpoint step, the file, the column."""
+    kind = source.get("source", "?")
+    if kind == "model":
+        return f"model {source.get('checkpoint')}" + (" (EMA)" if source.get("ema") else "")
+    if kind == "values-file":
+        column = f", column {source['column']}" if source.get("column") else ""
+        return f"values file {source.get('path')}{column}"
+    if kind == "value-column":
+        return f"value column {source.get('column')}"
+    return str(kind)
 
 
 def rolled_back(res) -> None:
@@ -438,22 +460,22 @@ def iterations(its, given: str) -> None:
         return
     from rich.table import Table
 
-    from recap_label.store.lineage import split_iteration_name
-
     out.print(f"iterations of {its.base}")
     t = Table(box=None, padding=(0, 1, 0, 0))  # no rules: a row fits 80 columns; a long name folds, numbers never do
-    for col in ("", "name", "parent", "runs", "share", "threshold", "step", "state"):
+    for col in ("", "name", "it", "parent", "runs", "share", "threshold", "step", "state"):
         t.add_column(
             col,
-            justify="right" if col in ("runs", "share", "threshold", "step") else "left",
+            justify="right" if col in ("it", "runs", "share", "threshold", "step") else "left",
             no_wrap=col != "name",
             overflow="fold" if col == "name" else "ellipsis",
         )
     for r in its.rows:
-        parent = "-" if r.parent is None else f"v{split_iteration_name(r.parent)[1]}"
+        # the parent's iteration from its own record ("-": copied from the original; its name when it is gone)
+        parent = "-" if r.parent is None else r.parent if r.parent_iteration is None else f"v{r.parent_iteration}"
         t.add_row(
             "*" if r.active else "",
             r.name,
+            "?" if r.iteration is None else f"v{r.iteration}",
             parent,
             str(r.runs),
             "-" if r.share is None else f"{100 * r.share:.1f} %",
@@ -472,7 +494,44 @@ def iterations(its, given: str) -> None:
 
 
 def activated(a) -> None:
-    console().print(f"local/{a.alias.name} → {a.target}")
+    out = console()
+    for note in a.notes:
+        out.print(f"note: {note}")
+    out.print(f"local/{a.alias.name} → {a.target}")
+
+
+def caches(report) -> None:
+    """`cache`: one line per entry (the path whole), then the total."""
+    out = console()
+    verb = "removed" if report.cleared else "kept"
+    if not report.entries:
+        out.print(f"nothing {verb}: no cached dry-run values or converted models in {report.folder}")
+        return
+    names = {"dry-run": "dry-run values", "models": "converted model"}
+    for e in report.entries:
+        out.print(f"{names.get(e.kind, e.kind)} · {_mb(e.bytes)} · {e.what}: {e.path}")
+    n = len(report.entries)
+    out.print(f"{verb}: {n} entr{'y' if n == 1 else 'ies'}, {_mb(report.total_bytes)} in {report.folder}")
+    if not report.cleared:
+        out.print("`recap-label cache --clear` removes them (only caches: a later run infers or converts again)")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def unretired(res) -> None:
+    out = console()
+    for note in res.notes:
+        out.print(f"note: {note}")
+    if res.was_retired:
+        out.print(
+            f"{res.dataset.name} is back in the loop (retired {res.was_retired}): registered as local/{res.entry.name}"
+        )
+    else:
+        out.print(f"{res.dataset.name} is live: registered as local/{res.entry.name}")
+    if res.active:
+        out.print(f"_active → {res.active}")
 
 
 def registered(res) -> None:

@@ -22,6 +22,7 @@ from recap_label.errors import BadInput, DatasetError, Interrupted, RecapError
 from recap_label.lerobot.columns import label_column_digest, label_counts
 from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.lerobot.fingerprint import copy_fingerprint
+from recap_label.lerobot.line import line_of, members, next_copy
 from recap_label.lerobot.registry import active_alias, cache_entry, check_registration, points_to, register
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import (
@@ -37,10 +38,7 @@ from recap_label.store.lineage import (
     LABEL_SUFFIX,
     Lineage,
     SourceRecord,
-    iteration_name,
-    next_iteration,
     read_lineage,
-    split_iteration_name,
     write_lineage,
 )
 from recap_label.store.lock import live_holder, process_alive
@@ -96,13 +94,14 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def plan_copy(src: Path, dest: Path | None) -> CopyPlan:
-    """Walk SRC following symlinks; refuse loops, dangling links and overlapping paths."""
+def plan_copy(src: Path, dest: Path | None, lerobot_home: Path) -> CopyPlan:
+    """Walk SRC following symlinks; refuse loops, dangling links and overlapping paths. The
+    iteration number comes from SRC's lineage and the line's copies, never from DEST's name."""
     if dest is None:
-        dest, iteration = default_destination(src)
+        dest, iteration = default_destination(src, lerobot_home)
     else:
         dest = Path(dest).expanduser()
-        iteration = max(split_iteration_name(dest.name)[1], next_iteration(src.name, read_lineage(src)))
+        iteration = next_copy(lerobot_home, src, read_lineage(src), named=True)[1]
     if dest.exists() and _inside(src, dest):
         raise BadInput(f"source {src} is inside the destination {dest}; choose a DEST that does not contain the source")
     if _inside(dest.parent, src):
@@ -171,13 +170,10 @@ def copied_mode(src_mode: int, folder: bool = False) -> int:
     return (stat.S_IMODE(src_mode) & 0o777 & ~umask()) | (stat.S_IRWXU if folder else stat.S_IWUSR)
 
 
-def default_destination(src: Path) -> tuple[Path, int]:
-    """Next free iteration folder beside SRC, and its iteration number."""
-    base, _ = split_iteration_name(src.name)
-    n = next_iteration(src.name, read_lineage(src))
-    while (src.parent / iteration_name(base, n)).exists() or (src.parent / iteration_name(base, n)).is_symlink():
-        n += 1
-    return src.parent / iteration_name(base, n), n
+def default_destination(src: Path, lerobot_home: Path) -> tuple[Path, int]:
+    """Next free iteration folder beside SRC (`<original>_vlm_label_v<n>`), and its iteration number."""
+    name, n = next_copy(lerobot_home, src, read_lineage(src), named=False)
+    return src.parent / name, n
 
 
 def clean_stale_copies(parent: Path) -> None:
@@ -229,12 +225,12 @@ def _copy_dataset(
     notes = []
     if not from_original:
         refuse_recopy(src, lerobot_home)
-    elif read_lineage(src) is None and existing_iterations(src):
+    elif read_lineage(src) is None and existing_iterations(src, lerobot_home):
         notes.append(
             f"started a new line from the original {src.name}: the copy follows no iteration (parent none) and holds "
             f"the original's labels"
         )
-    plan = plan_copy(src, dest)
+    plan = plan_copy(src, dest, lerobot_home)
     entry = cache_entry(lerobot_home, plan.dest.name)
     if do_register:
         check_registration(entry, plan.dest, replace_registration)
@@ -368,6 +364,7 @@ def _build_copy(
         str(plan.src.absolute()) if parent is not None else None,
         source,
         {"files": len(plan.files), "bytes": plan.total_bytes},
+        line_of(plan.src, parent).record(),
     )
     write_lineage(tmp, record)
     # until registration is done: lets a retry of the same copy recognise and finish this one
@@ -396,38 +393,41 @@ def real_source(src: Path, lerobot_home: Path) -> Path:
     return src
 
 
-def existing_iterations(src: Path) -> list[Path]:
-    """Iteration copies of the original SRC beside it (`<src>_vlm_label*` with a lineage record)."""
-    base = src.name
-    found = []
-    for folder in sorted(src.parent.glob(f"{base}{LABEL_SUFFIX}*")):
-        if folder.name.startswith(".") or not folder.is_dir() or split_iteration_name(folder.name)[0] != base:
-            continue
-        try:
-            record = read_lineage(folder)
-        except RecapError:
-            continue
-        if record is not None:  # an iteration of this base (of SRC, or of a copy of it)
-            found.append(folder)
-    return found
+def existing_iterations(src: Path, lerobot_home: Path) -> list[Path]:
+    """The iteration copies of the original SRC, wherever they are and however they are named
+    (their lineage records say they descend from SRC)."""
+    return [m.path for m in members(lerobot_home, line_of(src, None), near=(src,))]
 
 
 def refuse_recopy(src: Path, lerobot_home: Path) -> None:
     """Copying an original again starts a new line with no parent and the original's labels;
-    the loop continues from the active (or latest) iteration instead."""
+    the loop continues from the active (or latest live) iteration instead. The hint names the
+    copy that command makes, computed as that command will compute it."""
     if read_lineage(src) is not None:
         return
-    found = existing_iterations(src)
+    line = line_of(src, None)
+    found = members(lerobot_home, line, near=(src,))
     if not found:
         return
-    alias = active_alias(lerobot_home, iteration_name(src.name, 1))
-    follow = Path(os.path.realpath(alias)) if alias.is_symlink() and alias.exists() else found[-1]
-    nxt = iteration_name(split_iteration_name(follow.name)[0], next_iteration(follow.name, read_lineage(follow)))
-    what = f"local/{alias.name}" if alias.is_symlink() and alias.exists() else str(follow)
+    alias = active_alias(lerobot_home, line)
+    names = ", ".join(m.path.name for m in found)
+    live = [m for m in found if not m.record.retired]
+    if alias.is_symlink() and alias.exists():
+        follow, what = Path(os.path.realpath(alias)), f"local/{alias.name}"
+    elif live:
+        follow = live[-1].path
+        what = str(follow)
+    else:
+        raise BadInput(
+            f"{src.name} already has iteration copies ({names}), all retired; `recap-label unretire "
+            f"{found[-1].path}` brings the latest back, or pass --from-original to start over from the original, "
+            f"unlabeled"
+        )
+    nxt, _ = default_destination(follow, lerobot_home)
     raise BadInput(
-        f"{src.name} already has iteration copies ({', '.join(f.name for f in found)}); the next iteration follows "
-        f"{follow.name}: run `recap-label copy {what}` (makes {nxt}); to start over from the original, unlabeled, "
-        f"pass --from-original"
+        f"{src.name} already has iteration copies ({names}); the next iteration follows {follow.name}: run "
+        f"`recap-label copy {what}` (makes {nxt.name}); to start over from the original, unlabeled, pass "
+        f"--from-original"
     )
 
 
@@ -449,7 +449,7 @@ def find_unfinished_copy(src: Path, dest: Path | None) -> Path | None:
     if dest is not None:
         candidates = [Path(dest).expanduser()]
     else:
-        base, _ = split_iteration_name(src.name)
+        base = line_of(src).name
         candidates = sorted(src.parent.glob(f"{base}{LABEL_SUFFIX}*"))
     for folder in candidates:
         mark = folder / PENDING_MARK

@@ -91,6 +91,7 @@ class LabelOutcome:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    task_names: dict[str, str] = field(default_factory=dict)  # task index → its text (share_per_task's keys)
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
     performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
     on_reported: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # store.completion
@@ -160,6 +161,7 @@ class LabelOutcome:
             "pool_sizes": self.pool_sizes,
             "breakdown": self.breakdown.to_json(),
             "transitions": self.transitions,
+            "task_names": self.task_names,
             "share_per_task": self.share_per_task,
             # a dry run rewrites nothing: what it would rewrite has its own key
             "files_rewritten": 0 if self.dry_run else self.files_rewritten,
@@ -401,14 +403,25 @@ def commit_labels(
 def check_safe_to_write(ds: DatasetFiles, allow_original: bool) -> Lineage:
     """The copy's lineage; refuses originals (unless allowed) and linked data files."""
     record = read_lineage(ds.root)
-    if record is None and not allow_original:
-        raise UnsafeWriteError(
-            f"{ds.root} has no copy lineage: it looks like an original dataset; label a copy made with `recap-label "
-            f"copy`, or pass --allow-original"
-        )
+    refuse_unlabelable(ds.root, record, allow_original)
     for path in ds.data_files:
         check_writable_target(ds.root, path)
     return record or Lineage.for_original()
+
+
+def refuse_unlabelable(root: Path, record: Lineage | None, allow_original: bool) -> None:
+    """An original (unless allowed) and a retired copy are never labeled; a dry run says so too,
+    before it infers anything."""
+    if record is None and not allow_original:
+        raise UnsafeWriteError(
+            f"{root} has no copy lineage: it looks like an original dataset; label a copy made with `recap-label "
+            f"copy`, or pass --allow-original"
+        )
+    if record is not None and record.retired:
+        raise BadInput(
+            f"{root.name} was retired ({record.retired}): a retired iteration is not labeled; `recap-label unretire "
+            f"{root}` brings it back into the loop"
+        )
 
 
 def run_label(
@@ -440,7 +453,9 @@ def run_label(
                     f"{ds.root} has an interrupted commit; run `recap-label verify --repair` or `label` without "
                     f"--dry-run to complete it first"
                 )
-            lineage = read_lineage(ds.root) or Lineage.for_original()
+            lineage = read_lineage(ds.root)
+            refuse_unlabelable(ds.root, lineage, allow_original)
+            lineage = lineage or Lineage.for_original()
             cache = ValueCache.of(ds, source, settings, dry_run=True)
             plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
             timings["total"] = time.perf_counter() - started
@@ -453,8 +468,7 @@ def run_label(
             return _with_value_model(
                 LabelOutcome.of(plan, dry_run=True, notes=notes, timings=timings), plan, settings, ds
             )
-        if read_lineage(ds.root) is None and not allow_original:
-            check_safe_to_write(ds, allow_original)  # refuses before anything (even a lock) is created
+        refuse_unlabelable(ds.root, read_lineage(ds.root), allow_original)  # before anything (even a lock) is made
         with dataset_lock(ds.root, "label") as lock:
             _refuse_live_scorers(ValueCache(ds, source))
             note = recover(ds.root)
@@ -549,26 +563,29 @@ def _plan(
 
 
 def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: DatasetFiles) -> LabelOutcome:
-    """The end-of-label value-model section (numpy only: no polars on the label path)."""
+    """The end-of-label value-model section (numpy only: no polars on the label path), and the
+    tasks' texts the per-task share is shown by."""
     from recap_label.value_check import section_of_plan
 
     outcome.value_model = section_of_plan(plan, settings, ds)
+    outcome.task_names = {str(k): str(v) for k, v in ds.tasks.items()}
     return outcome
 
 
 def _move_active(home: Path, root: Path) -> str | None:
-    """The first label run of an iteration makes it the active one (lerobot.active); the labels
-    are committed already, so a failure here is a note, not an error."""
-    from recap_label.lerobot.active import after_first_label
-    from recap_label.lerobot.registry import active_alias
+    """The first label run of an iteration, or any when no `_active` exists, makes it the active
+    one (lerobot.active); the labels are committed already, so a failure here is a note, not an error."""
+    from recap_label.lerobot.active import after_label, alias_of
 
     try:
-        return after_first_label(home, root)
+        return after_label(home, root)
     except OSError as exc:
         return (
-            f"could not point local/{active_alias(home, root.name).name} at this copy ({exc.strerror}); run "
+            f"could not point local/{alias_of(home, root).name} at this copy ({exc.strerror}); run "
             f"`recap-label activate {root}`"
         )
+    except BadInput as exc:  # something that is not the link stands where the alias belongs
+        return f"the labels are committed, but `_active` was not set: {exc}"
 
 
 def _refuse_live_scorers(cache: ValueCache) -> None:
@@ -612,7 +629,13 @@ class ScoreOutcome:
 
 
 def score_only(
-    ds_root: Path, settings: Settings, source: ValueSource, *, shard: tuple[int, int] | None, recompute: bool = False
+    ds_root: Path,
+    settings: Settings,
+    source: ValueSource,
+    *,
+    shard: tuple[int, int] | None,
+    recompute: bool = False,
+    allow_original: bool = False,
 ) -> ScoreOutcome:
     """Score this process's share of the rollout episodes into the value parts; write no labels.
 
@@ -620,6 +643,8 @@ def score_only(
     a commit is pending, and registers itself so that a label commit waits for it."""
     started = time.perf_counter()
     ds = DatasetFiles.open(ds_root)
+    # the value parts live in the dataset: an original is not scored (unless allowed), a retired copy never
+    refuse_unlabelable(ds.root, read_lineage(ds.root), allow_original)
     ds.require_complete()
     cols = read_label_columns(
         ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col

@@ -22,6 +22,7 @@ from recap_label.lerobot.active import (
     restore_history,
     set_active,
 )
+from recap_label.lerobot.line import Line, line_of
 from recap_label.lerobot.registry import (
     active_alias,
     cache_entry,
@@ -29,6 +30,7 @@ from recap_label.lerobot.registry import (
     point_link,
     points_to,
     remove_link,
+    retire_intent_path,
 )
 from recap_label.errors import RecapError
 from recap_label.lerobot.dataset import resolve_dataset_path
@@ -43,6 +45,7 @@ from recap_label.store.lineage import (
     lineage_bytes,
     now_iso,
     read_lineage,
+    split_iteration_name,
     write_lineage,
 )
 from recap_label.store.lock import dataset_lock
@@ -277,12 +280,11 @@ class RetireOutcome:
         }
 
 
-RETIRE_MARK = ".recap-retire-"  # <home>/local/.recap-retire-<name>.json: a retirement in progress
 DELETING_MARK = ".recap-deleting-"  # <parent>/.recap-deleting-<name>: a folder being deleted
 
 
 def _retire_intent_path(home: Path, name: str) -> Path:
-    return home / "local" / f"{RETIRE_MARK}{name}.json"
+    return retire_intent_path(home, name)
 
 
 def _find_retire_intent(home: Path, arg: str) -> dict | None:
@@ -329,7 +331,8 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
         )
     parent = Path(record.parent) if record.parent else None
     # where `_active` goes back to when it points here: the last labeled iteration it pointed at
-    back = previous_active(home, ds.root) if points_to(active_alias(home, ds.root.name), ds.root) else None
+    line = line_of(ds.root, record)
+    back = previous_active(home, ds.root) if points_to(active_alias(home, line), ds.root) else None
     prior_path = back or parent
     if prior_path is not None and prior_path.is_dir():
         prior = DatasetFiles.open(prior_path)
@@ -342,9 +345,10 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
             )
     with dataset_lock(ds.root, "rollback --iteration"):
         recover(ds.root)
-        alias = active_alias(home, ds.root.name)
+        alias = active_alias(home, line)
         intent = {
             "dataset": str(ds.root),
+            "line": {"name": line.name, "realpath": line.realpath},
             "given": os.path.abspath(Path(ds_arg).expanduser()) if not ds_arg.startswith("local/") else None,
             "name": ds.root.name,
             "parent": None if parent is None else str(parent),
@@ -354,7 +358,7 @@ def retire_iteration(ds_arg: str, settings: Settings, delete: bool) -> RetireOut
             "entry": f"local/{ds.root.name}" if points_to(cache_entry(home, ds.root.name), ds.root) else None,
             "alias": f"local/{alias.name}" if points_to(alias, ds.root) else None,
         }
-        history = history_bytes(home, ds.root.name)
+        history = history_bytes(home, line)
         try:
             (home / "local").mkdir(parents=True, exist_ok=True)
             write_json_atomic(_retire_intent_path(home, ds.root.name), intent)
@@ -383,14 +387,22 @@ def _retire_links(home: Path, intent: dict) -> None:
     entry = cache_entry(home, intent["name"])
     if points_to(entry, root) or (entry.is_symlink() and not os.path.exists(entry) and os.readlink(entry) == str(root)):
         remove_link(entry)
-    alias = active_alias(home, intent["name"])
+    alias = active_alias(home, _intent_line(intent))
     if intent.get("alias") and (points_to(alias, root) or (alias.is_symlink() and os.readlink(alias) == str(root))):
         target = _alias_to(intent)
         if target:
             set_active(home, Path(target))
         else:
             remove_link(alias)
-    forget(home, root)
+    forget(home, root, _intent_line(intent))
+
+
+def _intent_line(intent: dict) -> Line:
+    """The line of the copy being retired; intents written before lines were recorded: from the copy."""
+    if isinstance(intent.get("line"), dict):
+        return Line(intent["line"]["name"], intent["line"]["realpath"])
+    root = Path(intent["dataset"])
+    return line_of(root) if root.is_dir() else Line(split_iteration_name(intent["name"])[0], "")
 
 
 def _alias_to(intent: dict) -> str | None:
@@ -403,11 +415,11 @@ def _undo_retire_links(home: Path, intent: dict, history: bytes | None) -> None:
     history) back as they were."""
     root = Path(intent["dataset"])
     undo = UndoStack()
-    undo.push(lambda: restore_history(home, intent["name"], history))
+    undo.push(lambda: restore_history(home, _intent_line(intent), history))
     if intent.get("entry"):
         undo.push(lambda: point_link(cache_entry(home, intent["name"]), str(root)))
     if intent.get("alias"):
-        undo.push(lambda: point_link(active_alias(home, intent["name"]), str(root)))
+        undo.push(lambda: point_link(active_alias(home, _intent_line(intent)), str(root)))
     undo.push(lambda: _retire_intent_path(home, intent["name"]).unlink(missing_ok=True))
     undo.unwind()
 

@@ -56,9 +56,20 @@ def resolve_dataset_path(spec: str | Path, lerobot_home: Path) -> Path:
                 f"`recap-label register <its folder>`; else remove the entry"
             )
         return cached
-    raise DatasetError(
-        f"dataset {text} not found (neither a folder nor {cached}); pass a LeRobot dataset folder or local/<name>"
-    )
+    raise DatasetError(_not_found(text, candidate, lerobot_home))
+
+
+def _not_found(text: str, candidate: Path, lerobot_home: Path) -> str:
+    """What was looked for, each place named once, and the likely fix."""
+    fix = "pass a LeRobot dataset folder or local/<name>"
+    if candidate.is_absolute():
+        return f"dataset {text} not found; {fix}"
+    if text.startswith("local/"):
+        return f"dataset {text} not found in the LeRobot cache ({lerobot_home / 'local'}); {fix}"
+    in_cache = lerobot_home / "local" / text
+    if "/" not in text and (in_cache.exists() or in_cache.is_symlink()):
+        return f"dataset {text} not found: there is no folder {text} here; did you mean local/{text}?"
+    return f"dataset {text} not found: no folder {candidate.absolute()}, no cache entry {lerobot_home / text}; {fix}"
 
 
 def _read_json(path: Path, what: str) -> object:

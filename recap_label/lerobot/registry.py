@@ -10,22 +10,27 @@ import os
 from pathlib import Path
 
 from recap_label.errors import BadInput
+from recap_label.lerobot.line import Line
 from recap_label.store.faults import crash_point
 from recap_label.store.fsutil import TMP_MARK, fsync_dir
-from recap_label.store.lineage import split_iteration_name
 from recap_label.store.lock import process_alive
 
 LINK_MARK = ".recap-link-"
+RETIRE_MARK = ".recap-retire-"  # <home>/local/.recap-retire-<name>.json: a retirement in progress
+
+
+def retire_intent_path(lerobot_home: Path, name: str) -> Path:
+    """Where `rollback --iteration` records the retirement of the copy `name` while it runs."""
+    return lerobot_home / "local" / f"{RETIRE_MARK}{name}.json"
 
 
 def cache_entry(lerobot_home: Path, name: str) -> Path:
     return lerobot_home / "local" / name
 
 
-def active_alias(lerobot_home: Path, dest_name: str) -> Path:
-    """`local/<base>_vlm_label_active`: the stable name a Stage 6 config can use."""
-    base, _ = split_iteration_name(dest_name)
-    return lerobot_home / "local" / f"{base}_vlm_label_active"
+def active_alias(lerobot_home: Path, line: Line) -> Path:
+    """`local/<original>_vlm_label_active`: the stable name a Stage 6 config can use."""
+    return lerobot_home / "local" / line.alias_name
 
 
 def points_to(link: Path, target: Path) -> bool:

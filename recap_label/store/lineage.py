@@ -6,7 +6,9 @@ atomically, and during a label or rollback commit it is staged in the same journ
 files, so the history and the labels on disk never disagree.
 
 Schema versions (`format`): 1 = recap-label 0.1.0; 2 = the same shape, written by these
-records. Both are read; keys this version does not know are kept and written back unchanged.
+records; 3 adds `original` (the identity of the original dataset the line of copies started
+from), written at copy time. All are read (`lerobot.line` derives a missing `original` from the
+parent chain); keys this version does not know are kept and written back unchanged.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from recap_label.errors import DatasetError
 from recap_label.store.fsutil import write_bytes_atomic
 from recap_label.store.paths import LINEAGE_FILE, STATE_DIR
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 
 LABEL_SUFFIX = "_vlm_label"
 _SUFFIX_RE = re.compile(r"^(?P<base>.+?)_vlm_label(?:_v(?P<n>\d+))?$")
@@ -48,14 +50,6 @@ def split_iteration_name(name: str) -> tuple[str, int]:
 
 def iteration_name(base: str, n: int) -> str:
     return base + LABEL_SUFFIX if n <= 1 else f"{base}{LABEL_SUFFIX}_v{n}"
-
-
-def next_iteration(src_name: str, src_lineage: "Lineage | None") -> int:
-    """The iteration number a copy of SRC gets: one past SRC's own (from its name or lineage)."""
-    _, n = split_iteration_name(src_name)
-    if src_lineage is not None:
-        n = max(n, src_lineage.iteration)
-    return max(n + 1, 1)
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -193,6 +187,16 @@ class SourceRecord(_Record):
 
 
 @dataclass
+class OriginalRecord(_Record):
+    """The original dataset a line of iteration copies started from: its folder name names the
+    line (`local/<name>_vlm_label_active`, the default copy names), its real path identifies it."""
+
+    name: str
+    realpath: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class Lineage(_Record):
     iteration: int
     parent: str | None
@@ -202,6 +206,7 @@ class Lineage(_Record):
     copy: dict = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     retired: str | None = None
+    original: OriginalRecord | None = None  # None in records before format 3, and on an original labeled in place
     tool: str = "recap-label"
     format: int = FORMAT
     extra: dict = field(default_factory=dict)
@@ -209,8 +214,12 @@ class Lineage(_Record):
     _optional: ClassVar[frozenset[str]] = frozenset({"source", "parent"})
 
     @classmethod
-    def new_copy(cls, iteration: int, parent: str | None, source: SourceRecord, copy_stats: dict) -> "Lineage":
-        return cls(iteration, parent, source, created=now_iso(), tool_version=__version__, copy=copy_stats)
+    def new_copy(
+        cls, iteration: int, parent: str | None, source: SourceRecord, copy_stats: dict, original: OriginalRecord
+    ) -> "Lineage":
+        return cls(
+            iteration, parent, source, created=now_iso(), tool_version=__version__, copy=copy_stats, original=original
+        )
 
     @classmethod
     def for_original(cls) -> "Lineage":
@@ -229,6 +238,8 @@ class Lineage(_Record):
             raise _malformed(where, "has a wrong 'iteration' or 'runs'")
         if record.source is not None:
             record.source = SourceRecord.from_json(record.source, f"{where} source")
+        if record.original is not None:
+            record.original = OriginalRecord.from_json(record.original, f"{where} original")
         runs = []
         for i, run in enumerate(record.runs):
             kind = run.get("kind") if isinstance(run, dict) else None
@@ -277,6 +288,9 @@ class Lineage(_Record):
 
     def retired_now(self) -> "Lineage":
         return _replace(self, retired=now_iso())
+
+    def unretired(self) -> "Lineage":
+        return _replace(self, retired=None)
 
 
 def _rolled_back(run: Run, by: str) -> Run:

@@ -15,6 +15,7 @@ LINEAGE_FILE = STATE_DIR / "lineage.json"  # the copy's origin and its run histo
 JOURNAL = STATE_DIR / "journal.json"  # a commit in progress (store.writeback)
 LOCK_FILE = STATE_DIR / "lock"  # the one writer and what it is doing (store.lock)
 SIDECAR = STATE_DIR / "values.parquet"  # V, A and label of the last label run (values.cache)
+EARLIER_SIDECARS = STATE_DIR / "values-earlier"  # sidecars of earlier value sources, a bounded few (values.cache)
 PARTIAL_DIR = STATE_DIR / "values-partial"  # per-episode values of an inference in progress (values.parts)
 RUNS_DIR = STATE_DIR / "runs"  # per run: what a rollback needs
 COPY_PENDING = STATE_DIR / "copy-pending.json"  # a copy renamed into place, not yet registered or reported

@@ -6,7 +6,10 @@ One `ValueCache` per (dataset, value source). Its lookup order, written here onl
 2. the values sidecar `meta/recap_label/values.parquet`: V, A and label of every rollout frame of
    the last committed run, keyed by (episode_index, frame_index), with the source's provenance
    and each episode's input key in its schema metadata; used for the episodes it covers whole
-   when the source reuses that provenance and the episode's inputs are unchanged;
+   when the source reuses that provenance and the episode's inputs are unchanged. The sidecars
+   of the last few other provenances are kept beside it (`values-earlier/`, KEPT_PROVENANCES in
+   all, the oldest dropped), so going back to an earlier source (three cameras, then two, then
+   three again) reuses its V instead of inferring everything again;
 3. the value parts in `meta/recap_label/values-partial/` (values.parts): an interrupted
    inference, or finished `--shard I/N --score-only` jobs;
 4. the parts an earlier `--dry-run` kept outside the dataset (`dry_run_dir`);
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +38,8 @@ import pyarrow.parquet as pq
 from recap_label.config import Settings
 from recap_label.errors import BadInput
 from recap_label.lerobot.dataset import DatasetFiles
-from recap_label.store.paths import PARTIAL_DIR, SIDECAR
+from recap_label.store.fsutil import write_file_atomic
+from recap_label.store.paths import EARLIER_SIDECARS, PARTIAL_DIR, SIDECAR
 from recap_label.values.parts import (
     PartialValues,
     all_provenances,
@@ -49,9 +54,37 @@ from recap_label.values.types import Caching, EpisodeValues, ValueSource, split_
 # -- the sidecar's format ----------------------------------------------------------------------
 
 
+KEPT_PROVENANCES = 3  # the sidecar's and up to two earlier value sources' V, per dataset
+
+
 def read_sidecar(root: Path) -> tuple[dict, pa.Table] | None:
     """(provenance, table) of the values sidecar, or None when there is none or it is unreadable."""
-    path = root / SIDECAR
+    return _read_sidecar_file(root / SIDECAR)
+
+
+def provenance_key(provenance: dict) -> str:
+    return hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def earlier_sidecars(root: Path) -> list[Path]:
+    """The kept sidecars of earlier value sources, newest first."""
+    folder = root / EARLIER_SIDECARS
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("*.parquet") if not p.name.startswith(".")]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def reusable_sidecar(root: Path, source: ValueSource) -> tuple[dict, pa.Table] | None:
+    """The sidecar whose provenance the source reuses: the current one, else the newest earlier one."""
+    for path in [root / SIDECAR, *earlier_sidecars(root)]:
+        found = _read_sidecar_file(path)
+        if found is not None and source.reuses(found[0]):
+            return found
+    return None
+
+
+def _read_sidecar_file(path: Path) -> tuple[dict, pa.Table] | None:
     if not path.exists():
         return None
     try:
@@ -123,11 +156,14 @@ def sidecar_values(
 # -- where dry-run values live, and the parts kept in a dataset --------------------------------
 
 
+DRY_RUN_VALUES = "dry-run-values"
+
+
 def dry_run_dir(cache_dir: Path, root: Path) -> Path:
     """Where `label --dry-run` keeps the values it computed for the dataset at `root`: under
     `cache_dir` (recap-label's cache), one folder per dataset, keyed by its real path."""
     real = os.path.realpath(root)
-    return Path(cache_dir) / "dry-run-values" / f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:12]}"
+    return Path(cache_dir) / DRY_RUN_VALUES / f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:12]}"
 
 
 def kept_parts(root: Path) -> list[PartialValues]:
@@ -197,6 +233,7 @@ class ValueCache:
         self.caches = source.caching is Caching.SIDECAR
         self.dry_run_dir = dry_run_dir if self.caches else None
         self.dry_run = dry_run
+        self._committed_provenance: dict | None = None  # the provenance of the sidecar this run staged
 
     @classmethod
     def of(cls, ds: DatasetFiles, source: ValueSource, settings: Settings, *, dry_run: bool = False) -> "ValueCache":
@@ -252,8 +289,8 @@ class ValueCache:
             return Lookup(episodes, {}, values).finished(provenance["source"], provenance)
         look = Lookup(episodes, source.input_keys(ds, episodes))  # once: for PNG cameras it reads the image bytes
         sidecar_provenance = None
-        cached = None if recompute else read_sidecar(ds.root)
-        if cached is not None and source.reuses(cached[0]):
+        cached = None if recompute else reusable_sidecar(ds.root, source)
+        if cached is not None:
             sidecar_provenance = cached[0]
             look.values = sidecar_values(ds, cached[1], episodes, look.keys)
             if not look.missing:
@@ -412,7 +449,10 @@ class ValueCache:
         input_keys: dict[int, str],
     ) -> None:
         """Stage the new sidecar (the rollout frames' V, A and label) in the label commit `txn`
-        (store.writeback.Transaction)."""
+        (store.writeback.Transaction). The sidecar it replaces is kept first when its provenance
+        differs (only a cache: kept even should the commit fail)."""
+        self._keep_earlier(provenance)
+        self._committed_provenance = provenance
         txn.stage_table(
             self.ds.root / SIDECAR,
             sidecar_table(episode, frame, value, advantage, label, provenance, settings, input_keys),
@@ -426,6 +466,27 @@ class ValueCache:
             remove_folder(self.ds.root / PARTIAL_DIR)
             if self.dry_run_dir is not None:
                 remove_folder(self.dry_run_dir)
+        self._prune_earlier()
+
+    def _keep_earlier(self, provenance: dict) -> None:
+        current = read_sidecar(self.ds.root)
+        if current is None or provenance_key(current[0]) == provenance_key(provenance):
+            return
+        kept = self.ds.root / EARLIER_SIDECARS / f"{provenance_key(current[0])}.parquet"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(kept, lambda tmp: shutil.copyfile(self.ds.root / SIDECAR, tmp))
+
+    def _prune_earlier(self) -> None:
+        """The committed provenance's copy is the sidecar now; beyond the bound, the oldest go."""
+        mine = None if self._committed_provenance is None else provenance_key(self._committed_provenance)
+        earlier = earlier_sidecars(self.ds.root)
+        stale = [p for p in earlier if p.stem == mine]
+        earlier = [p for p in earlier if p.stem != mine]
+        for path in [*stale, *earlier[KEPT_PROVENANCES - 1 :]]:
+            try:
+                path.unlink()
+            except OSError:
+                pass  # a cache file left over costs only disk space
 
 
 def _notes(*parts: PartialValues | None) -> str:

@@ -78,3 +78,19 @@ def test_stage1_layout_is_never_written(cli, home, tmp_path, cameras):
     for key in before:
         assert after[key] == before[key], key
     count("original trees hashed before/after a full cycle", 2)
+
+
+def test_scoring_an_original_is_refused_before_anything_is_written(cli, tmp_path):
+    """--score-only writes value parts into the dataset's meta/recap_label/: on an original that
+    would be a write, so it is refused like `label` (and allowed only with --allow-original)."""
+    from recap_label.demo.tiny_model import TINY_CHECKPOINT, TINY_TOKENIZER
+
+    spec = synth.simple_spec("v3.0", episodes=2, length=8, demos=0, png_cameras=1, video_cameras=0, size=16)
+    root = synth.write_dataset(tmp_path / "orig", spec)
+    before = tree_digest(root)
+    model = ["--checkpoint-dir", TINY_CHECKPOINT, "--tokenizer-path", TINY_TOKENIZER, "--device", "cpu"]
+    for extra in ([], ["--shard", "1/2"]):
+        r = cli("label", root, *model, "--score-only", *extra, code=2)
+        assert "no copy lineage" in error_line(r) and "--allow-original" in error_line(r)
+    assert tree_digest(root) == before
+    assert not (root / "meta" / "recap_label").exists()
