@@ -288,18 +288,18 @@ def commit_labels(
     t0 = time.perf_counter()
     cols, adv_col = plan.cols, plan.settings.adv_col
     txn = Transaction(ds.root, plan.run_id)
-    rewritten, prior_files, prior_labels = [], [], []
+    rewritten, prior_files, prior_labels = [], [], []  # per file: its name, its rows' labels before (arrays)
     created: dict[str, str] = {}  # file → its schema metadata before the column was added (for rollback)
     for path, (lo, hi) in plan.changed_files:
         txn.stage_labels(path, adv_col, plan.new_labels[lo:hi], signature=cols.signatures.get(path))
         rel = path.relative_to(ds.root).as_posix()
         rewritten.append(rel)
-        prior_files += [rel] * (hi - lo)
+        prior_files.append(pa.DictionaryArray.from_arrays(np.zeros(hi - lo, np.int32), pa.array([rel])))
         if path in plan.add_column:
             created[rel] = encode_schema_metadata(ds.schema(path).metadata)
-            prior_labels += [None] * (hi - lo)
+            prior_labels.append(pa.nulls(hi - lo, pa.string()))
         else:
-            prior_labels += list(cols.labels[lo:hi])
+            prior_labels.append(pa.array(cols.labels[lo:hi], pa.string()))
     info_prior = None
     if plan.add_feature:
         info_prior = info_prior_file(plan.run_id)
@@ -308,7 +308,12 @@ def commit_labels(
         txn.stage_bytes(ds.root / info_prior, (ds.root / INFO_JSON).read_bytes())
         txn.stage_bytes(ds.root / INFO_JSON, (json.dumps(info, indent=4, ensure_ascii=False) + "\n").encode())
     prior = prior_labels_file(plan.run_id)
-    prior_table = pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())})
+    prior_table = pa.table(
+        {
+            "file": pa.chunked_array([f.cast(pa.string()) for f in prior_files], pa.string()),
+            "label": pa.chunked_array(prior_labels, pa.string()),
+        }
+    )
     if created:
         prior_table = prior_table.replace_schema_metadata({CREATED_COLUMN_KEY: json.dumps(created).encode()})
     txn.stage_table(ds.root / prior, prior_table)

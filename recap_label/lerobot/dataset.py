@@ -8,6 +8,7 @@ hold many episodes; v2.1 files one).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -104,7 +105,11 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
                     f"column {missing[0]!r} is missing from {path}; pass the right column name (columns there: "
                     f"{', '.join(names)})"
                 )
-        table = pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
+        if kwargs:  # filters: the dataset reader
+            table = pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
+        else:  # one file: ParquetFile reads its column chunks directly, several times faster than read_table
+            with pq.ParquetFile(path) as pf:
+                table = pf.read(columns=list(columns) if columns is not None else None)
     except DatasetError:
         raise
     except FileNotFoundError:
@@ -135,6 +140,7 @@ class DatasetFiles:
         self.version: str = info["codebase_version"]
         self.fps: int = info["fps"]
         self.features: dict[str, dict] = info["features"]
+        self._schemas: dict[Path, tuple[tuple, pa.Schema]] = {}  # schema() of unchanged files
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -381,8 +387,17 @@ class DatasetFiles:
             )
 
     def schema(self, path: Path) -> pa.Schema:
+        """The file's Arrow schema; kept while the file is unchanged (its footer is parsed once: with
+        thousands of row groups that costs tens of milliseconds a time)."""
         try:
-            return pq.read_schema(path)
+            st = os.stat(path)
+            key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            known = self._schemas.get(path)
+            if known is not None and known[0] == key:
+                return known[1]
+            schema = pq.read_schema(path)
+            self._schemas[path] = (key, schema)
+            return schema
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(
                 f"cannot read parquet file {path} ({first_line(exc)}); it is damaged, restore it from the source "
