@@ -23,7 +23,7 @@ def run_verify(
         ds = DatasetFiles.open(report.dataset)  # --repair may have rewritten files: read what is on disk now
     from recap_label.value_check import section_of_dataset
 
-    report.value_model, why = section_of_dataset(ds, settings, report.active_run)
+    report.value_model, why = section_of_dataset(ds, settings, report.active_run, cols=report.columns)
     if why:
         report.notes.append(why)
     if plot is not None:

@@ -94,6 +94,26 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+_FOOTERS: dict[Path, tuple[tuple, pq.FileMetaData]] = {}  # parsed footers of files, by path, while unchanged
+_FOOTERS_KEPT = 4096
+
+
+def parquet_file(path: Path) -> pq.ParquetFile:
+    """pq.ParquetFile whose footer is parsed once per process while the file is unchanged (same
+    size, mtime, inode, ctime): a file of thousands of row groups costs tens of ms a parse, and
+    one command reads its label columns several times."""
+    st = os.stat(path)
+    key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    known = _FOOTERS.get(Path(path))
+    if known is not None and known[0] == key:
+        return pq.ParquetFile(path, metadata=known[1])
+    pf = pq.ParquetFile(path)
+    if len(_FOOTERS) >= _FOOTERS_KEPT:
+        _FOOTERS.clear()
+    _FOOTERS[Path(path)] = (key, pf.metadata)
+    return pf
+
+
 def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwargs) -> pa.Table:
     """pq.read_table with one clear error for unreadable files and missing columns."""
     try:
@@ -108,7 +128,7 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
         if kwargs:  # filters: the dataset reader
             table = pq.read_table(path, columns=list(columns) if columns is not None else None, **kwargs)
         else:  # one file: ParquetFile reads its column chunks directly, several times faster than read_table
-            with pq.ParquetFile(path) as pf:
+            with parquet_file(path) as pf:
                 table = pf.read(columns=list(columns) if columns is not None else None)
     except DatasetError:
         raise
@@ -395,7 +415,8 @@ class DatasetFiles:
             known = self._schemas.get(path)
             if known is not None and known[0] == key:
                 return known[1]
-            schema = pq.read_schema(path)
+            with parquet_file(path) as pf:
+                schema = pf.schema_arrow
             self._schemas[path] = (key, schema)
             return schema
         except (pa.ArrowException, OSError) as exc:
