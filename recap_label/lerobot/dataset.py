@@ -118,7 +118,8 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
     """pq.read_table with one clear error for unreadable files and missing columns."""
     try:
         if columns is not None:
-            names = pq.read_schema(path).names
+            with parquet_file(path) as pf:
+                names = pf.schema_arrow.names
             missing = [c for c in columns if c not in names]
             if missing:
                 raise DatasetError(
