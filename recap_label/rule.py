@@ -191,6 +191,27 @@ def apply_rule_to(cols: LabelColumns, value: np.ndarray, settings: RuleSettings)
     )
 
 
+def needed_rows(cols: LabelColumns, lookahead: int, tail_bootstrap: str) -> np.ndarray:
+    """Per row: is its V used by the rule? An autonomous rollout frame t (its A decides its label
+    and sets the threshold), the lookahead endpoint t+N of one inside its episode, and with
+    `tail_bootstrap` "last" the episode's last frame where t+N runs past the end. Intervention
+    frames that are none of these are labeled positive whatever V says (`--infer needed`)."""
+    groups, order = cols.groups, cols.groups.order
+    rollout_s = cols.kinds.rollout_rows[order]
+    auto_s = rollout_s & ~np.asarray(cols.human, dtype=bool)[order]
+    end = np.repeat(groups.stops, groups.lengths)  # exclusive end of each sorted row's episode
+    pos = np.flatnonzero(auto_s)
+    need_s = auto_s.copy()
+    ahead = pos + lookahead
+    inside = ahead < end[pos]
+    need_s[ahead[inside]] = True
+    if tail_bootstrap == "last":
+        need_s[end[pos[~inside]] - 1] = True
+    out = np.empty_like(need_s)
+    out[order] = need_s
+    return out
+
+
 # -- what the rule guarantees, and the traps it has ------------------------------------------
 
 

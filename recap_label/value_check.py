@@ -90,6 +90,21 @@ def assess(
     human, labels = np.asarray(human, dtype=bool), np.asarray(labels, dtype=object)
     from_end, ids, inverse = _from_end(episode, frame)
     notes, warnings = [], []
+    have = np.isfinite(value)
+    if not have.all():  # `label --infer needed` left intervention frames that are no endpoint without V
+        notes.append(
+            f"V of {int(have.sum()):,} of {value.size:,} rollout frames (label --infer needed): this section covers "
+            "those frames only"
+        )
+        episode, frame, human, value, labels, from_end = (
+            a[have] for a in (episode, frame, human, value, labels, from_end)
+        )
+        advantage, mc_value, last_reward = (
+            None if a is None else np.asarray(a)[have] for a in (advantage, mc_value, last_reward)
+        )
+        if value.size == 0:
+            return None
+        ids, inverse = np.unique(episode, return_inverse=True)
 
     counts = np.bincount(inverse, minlength=ids.size)
     mean = np.bincount(inverse, weights=value, minlength=ids.size) / counts

@@ -21,6 +21,7 @@ from recap_label.lerobot.columns import LabelColumns, read_label_columns
 from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.rule import (
     LabelResult,
+    needed_rows,
     RuleSettings,
     apply_rule_to,
     demo_labels_digest,
@@ -72,6 +73,7 @@ class LabelPlan:
     inference_stats: dict = field(
         default_factory=dict
     )  # the value model's stats, when inference ran (values.model_source)
+    infer: dict = field(default_factory=dict)  # --infer: its mode and the frames with and without V
 
 
 @dataclass
@@ -91,6 +93,7 @@ class LabelOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
     performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
+    infer: dict | None = None  # --infer: mode, rollout frames with V and skipped (commands.label._infer_record)
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
@@ -110,6 +113,7 @@ class LabelOutcome:
             [*notes, *plan.notes],
             timings,
             performance=performance(plan.inference_stats, write),
+            infer=plan.infer or None,
         )
 
     @classmethod
@@ -163,6 +167,7 @@ class LabelOutcome:
             "notes": self.notes,
             "timings_s": self.timings,
             "performance": self.performance,
+            "infer": self.infer,
             "value_model": None if self.value_model is None else self.value_model.to_json(),
         }
 
@@ -384,10 +389,15 @@ def run_label(
     dry_run: bool = False,
     recompute: bool = False,
     allow_original: bool = False,
+    infer: str = "all",
 ) -> LabelOutcome | None:
-    """The whole `label` command; None on a non-zero torchrun rank (rank 0 reports)."""
+    """The whole `label` command; None on a non-zero torchrun rank (rank 0 reports). `infer`:
+    "all" rollout frames get V, or only the "needed" ones (rule.needed_rows; the same labels)."""
     started = time.perf_counter()
     dist = distributed.start()
+    if dist is not None and infer == "needed":
+        dist.release()
+        raise BadInput("--infer needed runs in one process; under torchrun use --infer all (the default)")
     if dist is not None and dist.rank != 0:
         distributed.follow(ds_root, source, dist)
         return None
@@ -402,7 +412,7 @@ def run_label(
                 )
             lineage = read_lineage(ds.root) or Lineage.for_original()
             cache = ValueCache.of(ds, source, settings, dry_run=True)
-            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
+            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started, infer)
             timings["total"] = time.perf_counter() - started
             kept = cache.dry_run_dir
             notes = (
@@ -427,6 +437,7 @@ def run_label(
                 "source": source.provenance(),
                 "allow_original": allow_original,
                 "recompute": recompute,
+                "infer": infer,
             }
             landed = lineage.run(lock.interrupted_run("label", args) or "")
             if isinstance(landed, LabelRun):
@@ -438,7 +449,7 @@ def run_label(
                     notes=[n for n in [note, f"finished the interrupted {landed.id} (its commit had landed)"] if n],
                 )
             lock.declare("label", args, lineage.next_run_id())
-            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
+            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started, infer)
             _refuse_live_scorers(cache)  # one may have started while V was gathered
             _run, written = commit_labels(ds, plan, lineage, cache, recovered=note, started=started)
             cache.committed()
@@ -454,9 +465,10 @@ def run_label(
 
 
 def _plan(
-    ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float
+    ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float, infer: str = "all"
 ) -> tuple[LabelPlan, dict[str, float]]:
-    """Read the columns, obtain V for the rollout episodes, plan the labels."""
+    """Read the columns, obtain V for the rollout episodes (`infer` "needed": for the frames the
+    rule uses only), plan the labels."""
     cols = read_label_columns(
         ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col
     )
@@ -464,11 +476,16 @@ def _plan(
     source = cache.source
     source.bind(ds)
     episodes = cols.rollout_episodes()
+    required = needed_rows(cols, rule.lookahead, rule.tail_bootstrap) if infer == "needed" else None
     if dist is not None:
         values = distributed.lead(cache, episodes, recompute, dist)
     else:
-        values = cache.gather(episodes, recompute=recompute)
-    value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, values.by_episode, source.name)
+        values = cache.gather(
+            episodes, recompute=recompute, want=None if required is None else _frames_of(cols, required)
+        )
+    value = assemble_values(
+        cols.episode, cols.frame, cols.rollout_rows, values.by_episode, source.name, required=required
+    )
     t_values = time.perf_counter()
     plan = plan_labels(
         ds,
@@ -482,8 +499,41 @@ def _plan(
         input_keys=values.input_keys,
     )
     plan.inference_stats = dict(getattr(source, "stats", None) or {})
+    plan.infer = _infer_record(infer, cols, value, required)
+    if required is not None:
+        plan.notes.append(infer_note(plan.infer))
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
+
+
+def _frames_of(cols: LabelColumns, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """Per rollout episode, the frame indices of its `rows` (bool per row)."""
+    g = cols.groups
+    chosen = np.asarray(rows, dtype=bool)[g.order]
+    frames = np.asarray(cols.frame, dtype=np.int64)[g.order]
+    rollout = set(cols.rollout_episodes())
+    return {int(e): frames[lo:hi][chosen[lo:hi]] for e, lo, hi in zip(g.ids, g.starts, g.stops) if int(e) in rollout}
+
+
+def _infer_record(infer: str, cols: LabelColumns, value: np.ndarray, required: np.ndarray | None) -> dict:
+    """What `--infer` did: rollout frames, those with V, those left without (skipped), those the rule needs."""
+    rollout = cols.rollout_rows
+    with_v = int(np.count_nonzero(np.isfinite(value[rollout])))
+    return {
+        "mode": infer,
+        "rollout_frames": int(np.count_nonzero(rollout)),
+        "frames_with_value": with_v,
+        "frames_skipped": int(np.count_nonzero(rollout)) - with_v,
+        "frames_needed": None if required is None else int(np.count_nonzero(required & rollout)),
+    }
+
+
+def infer_note(record: dict) -> str:
+    return (
+        f"--infer needed: V for {record['frames_with_value']:,} of {record['rollout_frames']:,} rollout frames; "
+        f"{record['frames_skipped']:,} intervention frames that are no lookahead endpoint were not scored (they are "
+        f"labeled positive whatever V says; the labels are those of --infer all)"
+    )
 
 
 def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: DatasetFiles) -> LabelOutcome:

@@ -54,7 +54,10 @@ class ValueSource(Protocol):
         """Per episode, a fingerprint of what its values are computed from (cached values whose
         key differs are stale); empty for sources read each run."""
 
-    def episode_values(self, ds: DatasetFiles, episodes: list[int]) -> Iterator[EpisodeValues]: ...
+    def episode_values(self, ds: DatasetFiles, episodes: list[int]) -> Iterator[EpisodeValues]:
+        """V of every frame of `episodes`. A SIDECAR source also takes `frames` (per episode, the
+        frame indices wanted): the value cache asks for part of an episode under `--infer needed`,
+        or for the frames a sidecar written that way lacks."""
 
 
 def split_by_episode(
@@ -73,11 +76,16 @@ def assemble_values(
     rollout_rows: np.ndarray,
     by_episode: dict[int, EpisodeValues],
     source_name: str,
+    required: np.ndarray | None = None,
 ) -> np.ndarray:
-    """V per dataset row (NaN outside rollouts); every rollout frame must have one finite value.
+    """V per dataset row (NaN outside rollouts); every rollout frame must have one finite value,
+    or with `required` (bool per row, `--infer needed`) every required row: the other rollout rows
+    get V where the values hold it, else NaN.
 
     One sorted lookup of (episode, frame) keys for all rows (not a scan of every row per episode)."""
     value = np.full(rows_episode.size, np.nan)
+    if required is not None:
+        return _assemble_some(rows_episode, rows_frame, rollout_rows, required, by_episode, source_name, value)
     sel = np.flatnonzero(rollout_rows)
     if sel.size == 0:
         return value
@@ -98,6 +106,24 @@ def assemble_values(
     if empty or missing.any() or bad.any():
         _refuse_values(ep, fr, v, missing, bad, empty, source_name)
     value[sel] = v
+    return value
+
+
+def _assemble_some(rows_episode, rows_frame, rollout_rows, required, by_episode, source_name, value) -> np.ndarray:
+    """assemble_values for the required rows, plus whatever V the values hold for the other rollout rows."""
+    req = np.asarray(required, dtype=bool) & np.asarray(rollout_rows, dtype=bool)
+    value[req] = assemble_values(rows_episode, rows_frame, req, by_episode, source_name)[req]
+    rest = np.flatnonzero(np.asarray(rollout_rows, dtype=bool) & ~req)
+    given = [ev for ev in by_episode.values() if ev.frame_index.size]
+    if rest.size and given:
+        keys = np.concatenate([_keys(np.int64(ev.episode_index), ev.frame_index) for ev in given])
+        vals = np.concatenate([np.asarray(ev.value, dtype=np.float64) for ev in given])
+        order = np.argsort(keys, kind="stable")
+        keys, vals = keys[order], vals[order]
+        want = _keys(np.asarray(rows_episode)[rest], np.asarray(rows_frame)[rest])
+        pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+        found = keys[pos] == want
+        value[rest[found]] = vals[pos[found]]
     return value
 
 
