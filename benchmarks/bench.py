@@ -20,6 +20,7 @@ Sections (see README "Benchmarks"):
  5 relabel    a new ratio from the values sidecar (no inference)
  6 writeback  label --values on the PNG variant: stage/commit time, peak RSS of the run
  7 baseline   the reference's per-frame advantage loop and whole-file pyarrow/pandas rewrite
+ 8 scale      every command at 1 M and 4 M frames beside the floor F (benchmarks.scale_bench)
 """
 
 from __future__ import annotations
@@ -686,6 +687,21 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
             f"{frames / child['wall_s']:,.0f} frames/s incl. start-up; values from {js['values_from']}",
         )
     )
+    # --infer needed on the same copy, in the same run: only autonomous frames and their lookahead endpoints
+    needed = run_child(cli_label(av1_scratch, *model_flags(dev), "--recompute", "--infer", "needed"))
+    nj = label_json(needed)
+    inferred = nj["performance"]["frames"] if nj["performance"] else 0
+    rows.append(
+        Row(
+            "4 e2e",
+            "label CLI --infer needed vs all: wall time",
+            needed["wall_s"] / child["wall_s"],
+            "x",
+            f"needed {needed['wall_s']:.1f} s, {inferred:,} frames inferred; all {child['wall_s']:.1f} s, "
+            f"{js['performance']['frames']:,} frames; {nj['infer']['frames_skipped']:,} frames skipped, the same "
+            f"thresholds: {nj['thresholds'] == js['thresholds']}",
+        )
+    )
     rows.append(
         Row(
             "6 writeback",
@@ -986,6 +1002,19 @@ def bench_baseline(
         )
 
 
+def bench_scale(cache: Path, quick: bool, rows: list[Row], notes: list[str], say) -> None:
+    """8: every command at 1 M and 4 M frames (benchmarks.scale_bench; --quick: 20,000), each beside F."""
+    from benchmarks import scale_bench
+
+    sizes = [scale_bench.QUICK_FRAMES] if quick else [1_000_000, 4_000_000]
+    results = [scale_bench.measure(n, cache, say) for n in sizes]
+    for r in scale_bench.rows(results, quick):
+        rows.append(Row("8 scale", r["name"], r["value"], r["unit"], r["detail"], r.get("target", ""), r.get("ok")))
+    for r in results:
+        if r["generate_s"]:
+            notes.append(f"generated the {r['frames']:,}-frame scale dataset in {r['generate_s']:.0f} s (cached)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -1034,7 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
         help="generated datasets, kept between runs (default: $XDG_CACHE_HOME or ~/.cache, /recap-label/bench)",
     )
     p.add_argument("--repeat", type=int, default=None, help="runs per measurement (default: 3, 1 with --quick)")
-    p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated sections to run (default: all)")
+    p.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated sections to run (default: all)")
     args = p.parse_args(argv)
 
     from recap_label.values.engine import resolve_device
@@ -1087,6 +1116,9 @@ def main(argv: list[str] | None = None) -> int:
         if "7" in only:
             say(f"[{time.perf_counter() - t_all:5.0f} s] 7 baseline ...")
             bench_baseline(av1, png_scratch, values, ours_write, repeat, args.quick, rows)
+        if "8" in only:
+            say(f"[{time.perf_counter() - t_all:5.0f} s] 8 scale ...")
+            bench_scale(cache, args.quick, rows, notes, say)
         if "3" in only:  # last: the full-size model takes most of the memory
             say(f"[{time.perf_counter() - t_all:5.0f} s] 3 model ...")
             bench_model(device, args.quick, rows, env)

@@ -97,8 +97,8 @@ def measure(frames: int, cache: Path, say=print) -> dict:
     """One size: F, then each command (seconds, multiple of F, peak RSS)."""
     src, generated = ensure_dataset(cache, frames, say)
     work = Path(tempfile.mkdtemp(prefix="scale-", dir=cache))
-    env_home = work / "lerobot-home"
-    os.environ["HF_LEROBOT_HOME"] = str(env_home)
+    home = os.environ.get("HF_LEROBOT_HOME")
+    os.environ["HF_LEROBOT_HOME"] = str(work / "lerobot-home")  # the children's LeRobot cache: a scratch one
     try:
         orig = work / "orig"
         shutil.copytree(src, orig)  # a fresh original each run: copy refuses a second line from one original
@@ -134,6 +134,10 @@ def measure(frames: int, cache: Path, say=print) -> dict:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if home is None:
+            os.environ.pop("HF_LEROBOT_HOME", None)
+        else:
+            os.environ["HF_LEROBOT_HOME"] = home
 
 
 def rows(results: list[dict], quick: bool) -> list[dict]:
