@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench import run_child
+from benchmarks.child import run_child
 from benchmarks.datasets import default_cache_dir
 
 EPISODE_LENGTH = 500
