@@ -465,9 +465,10 @@ def _finish_copy(
         ) from None
     except OSError as exc:
         raise RecapError(
-            os_error_message(exc, f"registering {dest.name} in {lerobot_home / 'local'}").replace(
-                "(nothing was changed)",
-                f"(the copy {dest} is complete; run the same copy command again to finish its registration)",
+            os_error_message(
+                exc,
+                f"registering {dest.name} in {lerobot_home / 'local'}",
+                state=f"the copy {dest} is complete; run the same copy command again to finish its registration",
             )
         ) from None
     counts = label_counts(src_ds, adv_col)

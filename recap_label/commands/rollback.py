@@ -408,9 +408,12 @@ def _finish_retire(home: Path, intent: dict, delete: bool) -> RetireOutcome:
                 remove_tree(doomed)
         except OSError as exc:
             raise RecapError(
-                os_error_message(exc, f"deleting {root}").replace(
-                    "(nothing was changed)",
-                    f"(it is retired and unregistered; run the same command again to finish deleting {doomed.name})",
+                os_error_message(
+                    exc,
+                    f"deleting {root}",
+                    state=(
+                        f"it is retired and unregistered; run the same command again to finish deleting {doomed.name}"
+                    ),
                 )
             ) from None
     try:

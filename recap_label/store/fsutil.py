@@ -126,16 +126,18 @@ def find_symlinks(root: Path) -> list[Path]:
     return out
 
 
-def os_error_message(exc: OSError, action: str) -> str:
-    """One line for an OSError during `action`, with what to do about it."""
+def os_error_message(exc: OSError, action: str, state: str | None = "nothing was changed") -> str:
+    """One line for an OSError during `action`, with what to do about it and, in parentheses, the
+    state it leaves (None: the caller says the state itself)."""
     name = str(exc.filename).splitlines()[0] if exc.filename else ""
     where = f" ({name})" if name and name not in action else ""  # the path once, not twice
+    after = f" ({state})" if state else ""
     if exc.errno == errno.ENOSPC:
-        return f"disk full while {action}{where}; free space and run again (nothing was changed)"
+        return f"disk full while {action}{where}; free space and run again{after}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied while {action}{where}; fix the permissions and run again (nothing was changed)"
+        return f"permission denied while {action}{where}; fix the permissions and run again{after}"
     reason = exc.strerror or first_line(exc)
-    return f"{reason} while {action}{where}; fix the cause and run again (nothing was changed)"
+    return f"{reason} while {action}{where}; fix the cause and run again{after}"
 
 
 def io_error(exc: OSError, action: str) -> RecapError:

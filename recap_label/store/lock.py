@@ -225,7 +225,7 @@ def dataset_lock(root: Path, command: str):
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 # the work is done; a lock left behind is cleared as stale by the next command
-                why = os_error_message(exc, f"removing the lock {path}").split(" (nothing was changed)")[0]
+                why = os_error_message(exc, f"removing the lock {path}", state=None)
                 sys.stderr.write(
                     f"warning: {why}; the command itself finished, and the next run clears the lock as stale\n"
                 )

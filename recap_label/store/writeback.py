@@ -198,7 +198,7 @@ class Transaction:
             _apply(self.root, entries)
         except OSError as exc:
             # an error, not a crash: put every old file back (journal switched to undo first)
-            what = os_error_message(exc, "committing the new files").replace(" (nothing was changed)", "")
+            what = os_error_message(exc, "committing the new files", state=None)
             if not all(e.get("backup") or e.get("new") for e in entries):
                 # no undo link for some file (no hard links here): only forward is safe, the journal stays
                 raise RecapError(
@@ -414,8 +414,7 @@ def recover_commit(root: Path) -> tuple[str | None, dict | None]:
             p.unlink(missing_ok=True)
     except OSError as exc:
         raise RecapError(
-            os_error_message(exc, f"finishing an interrupted commit in {root}").replace(" (nothing was changed)", "")
-            + "; run again once fixed"
+            os_error_message(exc, f"finishing an interrupted commit in {root}", state=None) + "; run again once fixed"
         ) from None
     if stale and note is None:
         note = f"discarded {len(stale)} staged file(s) of an interrupted run; the dataset was not changed by it"
