@@ -120,6 +120,12 @@ def read_parquet_table(path: Path, columns: Sequence[str] | None = None, **kwarg
         if columns is not None:
             with parquet_file(path) as pf:
                 names = pf.schema_arrow.names
+            twice = [c for c in columns if names.count(c) > 1]  # the dataset reader refused these; so do we
+            if twice:
+                raise DatasetError(
+                    f"cannot read parquet file {path} (column {twice[0]!r} appears {names.count(twice[0])} times); "
+                    f"it is damaged, restore it from the source dataset"
+                )
             missing = [c for c in columns if c not in names]
             if missing:
                 raise DatasetError(
