@@ -20,6 +20,7 @@ Sections (see README "Benchmarks"):
  5 relabel    a new ratio from the values sidecar (no inference)
  6 writeback  label --values on the PNG variant: stage/commit time, peak RSS of the run
  7 baseline   the reference's per-frame advantage loop and whole-file pyarrow/pandas rewrite
+ 8 scale      every command at 1 M and 4 M frames beside the floor F (benchmarks.scale_bench)
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.child import run_child
 from benchmarks.datasets import default_cache_dir, scratch_copy
 from benchmarks.gpu import GpuBusy, bf16_peak, model_inputs, random_model
 from recap_label.demo.tiny_model import TINY_CHECKPOINT as TINY_CKPT, TINY_TOKENIZER
@@ -199,42 +200,6 @@ def peak_rss_bytes() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-# Linux carries a process's peak RSS across fork and exec, so a child started straight from this
-# (large) benchmark process would report our peak as its own. A small launcher process, freshly
-# exec'd, starts the real command and reports that command's own peak RSS.
-_LAUNCHER = """
-import os, subprocess, sys
-proc = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(proc.pid, 0)
-open(sys.argv[1], "w").write(str(usage.ru_maxrss * 1024))
-sys.exit(os.waitstatus_to_exitcode(status) % 256)
-"""
-
-
-def run_child(args: list[str], cwd: Path | None = None) -> dict:
-    """Run a command; its wall time, exit code, stdout and its own peak RSS (largest process)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-c", _LAUNCHER, rss.name, *args],
-            stdout=out,
-            stderr=err,
-            cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        maxrss = int(rss.read() or 0)
-        return {
-            "wall_s": wall,
-            "rc": proc.returncode,
-            "maxrss_bytes": maxrss,
-            "stdout": out.read().decode(errors="replace"),
-            "stderr": err.read().decode(errors="replace"),
-        }
 
 
 def label_json(result: dict) -> dict:
@@ -675,6 +640,10 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
     )
     rows.append(Row("4 e2e", "label wall time (in-process)", walls, "s", "", "", None, runs))
     # the CLI, as a user runs it (peak RSS from wait4)
+    # first --infer needed (only autonomous frames and their lookahead endpoints), then all, on the same copy in
+    # the same run; both infer from scratch, and the last leaves the complete sidecar that section 5 relabels from
+    needed = run_child(cli_label(av1_scratch, *model_flags(dev), "--recompute", "--infer", "needed"))
+    nj = label_json(needed)
     child = run_child(cli_label(av1_scratch, *model_flags(dev), "--recompute"))
     js = label_json(child)
     rows.append(
@@ -684,6 +653,18 @@ def bench_label(av1_scratch: Path, device, repeat: int, quick: bool, cache_dir: 
             child["wall_s"],
             "s",
             f"{frames / child['wall_s']:,.0f} frames/s incl. start-up; values from {js['values_from']}",
+        )
+    )
+    inferred = nj["performance"]["frames"] if nj["performance"] else 0
+    rows.append(
+        Row(
+            "4 e2e",
+            "label CLI --infer needed vs all: wall time",
+            needed["wall_s"] / child["wall_s"],
+            "x",
+            f"needed {needed['wall_s']:.1f} s, {inferred:,} frames inferred; all {child['wall_s']:.1f} s, "
+            f"{js['performance']['frames']:,} frames; {nj['infer']['frames_skipped']:,} frames skipped, the same "
+            f"thresholds: {nj['thresholds'] == js['thresholds']}",
         )
     )
     rows.append(
@@ -986,6 +967,19 @@ def bench_baseline(
         )
 
 
+def bench_scale(cache: Path, quick: bool, rows: list[Row], notes: list[str], say) -> None:
+    """8: every command at 1 M and 4 M frames (benchmarks.scale_bench; --quick: 20,000), each beside F."""
+    from benchmarks import scale_bench
+
+    sizes = [scale_bench.QUICK_FRAMES] if quick else [1_000_000, 4_000_000]
+    results = [scale_bench.measure(n, cache, say) for n in sizes]
+    for r in scale_bench.rows(results, quick):
+        rows.append(Row("8 scale", r["name"], r["value"], r["unit"], r["detail"], r.get("target", ""), r.get("ok")))
+    for r in results:
+        if r["generate_s"]:
+            notes.append(f"generated the {r['frames']:,}-frame scale dataset in {r['generate_s']:.0f} s (cached)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -1034,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
         help="generated datasets, kept between runs (default: $XDG_CACHE_HOME or ~/.cache, /recap-label/bench)",
     )
     p.add_argument("--repeat", type=int, default=None, help="runs per measurement (default: 3, 1 with --quick)")
-    p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated sections to run (default: all)")
+    p.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated sections to run (default: all)")
     args = p.parse_args(argv)
 
     from recap_label.values.engine import resolve_device
@@ -1087,6 +1081,9 @@ def main(argv: list[str] | None = None) -> int:
         if "7" in only:
             say(f"[{time.perf_counter() - t_all:5.0f} s] 7 baseline ...")
             bench_baseline(av1, png_scratch, values, ours_write, repeat, args.quick, rows)
+        if "8" in only:
+            say(f"[{time.perf_counter() - t_all:5.0f} s] 8 scale ...")
+            bench_scale(cache, args.quick, rows, notes, say)
         if "3" in only:  # last: the full-size model takes most of the memory
             say(f"[{time.perf_counter() - t_all:5.0f} s] 3 model ...")
             bench_model(device, args.quick, rows, env)

@@ -10,7 +10,7 @@ import numpy as np
 
 from recap_label.config import Settings
 from recap_label.errors import LockedError
-from recap_label.lerobot.columns import read_label_columns
+from recap_label.lerobot.columns import LabelColumns, read_label_columns
 from recap_label.lerobot.dataset import DatasetFiles, missing_summary
 from recap_label.lerobot.fingerprint import source_unchanged
 from recap_label.rule import demo_labels_digest, tied_at_threshold
@@ -37,6 +37,9 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     active_run: LabelRun | None = None
     value_model: "object | None" = None  # value_check.ValueModelSection, from the values sidecar
+    columns: LabelColumns | None = field(
+        default=None, repr=False
+    )  # as read by the checks; the value section reuses them
 
     @property
     def ok(self) -> bool:
@@ -126,7 +129,7 @@ def verify_dataset(
         ds.require_complete()  # without every data file there is no breakdown to report
     cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
     b = breakdown(cols.episode, cols.human, cols.labels, with_episodes, kinds=cols.kinds)
-    report = VerifyReport(ds.root, b, notes=notes)
+    report = VerifyReport(ds.root, b, notes=notes, columns=cols)
     checks = report.checks
     if busy is not None:
         checks.append(busy)

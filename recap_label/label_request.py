@@ -17,6 +17,9 @@ from recap_label.errors import BadInput, warn
 from recap_label.rule import resolve_ratio
 
 
+INFER_MODES = ("needed", "all")
+
+
 @dataclass(frozen=True)
 class LabelRequest:
     dataset: str  # as given: a folder or local/<name>
@@ -26,6 +29,7 @@ class LabelRequest:
     dry_run: bool = False
     recompute: bool = False
     allow_original: bool = False
+    infer: str = "all"  # --infer: "all" rollout frames, or only the "needed" ones (values the rule uses)
     # the value source's own flags (values.sources.value_source_from_options checks them)
     values_file: Path | None = None
     value_column: str | None = None
@@ -37,7 +41,7 @@ class LabelRequest:
     FLAGS: ClassVar[tuple[str, ...]] = (
         *("dataset", "data_dir", "positive_ratio", "top_percent", "shard", "episode_shard_index"),
         *("episode_num_shards", "score_only", "dry_run", "recompute", "allow_original", "values_file"),
-        *("value_column", "values_column", "use_ema", "compile_model"),
+        *("value_column", "values_column", "use_ema", "compile_model", "infer"),
     )
 
     @classmethod
@@ -84,6 +88,12 @@ class LabelRequest:
             raise BadInput(
                 "--shard needs --score-only: each shard only scores its part; the labels are written once, by a "
                 "final `label` without --shard"
+            )
+        if self.infer not in INFER_MODES:
+            raise BadInput(f"--infer must be {' or '.join(INFER_MODES)}, got {self.infer!r}")
+        if self.score_only and self.infer == "needed":
+            raise BadInput(
+                "--infer needed is for `label` itself: --score-only scores every frame of its episodes; drop one"
             )
         if self.score_only and self.dry_run:
             raise BadInput(

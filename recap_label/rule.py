@@ -19,10 +19,11 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from recap_label.config import MAX_LOOKAHEAD, MIN_RATIO, SCOPES, TAIL_RULES
 from recap_label.errors import BadInput
-from recap_label.lerobot.columns import EpisodeKinds, LabelColumns, episode_kinds
+from recap_label.lerobot.columns import EpisodeKinds, LabelColumns, episode_kinds, joined_label_bytes
 from recap_label.lerobot.dataset import EpisodeGroups, group_episodes
 
 
@@ -186,6 +187,27 @@ def apply_rule_to(cols: LabelColumns, value: np.ndarray, settings: RuleSettings)
     )
 
 
+def needed_rows(cols: LabelColumns, lookahead: int, tail_bootstrap: str) -> np.ndarray:
+    """Per row: is its V used by the rule? An autonomous rollout frame t (its A decides its label
+    and sets the threshold), the lookahead endpoint t+N of one inside its episode, and with
+    `tail_bootstrap` "last" the episode's last frame where t+N runs past the end. Intervention
+    frames that are none of these are labeled positive whatever V says (`--infer needed`)."""
+    groups, order = cols.groups, cols.groups.order
+    rollout_s = cols.kinds.rollout_rows[order]
+    auto_s = rollout_s & ~np.asarray(cols.human, dtype=bool)[order]
+    end = np.repeat(groups.stops, groups.lengths)  # exclusive end of each sorted row's episode
+    pos = np.flatnonzero(auto_s)
+    need_s = auto_s.copy()
+    ahead = pos + lookahead
+    inside = ahead < end[pos]
+    need_s[ahead[inside]] = True
+    if tail_bootstrap == "last":
+        need_s[end[pos[~inside]] - 1] = True
+    out = np.empty_like(need_s)
+    out[order] = need_s
+    return out
+
+
 # -- what the rule guarantees, and the traps it has ------------------------------------------
 
 
@@ -196,10 +218,10 @@ def demo_labels_digest(
     kinds = episode_kinds(episode, human) if kinds is None else kinds
     demo_rows = ~kinds.rollout_rows
     order = np.argsort(episode[demo_rows], kind="stable")
-    h = hashlib.sha256()
-    for value in labels[demo_rows][order]:
-        h.update(("\x01" if value is None else str(value)).encode() + b"\0")
-    return h.hexdigest()
+    ordered = labels[demo_rows][order]
+    # each label's bytes followed by NUL (a null as \x01), hashed from the joined bytes, not label by label
+    joined = joined_label_bytes(pa.array(ordered, pa.string())) + b"\0" if ordered.size else b""
+    return hashlib.sha256(joined).hexdigest()
 
 
 def long_lookahead_warning(cols: LabelColumns, lookahead: int) -> str | None:
@@ -252,9 +274,13 @@ def tied_at_threshold(advantage: np.ndarray, labels: np.ndarray, thresholds: lis
 def label_transitions(before: np.ndarray, after: np.ndarray) -> dict[str, int]:
     """ "old->new": frames, over the rows whose label changes (a null label reads "null")."""
     changed = before != after
-    shown = np.where(before[changed] == None, "null", before[changed]).astype(str)  # noqa: E711 (elementwise)
-    moves, counts = np.unique(shown + "->" + after[changed].astype(str), return_counts=True)
-    return dict(zip(moves.tolist(), counts.tolist()))
+    if not changed.any():
+        return {}
+    pairs = pa.table(
+        {"b": pa.array(before[changed], pa.string()).fill_null("null"), "a": pa.array(after[changed], pa.string())}
+    )
+    counted = pairs.group_by(["b", "a"]).aggregate([([], "count_all")]).to_pylist()
+    return dict(sorted((f"{r['b']}->{r['a']}", int(r["count_all"])) for r in counted))
 
 
 def share_per_task(cols: LabelColumns, result: LabelResult) -> dict[str, float | None]:

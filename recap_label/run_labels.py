@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput
-from recap_label.lerobot.columns import read_label_columns
+from recap_label.lerobot.columns import read_label_columns, shared_strings
 from recap_label.lerobot.dataset import (
     DatasetFiles,
     read_parquet_table,
@@ -75,8 +76,7 @@ def _labels_at_run(ds: DatasetFiles, record: Lineage, run: LabelRun, cols) -> np
         if nxt is None:
             continue
         prior = read_parquet_table(ds.root / nxt.prior_labels, ["file", "label"])
-        files = np.asarray(prior["file"].to_numpy(zero_copy_only=False), dtype=object)
-        values = np.asarray(prior["label"].to_numpy(zero_copy_only=False), dtype=object)[files == rel]
+        values = shared_strings(prior["label"].filter(pc.equal(prior["file"], rel)))
         if values.size != hi - lo:
             raise BadInput(
                 f"the run journal of {nxt.id} does not cover {rel} whole; {run.id}'s labels cannot be rebuilt, "
@@ -112,7 +112,10 @@ def load_side(arg: str, settings: Settings) -> Side:
     key = (cols.episode[sel].astype(np.int64) << 32) | cols.frame[sel].astype(np.int64)
     order = np.argsort(key, kind="stable")
     labels = np.asarray(labels[sel], dtype=object)[order]
-    labels = np.where(np.isin(labels, CLASSES), labels, "none")
+    known = np.zeros(labels.size, dtype=bool)
+    for name in CLASSES:  # one comparison per class: np.isin would sort the str objects
+        known |= labels == name
+    labels = np.where(known, labels, "none")
     side = Side(
         arg,
         ds.root,
@@ -142,7 +145,7 @@ def _sidecar_values(ds: DatasetFiles, side: Side) -> tuple[np.ndarray | None, np
     table = sidecar[1]
     key = (table["episode_index"].to_numpy().astype(np.int64) << 32) | table["frame_index"].to_numpy().astype(np.int64)
     order = np.argsort(key, kind="stable")
-    labels = np.asarray(table["label"].to_numpy(zero_copy_only=False), dtype=object)[order]
+    labels = shared_strings(table["label"])[order]
     if not np.array_equal(key[order], side.key) or not np.array_equal(labels, side.labels):
         return None, None, f"{side.title}: the values sidecar holds another run's V; V not compared"
     column = lambda name: table[name].to_numpy(zero_copy_only=False).astype(np.float64)[order]

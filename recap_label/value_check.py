@@ -90,6 +90,21 @@ def assess(
     human, labels = np.asarray(human, dtype=bool), np.asarray(labels, dtype=object)
     from_end, ids, inverse = _from_end(episode, frame)
     notes, warnings = [], []
+    have = np.isfinite(value)
+    if not have.all():  # `label --infer needed` left intervention frames that are no endpoint without V
+        notes.append(
+            f"V of {int(have.sum()):,} of {value.size:,} rollout frames (label --infer needed): this section covers "
+            "those frames only"
+        )
+        episode, frame, human, value, labels, from_end = (
+            a[have] for a in (episode, frame, human, value, labels, from_end)
+        )
+        advantage, mc_value, last_reward = (
+            None if a is None else np.asarray(a)[have] for a in (advantage, mc_value, last_reward)
+        )
+        if value.size == 0:
+            return None
+        ids, inverse = np.unique(episode, return_inverse=True)
 
     counts = np.bincount(inverse, minlength=ids.size)
     mean = np.bincount(inverse, weights=value, minlength=ids.size) / counts
@@ -197,10 +212,11 @@ def _keys(episode: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return (np.asarray(episode, dtype=np.int64) << 32) | np.asarray(frame, dtype=np.int64)
 
 
-def section_of_dataset(ds, settings, run) -> tuple[ValueModelSection | None, str | None]:
-    """The section from the values sidecar and the dataset's columns; (None, why) when there is
-    no sidecar or it does not hold the labels on disk (a rolled-back run's)."""
-    from recap_label.lerobot.columns import read_label_columns, scalar_column
+def section_of_dataset(ds, settings, run, cols=None) -> tuple[ValueModelSection | None, str | None]:
+    """The section from the values sidecar and the dataset's columns (`cols`: the LabelColumns
+    already read, else read here); (None, why) when there is no sidecar or it does not hold the
+    labels on disk (a rolled-back run's)."""
+    from recap_label.lerobot.columns import read_label_columns, scalar_column, shared_strings
     from recap_label.values.cache import read_sidecar
 
     if run is None:
@@ -209,17 +225,18 @@ def section_of_dataset(ds, settings, run) -> tuple[ValueModelSection | None, str
     if side is None:
         return None, "value model: no values sidecar (labels from an older recap-label?); section skipped"
     table = side[1]
-    cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
+    if cols is None:
+        cols = read_label_columns(ds, human_col=settings.human_col, adv_col=settings.adv_col)
     names = ds.schema(ds.data_files[0]).names
     extra = [c for c in (settings.mc_value_col, settings.reward_col) if c in names]
-    more = ds.read_columns(["episode_index", "frame_index", *extra]) if extra else None
+    more = ds.read_columns(extra) if extra else None  # rows in the order of cols (both: data files in order)
     row_keys = _keys(cols.episode, cols.frame)
     side_keys = _keys(table["episode_index"].to_numpy(), table["frame_index"].to_numpy())
     order = np.argsort(row_keys)
     pos = np.searchsorted(row_keys, side_keys, sorter=order)
     pos = np.minimum(pos, row_keys.size - 1)
     rows = order[pos]
-    side_labels = np.asarray(table["label"].to_numpy(zero_copy_only=False), dtype=object)
+    side_labels = shared_strings(table["label"])
     if not np.array_equal(row_keys[rows], side_keys) or not np.array_equal(cols.labels[rows], side_labels):
         return (
             None,
@@ -228,12 +245,10 @@ def section_of_dataset(ds, settings, run) -> tuple[ValueModelSection | None, str
         )
     mc = last = None
     if more is not None:
-        more_keys = _keys(more["episode_index"].to_numpy(), more["frame_index"].to_numpy())
-        more_rows = np.argsort(more_keys)[np.searchsorted(more_keys, side_keys, sorter=np.argsort(more_keys))]
         if settings.mc_value_col in extra:
-            mc = scalar_column(more[settings.mc_value_col]).astype(np.float64)[more_rows]
+            mc = scalar_column(more[settings.mc_value_col]).astype(np.float64)[rows]
         if settings.reward_col in extra:
-            reward = scalar_column(more[settings.reward_col]).astype(np.float64)[more_rows]
+            reward = scalar_column(more[settings.reward_col]).astype(np.float64)[rows]
             last = last_frame_reward(table["episode_index"].to_numpy(), table["frame_index"].to_numpy(), reward)
     thresholds = [t for t in (run.thresholds or {}).values() if t is not None]
     section = assess(

@@ -16,7 +16,7 @@ def test_quick_bench_runs_every_section(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["quick"] and result["env"]["torch"] and result["env"]["cores"]
     sections = {r["section"].split()[0] for r in result["results"]}
-    assert sections == {"1", "2", "3", "4", "5", "6", "7"}
+    assert sections == {"1", "2", "3", "4", "5", "6", "7", "8"}
     by_name = {r["name"]: r for r in result["results"]}
     assert by_name["sequential / random access"]["value"] > 0
     assert all(r["value"] is None or r["value"] >= 0 for r in result["results"])

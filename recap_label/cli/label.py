@@ -250,6 +250,15 @@ def label_cmd(
     allow_original: Annotated[
         bool, typer.Option("--allow-original", help="Allow labeling a dataset that is not a recap-label copy.")
     ] = False,
+    infer: Annotated[
+        str,
+        typer.Option(
+            "--infer",
+            help="Which rollout frames the value model scores: 'all' (V complete, for the value-model section, view "
+            "and diff) or 'needed' (the fast mode: autonomous frames and their lookahead endpoints only; the same "
+            "labels).",
+        ),
+    ] = "all",
     json_out: JsonOpt = None,
 ):
     import recap_label.commands.label as labeling
@@ -276,5 +285,6 @@ def label_cmd(
         dry_run=request.dry_run,
         recompute=request.recompute,
         allow_original=request.allow_original,
+        infer=request.infer,
     )
     show(settings, outcome, render.labeled)

@@ -162,6 +162,7 @@ def diff_tables(d, top: int | None):
         t.add_row(
             "|ΔV| mean / max", f"{num(d.values['mean_abs_dv'], '{:.4f}')} / {num(d.values['max_abs_dv'], '{:.4f}')}"
         )
+        t.add_row("frames with V on both sides", f"{d.values.get('frames', 0):,}")
         tables.append(t)
     t = Table(title="thresholds and settings that differ", title_justify="left")
     t.add_column("", no_wrap=True)

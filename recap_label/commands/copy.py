@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from recap_label.errors import BadInput, DatasetError, Interrupted, RecapError
-from recap_label.lerobot.columns import label_column_digest, label_counts
+from recap_label.errors import BadInput, Interrupted, RecapError
+from recap_label.lerobot.columns import label_column_summary, label_counts
 from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.lerobot.fingerprint import copy_fingerprint
 from recap_label.lerobot.line import line_of, members, next_copy
@@ -208,7 +208,7 @@ def copy_dataset(
             from_original=from_original,
             progress=progress,
         )
-    except KeyboardInterrupt:  # before the copy began, or while counting labels after it finished
+    except KeyboardInterrupt:  # before the copy began (after it, _copy_dataset says what is done)
         raise Interrupted("interrupted before anything was written; run the same command to copy") from None
 
 
@@ -247,7 +247,7 @@ def _copy_dataset(
     undo = UndoStack()  # what takes every step back, newest first, should a later one fail
     step = "copy"  # then "finish" (after the rename), then "register"
     try:
-        _build_copy(plan, tmp, src_arg, src_ds, adv_col, advance, undo)
+        src_counts = _build_copy(plan, tmp, src_arg, src_ds, adv_col, advance, undo)
         if do_register and not (entry.exists() or entry.is_symlink()):
             # registered before the rename: a crash after the rename leaves a registered, complete
             # copy (not an unregistered one that the next `copy` would skip as iteration N+1); a
@@ -308,36 +308,32 @@ def _copy_dataset(
     except BaseException:
         undo.unwind()
         raise
+    # the copy's files were compared with the source's bytes (sha256 of each): its label counts are the source's
     try:
-        dest_ds = DatasetFiles.open(plan.dest)
-        src_counts = label_counts(src_ds, adv_col)
-        dest_counts = label_counts(dest_ds, adv_col)
+        return CopyResult(
+            src,
+            plan.dest,
+            plan.iteration,
+            len(plan.files),
+            plan.total_bytes,
+            registered,
+            src_counts,
+            src_counts,
+            notes=notes,
+            on_reported=lambda: _drop_pending_mark(plan.dest),
+        )
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted after the copy was finished: {plan.dest} is complete"
             f"{' and registered' if do_register else ''}; run the same command again to see its report (it copies "
             f"nothing again)"
         ) from None
-    if src_counts != dest_counts:  # cannot happen after the byte check; kept as a last guard
-        raise DatasetError(f"label distribution of the copy differs from the source; delete {plan.dest} and copy again")
-    return CopyResult(
-        src,
-        plan.dest,
-        plan.iteration,
-        len(plan.files),
-        plan.total_bytes,
-        registered,
-        src_counts,
-        dest_counts,
-        notes=notes,
-        on_reported=lambda: _drop_pending_mark(plan.dest),
-    )
 
 
 def _build_copy(
     plan: CopyPlan, tmp: Path, src_arg: str, src_ds: DatasetFiles, adv_col: str, advance, undo: UndoStack
-) -> None:
-    """Copy, verify and give a lineage record to the hidden folder `tmp`."""
+) -> dict[str, int] | None:
+    """Copy, verify and give a lineage record to the hidden folder `tmp`; the source's label counts."""
     tmp.mkdir()
     undo.push(lambda: shutil.rmtree(tmp, ignore_errors=True))
     crash_point("copy-mkdir")
@@ -350,6 +346,7 @@ def _build_copy(
     _verify_tree(tmp, plan, hashes)
     crash_point("copy-verified")
     parent = read_lineage(plan.src)
+    label_digest, label_counts_ = label_column_summary(src_ds, adv_col)
     source = SourceRecord(
         given=src_arg,
         path=str(plan.src.absolute()),
@@ -357,7 +354,7 @@ def _build_copy(
         codebase_version=src_ds.version,
         fingerprint=copy_fingerprint([(rel, real) for rel, real, _size in plan.files], hashes),
         label_column=adv_col,
-        label_column_sha256=label_column_digest(src_ds, adv_col),
+        label_column_sha256=label_digest,
     )
     record = Lineage.new_copy(
         plan.iteration,
@@ -373,6 +370,7 @@ def _build_copy(
     for rel in ["", *plan.dirs]:
         os.chmod(tmp / rel, copied_mode(os.stat(plan.src / rel).st_mode, folder=True))
         fsync_dir(tmp / rel)
+    return label_counts_
 
 
 def _register_copy(dest: Path, lerobot_home: Path) -> Path:

@@ -166,12 +166,15 @@ def diff_datasets(
     values = None
     if a.value is not None and b.value is not None:
         va, vb = a.value[ia], b.value[ib]
+        both = np.isfinite(va) & np.isfinite(vb)  # `label --infer needed` leaves some frames without V
+        va, vb = va[both], vb[both]
         dv = np.abs(vb - va)
         values = {
             "pearson": pearson(va, vb),
             "spearman": spearman(va, vb),
             "mean_abs_dv": float(dv.mean()) if dv.size else None,
             "max_abs_dv": float(dv.max()) if dv.size else None,
+            "frames": int(both.sum()),  # the frames both sides have V for
         }
     thresholds = {}
     for name in sorted(set(a.run.thresholds) | set(b.run.thresholds)):

@@ -22,6 +22,7 @@ from recap_label.lerobot.columns import LabelColumns, read_label_columns
 from recap_label.lerobot.dataset import DatasetFiles
 from recap_label.rule import (
     LabelResult,
+    needed_rows,
     RuleSettings,
     apply_rule_to,
     demo_labels_digest,
@@ -74,6 +75,7 @@ class LabelPlan:
     inference_stats: dict = field(
         default_factory=dict
     )  # the value model's stats, when inference ran (values.model_source)
+    infer: dict = field(default_factory=dict)  # --infer: its mode and the frames with and without V
 
 
 @dataclass
@@ -95,6 +97,7 @@ class LabelOutcome:
     value_model: object | None = None  # value_check.ValueModelSection of the V this run used
     performance: dict | None = None  # inference speed, time split and what it ran on (None: no inference)
     on_reported: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # store.completion
+    infer: dict | None = None  # --infer: mode, rollout frames with V and skipped (commands.label._infer_record)
 
     @classmethod
     def of(cls, plan: LabelPlan, *, dry_run: bool, notes: list[str], timings: dict[str, float]) -> "LabelOutcome":
@@ -114,6 +117,7 @@ class LabelOutcome:
             [*notes, *plan.notes],
             timings,
             performance=performance(plan.inference_stats, write, timings),
+            infer=plan.infer or None,
         )
 
     @classmethod
@@ -170,6 +174,7 @@ class LabelOutcome:
             "notes": self.notes,
             "timings_s": self.timings,
             "performance": self.performance,
+            "infer": self.infer,
             "value_model": None if self.value_model is None else self.value_model.to_json(),
         }
 
@@ -328,18 +333,18 @@ def commit_labels(
     t0 = time.perf_counter()
     cols, adv_col = plan.cols, plan.settings.adv_col
     txn = Transaction(ds.root, plan.run_id)
-    rewritten, prior_files, prior_labels = [], [], []
+    rewritten, prior_files, prior_labels = [], [], []  # per file: its name, its rows' labels before (arrays)
     created: dict[str, str] = {}  # file → its schema metadata before the column was added (for rollback)
     for path, (lo, hi) in plan.changed_files:
         txn.stage_labels(path, adv_col, plan.new_labels[lo:hi], signature=cols.signatures.get(path))
         rel = path.relative_to(ds.root).as_posix()
         rewritten.append(rel)
-        prior_files += [rel] * (hi - lo)
+        prior_files.append(pa.DictionaryArray.from_arrays(np.zeros(hi - lo, np.int32), pa.array([rel])))
         if path in plan.add_column:
             created[rel] = encode_schema_metadata(ds.schema(path).metadata)
-            prior_labels += [None] * (hi - lo)
+            prior_labels.append(pa.nulls(hi - lo, pa.string()))
         else:
-            prior_labels += list(cols.labels[lo:hi])
+            prior_labels.append(pa.array(cols.labels[lo:hi], pa.string()))
     info_prior = None
     if plan.add_feature:
         info_prior = info_prior_file(plan.run_id)
@@ -348,7 +353,12 @@ def commit_labels(
         txn.stage_bytes(ds.root / info_prior, (ds.root / INFO_JSON).read_bytes())
         txn.stage_bytes(ds.root / INFO_JSON, (json.dumps(info, indent=4, ensure_ascii=False) + "\n").encode())
     prior = prior_labels_file(plan.run_id)
-    prior_table = pa.table({"file": pa.array(prior_files, pa.string()), "label": pa.array(prior_labels, pa.string())})
+    prior_table = pa.table(
+        {
+            "file": pa.chunked_array([f.cast(pa.string()) for f in prior_files], pa.string()),
+            "label": pa.chunked_array(prior_labels, pa.string()),
+        }
+    )
     if created:
         prior_table = prior_table.replace_schema_metadata({CREATED_COLUMN_KEY: json.dumps(created).encode()})
     txn.stage_table(ds.root / prior, prior_table)
@@ -433,10 +443,15 @@ def run_label(
     dry_run: bool = False,
     recompute: bool = False,
     allow_original: bool = False,
+    infer: str = "all",
 ) -> LabelOutcome | None:
-    """The whole `label` command; None on a non-zero torchrun rank (rank 0 reports)."""
+    """The whole `label` command; None on a non-zero torchrun rank (rank 0 reports). `infer`:
+    "all" rollout frames get V, or only the "needed" ones (rule.needed_rows; the same labels)."""
     started = time.perf_counter()
     dist = distributed.start()
+    if dist is not None and infer == "needed":
+        dist.release()
+        raise BadInput("--infer needed runs in one process; under torchrun use --infer all (the default)")
     if dist is not None and dist.rank != 0:
         distributed.follow(ds_root, source, dist)
         return None
@@ -457,7 +472,7 @@ def run_label(
             refuse_unlabelable(ds.root, lineage, allow_original)
             lineage = lineage or Lineage.for_original()
             cache = ValueCache.of(ds, source, settings, dry_run=True)
-            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
+            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started, infer)
             timings["total"] = time.perf_counter() - started
             kept = cache.dry_run_dir
             notes = (
@@ -481,6 +496,7 @@ def run_label(
                 "source": source.provenance(),
                 "allow_original": allow_original,
                 "recompute": recompute,
+                "infer": infer,
             }
             landed = lineage.run(lock.interrupted_run("label", args) or "")
             if isinstance(landed, LabelRun) and landed is lineage.runs[-1]:
@@ -498,7 +514,7 @@ def run_label(
                 outcome.on_reported = completion.reporter(ds.root)
                 return outcome
             lock.declare("label", args, lineage.next_run_id())
-            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started)
+            plan, timings = _plan(ds, settings, rule, cache, lineage, recompute, dist, started, infer)
             _refuse_live_scorers(cache)  # one may have started while V was gathered
             _run, written = commit_labels(
                 ds,
@@ -530,9 +546,10 @@ def _finished_note(run_id: str) -> str:
 
 
 def _plan(
-    ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float
+    ds, settings, rule, cache: ValueCache, lineage: Lineage, recompute: bool, dist, started: float, infer: str = "all"
 ) -> tuple[LabelPlan, dict[str, float]]:
-    """Read the columns, obtain V for the rollout episodes, plan the labels."""
+    """Read the columns, obtain V for the rollout episodes (`infer` "needed": for the frames the
+    rule uses only), plan the labels."""
     cols = read_label_columns(
         ds, human_col=settings.human_col, adv_col=settings.adv_col, reward_col=settings.reward_col
     )
@@ -540,11 +557,16 @@ def _plan(
     source = cache.source
     source.bind(ds)
     episodes = cols.rollout_episodes()
+    required = needed_rows(cols, rule.lookahead, rule.tail_bootstrap) if infer == "needed" else None
     if dist is not None:
         values = distributed.lead(cache, episodes, recompute, dist)
     else:
-        values = cache.gather(episodes, recompute=recompute)
-    value = assemble_values(cols.episode, cols.frame, cols.rollout_rows, values.by_episode, source.name)
+        values = cache.gather(
+            episodes, recompute=recompute, want=None if required is None else _frames_of(cols, required)
+        )
+    value = assemble_values(
+        cols.episode, cols.frame, cols.rollout_rows, values.by_episode, source.name, required=required
+    )
     t_values = time.perf_counter()
     plan = plan_labels(
         ds,
@@ -558,8 +580,41 @@ def _plan(
         input_keys=values.input_keys,
     )
     plan.inference_stats = dict(getattr(source, "stats", None) or {})
+    plan.infer = _infer_record(infer, cols, value, required)
+    if required is not None:
+        plan.notes.append(infer_note(plan.infer))
     t_rule = time.perf_counter()
     return plan, {"read": t_read - started, "values": t_values - t_read, "rule": t_rule - t_values}
+
+
+def _frames_of(cols: LabelColumns, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """Per rollout episode, the frame indices of its `rows` (bool per row)."""
+    g = cols.groups
+    chosen = np.asarray(rows, dtype=bool)[g.order]
+    frames = np.asarray(cols.frame, dtype=np.int64)[g.order]
+    rollout = set(cols.rollout_episodes())
+    return {int(e): frames[lo:hi][chosen[lo:hi]] for e, lo, hi in zip(g.ids, g.starts, g.stops) if int(e) in rollout}
+
+
+def _infer_record(infer: str, cols: LabelColumns, value: np.ndarray, required: np.ndarray | None) -> dict:
+    """What `--infer` did: rollout frames, those with V, those left without (skipped), those the rule needs."""
+    rollout = cols.rollout_rows
+    with_v = int(np.count_nonzero(np.isfinite(value[rollout])))
+    return {
+        "mode": infer,
+        "rollout_frames": int(np.count_nonzero(rollout)),
+        "frames_with_value": with_v,
+        "frames_skipped": int(np.count_nonzero(rollout)) - with_v,
+        "frames_needed": None if required is None else int(np.count_nonzero(required & rollout)),
+    }
+
+
+def infer_note(record: dict) -> str:
+    return (
+        f"--infer needed: V for {record['frames_with_value']:,} of {record['rollout_frames']:,} rollout frames; "
+        f"{record['frames_skipped']:,} intervention frames that are no lookahead endpoint were not scored (they are "
+        f"labeled positive whatever V says; the labels are those of --infer all)"
+    )
 
 
 def _with_value_model(outcome: LabelOutcome, plan: LabelPlan, settings: Settings, ds: DatasetFiles) -> LabelOutcome:

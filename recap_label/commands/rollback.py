@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow.compute as pc
 
 from recap_label.config import Settings
 from recap_label.errors import BadInput, UnsafeWriteError
 from recap_label.invariants import verify_dataset
+from recap_label.lerobot.columns import shared_strings
 from recap_label.lerobot.dataset import DatasetFiles, read_parquet_table
 from recap_label.lerobot.active import (
     after_unlabel,
@@ -223,16 +225,17 @@ def _undo(
             )
     adv_col = newest_first[0].settings.adv_col
     labels: dict[
-        str, list | dict
+        str, np.ndarray | dict
     ] = {}  # file → its prior labels, or its schema metadata from before the column existed
     info_prior = None
     for run in newest_first:  # newest first: each run's prior state is the next one's input
         prior = read_parquet_table(ds.root / run.prior_labels, ["file", "label"])
-        files = np.asarray(prior["file"].to_numpy(zero_copy_only=False), dtype=object)
-        values = np.asarray(prior["label"].to_numpy(zero_copy_only=False), dtype=object)
+        files = pc.dictionary_encode(prior["file"].combine_chunks())  # a few file names, a code per row
+        names, codes = files.dictionary.to_pylist(), files.indices.to_numpy(zero_copy_only=False)
+        values = shared_strings(prior["label"])
         created = json.loads((prior.schema.metadata or {}).get(CREATED_COLUMN_KEY, b"{}"))
-        for rel in dict.fromkeys(files.tolist()):
-            labels[rel] = decode_schema_metadata(created[rel]) if rel in created else values[files == rel].tolist()
+        for code, rel in enumerate(names):
+            labels[rel] = decode_schema_metadata(created[rel]) if rel in created else values[codes == code]
         if run.info_json_prior:
             info_prior = (ds.root / run.info_json_prior).read_bytes()
     rollback_id = record.next_run_id()

@@ -43,7 +43,7 @@ def _read_and_check(ds: DatasetFiles, settings: Settings, with_episodes: bool, p
     report = verify_dataset(ds, settings, with_episodes=with_episodes)
     from recap_label.value_check import section_of_dataset
 
-    report.value_model, why = section_of_dataset(ds, settings, report.active_run)
+    report.value_model, why = section_of_dataset(ds, settings, report.active_run, cols=report.columns)
     if why:
         report.notes.append(why)
     if plot is not None:

@@ -212,7 +212,16 @@ def _labels(table: pa.Table, adv_col: str) -> np.ndarray:
     col = table[adv_col]
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise DatasetError(f"label column {adv_col!r} has type {col.type}, not string; pass the right --adv-col")
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+    return shared_strings(col)
+
+
+def shared_strings(col) -> np.ndarray:
+    """A string column as an object array whose rows share one str per distinct value (None for
+    null): 8 bytes a row, where to_numpy makes a new str object for every row."""
+    encoded = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    words = np.array(encoded.dictionary.to_pylist() + [None], dtype=object)
+    codes = encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)
+    return words[codes]
 
 
 def _reward(table: pa.Table, reward_col: str) -> np.ndarray:
@@ -237,28 +246,47 @@ def _files_with(ds: DatasetFiles, column: str) -> list[Path]:
 
 def label_counts(ds: DatasetFiles, adv_col: str) -> dict[str, int] | None:
     """Label value counts over the data files that have the column, or None when none has it."""
-    files = _files_with(ds, adv_col) if ds.data_files else []
-    if not files:
-        return None
-    counts = pc.value_counts(ds.read_columns([adv_col], files)[adv_col]).to_pylist()
-    return {
-        ("null" if c["values"] is None else str(c["values"])): int(c["counts"])
-        for c in sorted(counts, key=lambda c: str(c["values"]))
-    }
+    return label_column_summary(ds, adv_col)[1]
 
 
 def label_column_digest(ds: DatasetFiles, adv_col: str) -> str | None:
     """sha256 over the label column of every data file, in file order (None if no file has it;
     a file without it counts as such)."""
+    return label_column_summary(ds, adv_col)[0]
+
+
+def label_column_summary(ds: DatasetFiles, adv_col: str) -> tuple[str | None, dict[str, int] | None]:
+    """(label_column_digest, label_counts) from one read of the label column, file by file.
+
+    The digest is sha256 over each file's relative path and then its labels joined by NUL (a null
+    label as \x01), computed on the column's bytes rather than on a Python string per row."""
     files = set(_files_with(ds, adv_col)) if ds.data_files else set()
     if not files:
-        return None
+        return None, None
     h = hashlib.sha256()
+    counts: dict[str, int] = {}
     for path in ds.data_files:
         h.update(path.relative_to(ds.root).as_posix().encode())
         if path not in files:
             h.update(b"\0(no label column)\0")
             continue
-        values = ds.read_columns([adv_col], [path])[adv_col].to_pylist()
-        h.update(b"\0".join(b"\x01" if v is None else v.encode() for v in values))
-    return h.hexdigest()
+        col = ds.read_columns([adv_col], [path])[adv_col]
+        for c in pc.value_counts(col).to_pylist():
+            key = "null" if c["values"] is None else str(c["values"])
+            counts[key] = counts.get(key, 0) + int(c["counts"])
+        h.update(joined_label_bytes(col))
+    return h.hexdigest(), dict(sorted(counts.items(), key=lambda kv: "None" if kv[0] == "null" else kv[0]))
+
+
+def joined_label_bytes(col) -> bytes:
+    """b"\0".join(label bytes, a null as b"\x01") of a string column, without a str per row."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(arr) == 0:
+        return b""
+    arr = arr.fill_null("\x01").cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    values = (
+        np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    )
+    return np.insert(values, offsets[1:-1] - offsets[0], 0).tobytes()

@@ -485,7 +485,7 @@ def rewrite_label_column(src: Path, dst: Path, column: str, values) -> None:
         for i in range(pf.num_row_groups):
             table = pf.read_row_group(i)
             n = table.num_rows
-            new = pa.array(list(values[offset : offset + n]), type=fld.type)
+            new = pa.array(values[offset : offset + n], type=fld.type)
             table = table.set_column(idx, fld, new) if idx < table.num_columns else table.append_column(fld, new)
             writer.write_table(table, row_group_size=max(n, 1))
             offset += n

@@ -125,10 +125,17 @@ def sidecar_table(
 
 
 def sidecar_values(
-    ds: DatasetFiles, table: pa.Table, episodes: list[int], keys: dict[int, str] | None = None
+    ds: DatasetFiles,
+    table: pa.Table,
+    episodes: list[int],
+    keys: dict[int, str] | None = None,
+    want: dict[int, np.ndarray] | None = None,
+    partial: dict[int, EpisodeValues] | None = None,
 ) -> dict[int, EpisodeValues]:
-    """V from the sidecar table for the episodes it covers whole and, when `keys` are given,
-    whose inputs are unchanged since (the key stored with them matches)."""
+    """V from the sidecar table for the episodes it covers whole (`want`: holds V for each of
+    those frame indices of the episode) and, when `keys` are given, whose inputs are unchanged
+    since (the key stored with them matches). A sidecar written by `--infer needed` holds V for
+    some frames only (NaN for the others); the episodes it covers in part go into `partial`."""
     stored = {}
     try:
         stored = {
@@ -137,20 +144,33 @@ def sidecar_values(
         }
     except (ValueError, TypeError, AttributeError):
         stored = {}
+    value = table["value"].to_numpy(zero_copy_only=False).astype(np.float64)
+    has = np.isfinite(value)
     split = {
         ev.episode_index: ev
         for ev in split_by_episode(
-            table["episode_index"].to_numpy(),
-            table["frame_index"].to_numpy(),
-            table["value"].to_numpy().astype(np.float64),
-            episodes,
+            table["episode_index"].to_numpy()[has], table["frame_index"].to_numpy()[has], value[has], episodes
         )
     }
-    return {
-        e: ev
-        for e, ev in split.items()
-        if ev.frame_index.size == ds.episodes[e].length and (not keys or stored.get(e) == keys.get(e))
-    }
+    out = {}
+    for e, ev in split.items():
+        if keys and stored.get(e) != keys.get(e):
+            continue
+        if ev.frame_index.size == ds.episodes[e].length if want is None else np.isin(want[e], ev.frame_index).all():
+            out[e] = ev
+        elif partial is not None and ev.frame_index.size:
+            partial[e] = ev
+    return out
+
+
+def merged(a: EpisodeValues | None, b: EpisodeValues) -> EpisodeValues:
+    """The frames of both (b's value where both have one), sorted by frame."""
+    if a is None or a.frame_index.size == 0:
+        return b
+    frames = np.concatenate([b.frame_index, a.frame_index])
+    values = np.concatenate([b.value, a.value])
+    frames, first = np.unique(frames, return_index=True)
+    return EpisodeValues(b.episode_index, frames, values[first])
 
 
 # -- where dry-run values live, and the parts kept in a dataset --------------------------------
@@ -199,6 +219,17 @@ class Lookup:
     earlier: PartialValues | None = None  # the parts a dry run kept outside the dataset
     parts: PartialValues | None = None  # where inference writes (open_inference)
     todo: list[int] = field(default_factory=list)  # what inference is to compute (open_inference)
+    want: dict[int, np.ndarray] | None = None  # per episode, the frames that need V (None: every frame)
+    partial: dict[int, EpisodeValues] = field(default_factory=dict)  # the sidecar's V of part of an episode
+
+    def rest(self, e: int, length: int) -> np.ndarray | int:
+        """What inference (or a part) must still provide for episode e: its length when that is
+        every frame, else the frame indices."""
+        wanted = np.arange(length) if self.want is None else np.asarray(self.want[e], dtype=np.int64)
+        have = self.partial.get(e)
+        if have is not None:
+            wanted = wanted[~np.isin(wanted, have.frame_index)]
+        return length if wanted.size == length else wanted
 
     @property
     def missing(self) -> list[int]:
@@ -264,42 +295,63 @@ class ValueCache:
 
     # -- the lookup order ------------------------------------------------------------------------
 
-    def gather(self, episodes: list[int], *, recompute: bool = False) -> Values:
-        """V for every frame of `episodes`, in the lookup order, inferring what no cache holds
-        (`recompute`: infer everything again). Cached values whose episode's inputs changed are
-        computed again."""
-        look = self.lookup(episodes, recompute=recompute)
+    def gather(
+        self, episodes: list[int], *, recompute: bool = False, want: dict[int, np.ndarray] | None = None
+    ) -> Values:
+        """V for every frame of `episodes` (`want`: per episode, only those frame indices; `--infer
+        needed`), in the lookup order, inferring what no cache holds (`recompute`: infer everything
+        again). Cached values whose episode's inputs changed are computed again."""
+        look = self.lookup(episodes, recompute=recompute, want=want)
         if look.done is not None:
             return look.done
         parts = self.open_inference(look, recompute=recompute)
         try:
-            for ev in self.source.episode_values(self.ds, look.todo):
+            for ev in self._infer(look, look.todo):
                 parts.add(ev)
         except BaseException:
             parts.remove_if_empty()  # nothing to resume from: leave no trace
             raise
         return self.finish(look)
 
-    def lookup(self, episodes: list[int], *, recompute: bool = False) -> Lookup:
+    def _rest(self, look: Lookup, episodes: list[int]) -> dict[int, int | np.ndarray]:
+        return {e: look.rest(e, self.ds.episodes[e].length) for e in episodes}
+
+    def _take(self, look: Lookup, found: dict[int, EpisodeValues]) -> None:
+        """Values read for the missing episodes, joined to what the sidecar holds of each."""
+        for e, ev in found.items():
+            look.values[e] = merged(look.partial.get(e), ev)
+
+    def _infer(self, look: Lookup, episodes: list[int]) -> Iterator[EpisodeValues]:
+        """The source's values of what `episodes` still lack (whole episodes: every frame)."""
+        rest = self._rest(look, episodes)
+        if all(isinstance(r, int) for r in rest.values()):
+            return self.source.episode_values(self.ds, episodes)
+        frames = {e: (np.arange(r) if isinstance(r, int) else r) for e, r in rest.items()}
+        return self.source.episode_values(self.ds, episodes, frames=frames)
+
+    def lookup(
+        self, episodes: list[int], *, recompute: bool = False, want: dict[int, np.ndarray] | None = None
+    ) -> Lookup:
         """Steps 1-4 of the lookup order: no inference, no model loaded."""
         ds, source = self.ds, self.source
         if not self.caches:
             values = {ev.episode_index: ev for ev in source.episode_values(ds, episodes)}
             provenance = source.provenance()
             return Lookup(episodes, {}, values).finished(provenance["source"], provenance)
-        look = Lookup(episodes, source.input_keys(ds, episodes))  # once: for PNG cameras it reads the image bytes
+        if want is not None:  # an episode none of whose frames needs V is not asked for at all
+            episodes = [e for e in episodes if np.size(want.get(e, ()))]
+        look = Lookup(episodes, source.input_keys(ds, episodes), want=want)  # once: PNG cameras read image bytes
         sidecar_provenance = None
         cached = None if recompute else reusable_sidecar(ds.root, source)
         if cached is not None:
             sidecar_provenance = cached[0]
-            look.values = sidecar_values(ds, cached[1], episodes, look.keys)
+            look.values = sidecar_values(ds, cached[1], episodes, look.keys, want, look.partial)
             if not look.missing:
                 return look.finished("sidecar (no inference)", sidecar_provenance)
             look.from_sidecar, look.changed = len(look.values), True
-        lengths = self._lengths(episodes)
         found = look.found = None if recompute else self._reusable(look.keys, read_only=self.dry_run)
         if found is not None:
-            look.values.update(found.read_whole({e: lengths[e] for e in look.missing}))
+            self._take(look, found.read_whole(self._rest(look, look.missing)))
             shards = found.split()
             unfinished = found.missing_shards(set(look.values))
             if unfinished and shards is not None:
@@ -326,7 +378,7 @@ class ValueCache:
             and sidecar_provenance in (None, earlier.provenance)
             and (found is None or found.provenance == earlier.provenance)
         ):
-            look.values.update(earlier.read_whole({e: lengths[e] for e in look.missing}))
+            self._take(look, earlier.read_whole(self._rest(look, look.missing)))
             if not look.missing:
                 return look.finished(
                     f"values kept by an earlier --dry-run in {self.dry_run_dir} (no inference)"
@@ -344,16 +396,16 @@ class ValueCache:
         ).ensure()
         if recompute:
             parts.drop(look.episodes)
-            look.values = {}
+            look.values, look.partial = {}, {}
         elif all(p is None or p.dir != parts.dir for p in (look.found, look.earlier)):
-            look.values.update(parts.read_whole(self._lengths(look.missing)))
+            self._take(look, parts.read_whole(self._rest(look, look.missing)))
         look.todo = look.missing
         return parts
 
     def finish(self, look: Lookup, ranks: list[list[int]] | None = None) -> Values:
         """Step 5 ends: read back what inference wrote (`ranks`: how torchrun split `look.todo`)."""
         parts = look.parts
-        look.values.update(parts.read_whole(self._lengths(look.todo)))
+        self._take(look, parts.read_whole(self._rest(look, look.todo)))
         lost = look.missing
         if lost:
             raise BadInput(
@@ -363,6 +415,11 @@ class ValueCache:
         if ranks is not None:
             sizes = ", ".join(f"rank {r}: {len(a)}" for r, a in enumerate(ranks))
             how = f"inference on {len(ranks)} ranks (episodes {sizes}; {n - todo} already done)"
+        elif look.partial:
+            how = (
+                f"sidecar for {look.from_sidecar} episode(s) whole and {len(look.partial)} in part (written by "
+                f"--infer needed); inference for the frames it lacks"
+            )
         elif look.changed:
             how = f"sidecar for {look.from_sidecar} episode(s); inference for {todo} whose inputs changed since"
         elif todo < n:

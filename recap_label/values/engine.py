@@ -106,10 +106,12 @@ class EpisodeFrames(IterableDataset):
         batch: int,
         task_tokens: dict[int, np.ndarray],
         device_letterbox: bool = False,
+        wanted: dict[int, np.ndarray] | None = None,
     ):
         self.root, self.episodes, self.columns = root, episodes, columns
         self.size, self.batch, self.task_tokens = size, batch, task_tokens
         self.device_letterbox = device_letterbox
+        self.wanted = wanted  # per episode, the frame indices to infer (None: every frame)
 
     def __iter__(self) -> Iterator[Batch]:
         from concurrent.futures import ThreadPoolExecutor
@@ -119,10 +121,12 @@ class EpisodeFrames(IterableDataset):
         if not mine:
             return
         ds = DatasetFiles.open(self.root)
-        plan = []  # (episode, frame_index array, task_index array)
+        plan = []  # (episode, frame_index array, task_index array, their row positions in the episode)
         for ep in mine:
             rows = ds.episode_rows(ep, ["task_index"])
-            plan.append((ep, rows["frame_index"].to_numpy().astype(np.int64), rows["task_index"].to_numpy()))
+            frames, tasks = rows["frame_index"].to_numpy().astype(np.int64), rows["task_index"].to_numpy()
+            at = np.arange(frames.size) if self.wanted is None else np.flatnonzero(np.isin(frames, self.wanted[ep]))
+            plan.append((ep, frames[at], tasks[at], at))
         cams = [k for k, col in enumerate(self.columns) if col]
         # inside a DataLoader worker one codec thread each: the workers already fill the cores
         threads = 1 if info is not None else None
@@ -190,16 +194,21 @@ class _CameraReader:
         self.stream: Iterator[np.ndarray] | None = None
 
     def frames(self, plan_index: int, start: int, stop: int) -> Iterator[np.ndarray]:
-        """Rows start..stop of the plan's episode, which must follow the previous call's rows."""
-        episode, frame_index, _tasks = self.plan[plan_index]
-        if plan_index != self.current or start < self.position:
+        """Rows start..stop of the plan's episode, which must follow the previous call's rows;
+        frames between the rows asked for (`--infer needed`) are decoded and passed over."""
+        episode, frame_index, _tasks, at = self.plan[plan_index]
+        if start >= stop:
+            return
+        if plan_index != self.current or at[start] < self.position:
             self.current, self.position = plan_index, 0
             self.stream = iter_episode_frames(self.ds, episode, self.column, threads=self.threads)
-        for _ in range(self.position, start):  # after a rewind: skip what was read before
-            next(self.stream)
         shape = None
         for row in range(start, stop):
+            while self.position < at[row]:  # after a rewind, or a frame not asked for: skip it
+                next(self.stream)
+                self.position += 1
             frame = next(self.stream)
+            self.position += 1
             if shape is None:
                 shape = frame.shape
             elif frame.shape != shape:
@@ -208,7 +217,6 @@ class _CameraReader:
                     f"{int(frame_index[row])}; the dataset is inconsistent"
                 )
             yield frame
-        self.position = stop
 
     def rewind(self) -> None:
         self.current = -1
@@ -226,7 +234,7 @@ def _batch_tensor(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
 def _fixed_batches(plan, batch: int) -> Iterator[list[tuple[int, int, int]]]:
     """Segments (plan index, start row, stop row) of each batch of `batch` rows, across episode ends."""
     segments, room = [], batch
-    for i, (_ep, frames, _tasks) in enumerate(plan):
+    for i, (_ep, frames, _tasks, _at) in enumerate(plan):
         start = 0
         while start < frames.size:
             stop = min(frames.size, start + room)
@@ -348,9 +356,14 @@ class Engine:
         return self._forward_fn
 
     def episode_values(
-        self, ds: DatasetFiles, episodes: list[int], columns: list[str | None]
+        self,
+        ds: DatasetFiles,
+        episodes: list[int],
+        columns: list[str | None],
+        frames: dict[int, np.ndarray] | None = None,
     ) -> Iterator[EpisodeValues]:
-        """V of every frame of `episodes`, one episode at a time; `columns` per camera slot in model order."""
+        """V of every frame of `episodes` (`frames`: of those frame indices only), one episode at a
+        time; `columns` per camera slot in model order."""
         from collections import deque
 
         if not episodes:
@@ -363,7 +376,9 @@ class Engine:
                 warn(f"task {index} is longer than {tokens.size} tokens: truncation drops '\\nValue:' (as in pistar)")
             task_tokens[index] = tokens.astype(np.int64)
         size = self.model_config.image_size
-        stream = EpisodeFrames(ds.root, episodes, columns, size, self.batch_size, task_tokens, self.device_letterbox)
+        stream = EpisodeFrames(
+            ds.root, episodes, columns, size, self.batch_size, task_tokens, self.device_letterbox, frames
+        )
         cuda = self.device.type == "cuda"
         loader = DataLoader(
             stream,
@@ -373,8 +388,8 @@ class Engine:
             pin_memory=cuda,
             prefetch_factor=4 if self.num_workers else None,
         )
-        total = int(sum(ds.episodes[e].length for e in episodes))
-        lengths = {e: ds.episodes[e].length for e in episodes}
+        lengths = {e: ds.episodes[e].length if frames is None else int(np.size(frames[e])) for e in episodes}
+        total = int(sum(lengths.values()))
         pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         in_flight: deque = deque()
         results = _ResultBuffers(self.batch_size, self.device, RESULT_LAG + 2)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from recap_label.config import DEVICE_RE, Settings, default_num_workers
 from recap_label.errors import BadInput, CheckpointError, DatasetError, DeviceError, TokenizerError, warn
 from recap_label.lerobot.dataset import DatasetFiles
@@ -253,13 +255,16 @@ class ModelValues:
         self.prepare()
         return self._engine
 
-    def episode_values(self, ds: DatasetFiles, episodes: list[int]) -> Iterator[EpisodeValues]:
+    def episode_values(
+        self, ds: DatasetFiles, episodes: list[int], frames: dict[int, np.ndarray] | None = None
+    ) -> Iterator[EpisodeValues]:
+        """V of `episodes`, every frame (or, per episode, the frame indices in `frames`)."""
         if self._slots is None:
             self.bind(ds)
         engine = self.engine
         load_s = self._load(engine) if episodes else 0.0
         try:
-            yield from engine.episode_values(ds, episodes, list(self._slots.values()))
+            yield from engine.episode_values(ds, episodes, list(self._slots.values()), frames)
         finally:
             self.stats = {**engine.stats, **self.run_facts(), "load_s": load_s}
 

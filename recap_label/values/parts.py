@@ -107,15 +107,20 @@ class PartialValues:
         write_file_atomic(self._part(ev.episode_index), lambda p: pq.write_table(table, p))
         crash_point("episode-values")
 
-    def read(self, episode: int, length: int) -> EpisodeValues | None:
+    def read(self, episode: int, length: int | np.ndarray) -> EpisodeValues | None:
         """The part of `episode` if it reads back whole (schema, `length` finite values of
-        distinct frames), else None: it is dropped and the episode is scored again."""
+        distinct frames; or, given frame indices, finite values of distinct frames among which
+        are all of those), else None: it is dropped and the episode is scored again."""
         path = self._part(episode)
         try:
             t = pq.read_table(path)
             frames = t["frame_index"].to_numpy()
             values = t["value"].to_numpy().astype(np.float64)
-            whole = t.num_rows == length and np.isfinite(values).all() and np.unique(frames).size == length
+            distinct = np.isfinite(values).all() and np.unique(frames).size == t.num_rows
+            if isinstance(length, (int, np.integer)):
+                whole = t.num_rows == length and distinct
+            else:
+                whole = distinct and bool(np.isin(length, frames).all())
             stored = (t.schema.metadata or {}).get(b"recap_label.input_key", b"").decode()
         except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
             whole, stored = False, ""
@@ -144,8 +149,9 @@ class PartialValues:
         for e in episodes:
             self._part(e).unlink(missing_ok=True)
 
-    def read_whole(self, lengths: dict[int, int]) -> dict[int, EpisodeValues]:
-        """The parts that read back whole, for the given episodes and lengths."""
+    def read_whole(self, lengths: dict[int, int | np.ndarray]) -> dict[int, EpisodeValues]:
+        """The parts that read back whole, for the given episodes and lengths (or frame indices
+        each part must hold: see `read`)."""
         done = self.done()
         out = {}
         for e, n in lengths.items():
