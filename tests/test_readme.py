@@ -47,9 +47,7 @@ def test_example_config_file_parses(lerobot_home, tmp_path, cli):
     got = json.loads(cli("config", "--json").stdout)  # the lerobot_home fixture runs in tmp_path
     in_file = [line.split("=")[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("#")]
     assert in_file and all(got[k]["source"] == f"file {tmp_path / 'recap-label.toml'}" for k in in_file)
-    assert (
-        got["lookahead"]["value"] == 50 and got["wrist_image_col"]["value"] == "observation.images.left_wrist_camera"
-    )
+    assert got["lookahead"]["value"] == 50 and got["wrist_image_col"]["value"] == "observation.images.left_wrist_camera"
 
 
 def test_shell_completion_the_typer_way(tmp_path):
