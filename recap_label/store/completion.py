@@ -84,9 +84,13 @@ def sigint_deferred():
 
 def record_pending(root: Path, record: dict, summary: str) -> None:
     """The command `record` names (command, args, run, pid, pid_start) is done; its report is
-    still to be printed."""
-    write_json_atomic(root / REPORT_PENDING, {**record, "summary": summary})
+    still to be printed. Called right after the commit: from here on every message says the work
+    was done, also when the record itself cannot be written."""
     committed(summary)
+    try:
+        write_json_atomic(root / REPORT_PENDING, {**record, "summary": summary})
+    except OSError:
+        pass  # housekeeping only: the lock's intent names this run until the lock is released
 
 
 def read_pending(root: Path) -> dict | None:
