@@ -79,11 +79,12 @@ IMAGE_STATS_PIXEL_STRIDE = 4
 PATTERN_AMPLITUDE = 12
 
 ENCODER_BY_CODEC = {"av1": ("libsvtav1", "libaom-av1"), "h264": ("libx264",)}
-# LeRobot's encode_video_frames defaults: keyframe every 2 frames, crf 30, preset 12 for SVT-AV1.
+# LeRobot's encode_video_frames defaults: keyframe every 2 frames, preset 12 for SVT-AV1 (the crf,
+# 30 in LeRobot, is CameraSpec.crf).
 ENCODER_OPTIONS = {
-    "libsvtav1": {"g": "2", "crf": "30", "preset": "12"},
-    "libaom-av1": {"g": "2", "crf": "30", "cpu-used": "8"},
-    "libx264": {"g": "2", "crf": "30"},
+    "libsvtav1": {"g": "2", "preset": "12"},
+    "libaom-av1": {"g": "2", "cpu-used": "8"},
+    "libx264": {"g": "2"},
 }
 
 
@@ -144,12 +145,17 @@ class EpisodeSpec:
 
 @dataclass
 class CameraSpec:
-    """A camera feature: "image" = PNG bytes inside the parquet, "video" = mp4 files."""
+    """A camera feature: "image" = PNG bytes inside the parquet, "video" = mp4 files.
+
+    crf: the encoder's quality (LeRobot's default 30). At 30, SVT-AV1 3.x (PyAV 18.1.1) repeats
+    the previous picture for some frames of a small, slowly changing image; a test that compares
+    decoded pixels with `expected_rgb` asks for a lower crf."""
 
     kind: Literal["image", "video"]
     height: int
     width: int
     codec: Literal["av1", "h264"] = "av1"
+    crf: int = 30
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video"):
@@ -673,7 +679,8 @@ def _encode_video(path: Path, camera_name: str, camera: CameraSpec, fps: int, se
     encoder = _encoder_name(camera.codec)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(encoder, rate=fps, options=ENCODER_OPTIONS[encoder])
+        options = {**ENCODER_OPTIONS[encoder], "crf": str(camera.crf)}
+        stream = container.add_stream(encoder, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = camera.width, camera.height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
         pts = 0
